@@ -1,0 +1,1 @@
+"""The open-line rating bot: composition, transports, the Bitrix24 client and storage."""

@@ -1,0 +1,318 @@
+"""Every knob of the service, read from the environment and an optional `.env` file.
+
+The names are an external contract (architecture doc, "External contract"): operators' configs
+depend on them, so a field here is renamed only together with that table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+)
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["json", "console"]
+TelegramMode = Literal["polling", "webhook"]
+
+# Settings whose values are secrets or may hold one: never echoed in an error screen.
+SECRET_SETTINGS = frozenset(
+    {"b24_webhook_url", "b24_client_id", "telegram_bot_token", "telegram_webhook_secret"}
+)
+
+_WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9]+)/?$")
+_BOT_CODE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
+
+
+class UserAllowList(BaseModel):
+    """A set of user ids, or everyone (`*`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    everyone: bool = False
+    ids: frozenset[int] = frozenset()
+
+    def allows(self, user_id: int) -> bool:
+        return self.everyone or user_id in self.ids
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and any loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_list(raw: object) -> object:
+    """Comma-separated env values become lists; anything else is left to pydantic."""
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def _parse_int(item: str, what: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,18}", item):
+        raise ValueError(f"{what} must be positive whole numbers, found {item!r}")
+    return int(item)
+
+
+def normalise_webhook_url(raw: str) -> str:
+    """Check an incoming-webhook URL and return it with exactly one trailing slash.
+
+    Messages never contain the URL itself: its path holds the webhook code.
+    """
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise ValueError("must be an https:// URL such as https://portal.bitrix24.ru/rest/1/code/")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https:// (plain http is accepted only for loopback addresses)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not carry a query, a fragment or credentials")
+    if not _WEBHOOK_PATH.match(parts.path):
+        raise ValueError("must end in /rest/<user id>/<webhook code>/ as Bitrix24 shows it")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+
+
+class Settings(BaseSettings):
+    """The service's configuration; see the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
+    )
+
+    bot_host: str = Field("0.0.0.0", description="listen address")  # noqa: S104
+    bot_port: int = Field(8080, ge=1, le=65535, description="listen port")
+    bot_public_url: str | None = Field(
+        None,
+        description="base URL by which Bitrix24 and Telegram reach the service "
+        "(default http://127.0.0.1:<BOT_PORT>)",
+    )
+    bot_database_url: str = Field(
+        "sqlite:///data/bot.sqlite3", description="storage, sqlite:///<path>"
+    )
+    bot_log_level: LogLevel = Field("info", description="debug, info, warning, error")
+    bot_log_format: LogFormat | None = Field(
+        None, description="json or console (default: console on a terminal, json otherwise)"
+    )
+
+    b24_webhook_url: SecretStr | None = Field(
+        None, description="incoming webhook https://<portal>/rest/<user>/<code>/ (webhook mode)"
+    )
+    b24_client_id: SecretStr | None = Field(
+        None, description="CLIENT_ID of the webhook-registered bot (default: derived, stable)"
+    )
+    b24_supervisor_ids: Annotated[UserAllowList, NoDecode] = Field(
+        UserAllowList(),
+        description="Bitrix24 user ids allowed to rate in webhook mode, comma-separated, or *",
+    )
+    b24_rate_limit: float = Field(
+        2.0, gt=0, le=1000, description="the portal's leaky bucket: requests drained per second"
+    )
+    b24_rate_burst: int = Field(
+        50, ge=1, le=10000, description="the portal's leaky bucket: capacity"
+    )
+    b24_bot_code: str = Field("rating_bot", description="the bot's code in Bitrix24")
+    b24_bot_name: str = Field(
+        "Оценка диалогов", min_length=1, max_length=100, description="the bot's display name"
+    )
+
+    telegram_bot_token: SecretStr | None = Field(None, description="enables the Telegram side")
+    telegram_mode: TelegramMode = Field("polling", description="polling or webhook")
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Bot API base (a local Bot API server)"
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, description="checked on every Telegram webhook update"
+    )
+    telegram_allowed_chat_ids: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="chats whose members may send commands, comma-separated"
+    )
+    telegram_user_map: Annotated[dict[int, int], NoDecode] = Field(
+        default_factory=dict,
+        description="static links tg_user_id:b24_user_id, comma-separated",
+    )
+
+    @classmethod
+    def from_sources(
+        cls, environ: Mapping[str, str], *, env_file: Path | None = Path(".env")
+    ) -> Self:
+        """Read settings from `environ` over `env_file`, and from nowhere else.
+
+        `__main__` passes `os.environ`; tests pass a dict, so they never see the developer's
+        environment. `model_validate` skips BaseSettings' own reading of `os.environ`.
+        """
+        values: dict[str, Any] = {}
+        if env_file is not None and env_file.is_file():
+            values.update(DotEnvSettingsSource(cls, env_file=env_file, env_ignore_empty=True)())
+        values.update(_MappingEnvSource(cls, environ)())
+        return cls.model_validate(values)
+
+    @field_validator("bot_log_level", "bot_log_format", "telegram_mode", mode="before")
+    @classmethod
+    def _lower(cls, raw: object) -> object:
+        return raw.strip().lower() if isinstance(raw, str) else raw
+
+    @field_validator("bot_public_url", "telegram_api_url")
+    @classmethod
+    def _check_base_url(cls, raw: str | None) -> str | None:
+        if raw is None:
+            return None
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or a fragment")
+        return raw.strip().rstrip("/")
+
+    @field_validator("bot_database_url")
+    @classmethod
+    def _check_database_url(cls, raw: str) -> str:
+        if not raw.startswith("sqlite:///") or raw == "sqlite:///":
+            raise ValueError("must be sqlite:///<path> (the only storage engine so far)")
+        return raw
+
+    @field_validator("b24_webhook_url", mode="before")
+    @classmethod
+    def _check_webhook_url(cls, raw: object) -> object:
+        if isinstance(raw, SecretStr):
+            raw = raw.get_secret_value()
+        return normalise_webhook_url(raw) if isinstance(raw, str) else raw
+
+    @field_validator("b24_bot_code")
+    @classmethod
+    def _check_bot_code(cls, raw: str) -> str:
+        if not _BOT_CODE.match(raw):
+            raise ValueError("must be 1-50 Latin letters, digits or underscores")
+        return raw
+
+    @field_validator("b24_supervisor_ids", mode="before")
+    @classmethod
+    def _parse_supervisors(cls, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        items = _split_list(raw)
+        assert isinstance(items, list)  # noqa: S101 - _split_list turns str into list
+        if items == ["*"]:
+            return UserAllowList(everyone=True)
+        return UserAllowList(ids=frozenset(_parse_int(i, "user ids") for i in items))
+
+    @field_validator("telegram_allowed_chat_ids", mode="before")
+    @classmethod
+    def _parse_chat_ids(cls, raw: object) -> object:
+        items = _split_list(raw)
+        if not isinstance(items, list):
+            return items
+        chat_ids = set()
+        for item in items:
+            if not re.fullmatch(r"-?[0-9]{1,18}", item):
+                raise ValueError(f"chat ids must be whole numbers, found {item!r}")
+            chat_ids.add(int(item))
+        return frozenset(chat_ids)
+
+    @field_validator("telegram_user_map", mode="before")
+    @classmethod
+    def _parse_user_map(cls, raw: object) -> object:
+        items = _split_list(raw)
+        if not isinstance(items, list):
+            return items
+        links: dict[int, int] = {}
+        for item in items:
+            tg_user, sep, b24_user = item.partition(":")
+            if not sep:
+                raise ValueError(f"each link must be tg_user_id:b24_user_id, found {item!r}")
+            links[_parse_int(tg_user.strip(), "ids")] = _parse_int(b24_user.strip(), "ids")
+        return links
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Self:
+        # frozen=True: defaults derived from other settings are set once, here.
+        if self.bot_public_url is None:
+            object.__setattr__(self, "bot_public_url", f"http://127.0.0.1:{self.bot_port}")
+        if self.b24_client_id is None and self.b24_webhook_url is not None:
+            object.__setattr__(self, "b24_client_id", SecretStr(self._derived_client_id()))
+        if self.telegram_mode == "webhook" and self.telegram_webhook_secret is None:
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_MODE=webhook")
+        return self
+
+    def _derived_client_id(self) -> str:
+        """A CLIENT_ID that stays the same while the webhook and the bot code do.
+
+        Bitrix24 binds a webhook-registered bot to its CLIENT_ID (protocol notes §6.8), so a
+        new value on every start would orphan the bot; a hash keeps the webhook code out of it.
+        """
+        assert self.b24_webhook_url is not None  # noqa: S101 - checked by the caller
+        seed = f"{self.b24_webhook_url.get_secret_value()}|{self.b24_bot_code}"
+        digest = hashlib.sha256(b"openline-rating-bot client id\0" + seed.encode()).hexdigest()
+        return f"{self.b24_bot_code}_{digest[:24]}"
+
+    @property
+    def public_url(self) -> str:
+        """BOT_PUBLIC_URL, never None after validation."""
+        assert self.bot_public_url is not None  # noqa: S101 - set by _derive_defaults
+        return self.bot_public_url
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # An empty variable means "not set", as BOT_LOG_LEVEL= in a compose file usually does.
+        return {name.lower(): value for name, value in self._environ.items() if value != ""}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field: `bot_port` -> `BOT_PORT`."""
+    return field.upper()
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One screen for an operator: which variable is wrong and how, secrets never echoed."""
+    lines = [f"Configuration error: {error.error_count()} setting(s) invalid.", ""]
+    for item in error.errors(include_url=False):
+        loc = item["loc"]
+        field = str(loc[0]) if loc else ""
+        message = item["msg"].removeprefix("Value error, ")
+        if not field:
+            lines.append(f"  {message}")
+            continue
+        shown = ""
+        if field not in SECRET_SETTINGS and isinstance(item.get("input"), str | int | float):
+            shown = f" = {item['input']!r}"
+        lines.append(f"  {env_name(field)}{shown}")
+        lines.append(f"      {message}")
+    lines += [
+        "",
+        "Settings come from the environment and from a .env file in the working directory.",
+        "Run `python -m bot --help` for every setting and its default.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Every user-facing string, in Russian and English.
+
+Texts use Bitrix24's BB-codes sparingly ([b]); the Telegram side converts what it needs.
+Parameters are filled with `str.format`; a supervisor's own words (a comment in an example)
+are substituted, never interpreted as a template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, Literal
+
+Lang = Literal["ru", "en"]
+
+DEFAULT_LANG: Final[Lang] = "en"
+
+# Parameters that are counts and read better grouped (10 000 / 10,000).
+_GROUPED_PARAMS = frozenset({"length", "limit"})
+
+_HELP_RU = """\
+[b]Оценка диалогов открытых линий[/b]
+/rate <сессия> <оценка> <комментарий> — поставить оценку сессии и оставить комментарий
+Примеры:
+/rate 494 5 Молодец — оценка 5 и комментарий
+/rate 494 5 — только оценка (прежний комментарий сохранится)
+/rate 494 Долго отвечал — только комментарий (оценка не изменится)
+/rate 494 — выбрать оценку кнопками
+Сессию можно писать как 494 или #494, оценку — 5, 5/5 или ★★★★★.
+В чате самой открытой линии сессию можно не указывать: /rate 5 Молодец
+Вместо /rate можно писать /оценка. /help — эта справка."""
+
+_HELP_EN = """\
+[b]Rating open-line dialogs[/b]
+/rate <session> <rating> <comment> — rate a session and leave a comment
+Examples:
+/rate 494 5 Well done — rating 5 and a comment
+/rate 494 5 — rating only (an earlier comment is kept)
+/rate 494 Slow to answer — comment only (the rating stays as it is)
+/rate 494 — pick a rating with buttons
+Write the session as 494 or #494, the rating as 5, 5/5 or ★★★★★.
+Inside the open-line chat itself the session may be left out: /rate 5 Well done
+/оценка works as well as /rate. /help shows this text."""
+
+TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
+    "help": {"ru": _HELP_RU, "en": _HELP_EN},
+    "parse.not_a_command": {
+        "ru": "Я понимаю только команды, например: /rate 494 5 Молодец. Справка: /help",
+        "en": "I understand commands only, for example: /rate 494 5 Well done. Help: /help",
+    },
+    "parse.unknown_command": {
+        "ru": "Не знаю команду {command}. Список команд: /help",
+        "en": "Unknown command {command}. The list of commands: /help",
+    },
+    "parse.missing_session": {
+        "ru": "Укажите номер сессии после /rate, например: /rate 494 5 Молодец",
+        "en": "Put the session number after /rate, for example: /rate 494 5 Well done",
+    },
+    "parse.invalid_session": {
+        "ru": "«{token}» — не номер сессии: нужно целое число больше нуля, "
+        "например: /rate 494 5 Молодец",
+        "en": "“{token}” is not a session number: it must be a whole number above zero, "
+        "for example: /rate 494 5 Well done",
+    },
+    "parse.session_out_of_range": {
+        "ru": "Номер сессии {token} слишком большой (не больше {maximum}). "
+        "Проверьте номер, например: /rate 494 5 Молодец",
+        "en": "Session number {token} is too large (at most {maximum}). "
+        "Check the number, for example: /rate 494 5 Well done",
+    },
+    "parse.rating_out_of_range": {
+        "ru": "Оценка «{token}» не подходит: нужно целое число от 1 до 5. Исправленный "
+        "вариант: {example}",
+        "en": "Rating “{token}” does not fit: it must be a whole number from 1 to 5. "
+        "Corrected: {example}",
+    },
+    "parse.rating_or_session": {
+        "ru": "Оценка «{token}» не подходит: нужно целое число от 1 до 5, например: {example}\n"
+        "Если {token} — номер другой сессии, поставьте перед ним #: {session_example}",
+        "en": "Rating “{token}” does not fit: it must be a whole number from 1 to 5, for "
+        "example: {example}\nIf {token} is another session's number, put # before it: "
+        "{session_example}",
+    },
+    "parse.comment_too_long": {
+        "ru": "Комментарий слишком длинный: {length} символов, а Битрикс24 хранит не больше "
+        "{limit}. Сократите его и отправьте снова: {example}",
+        "en": "The comment is too long: {length} characters, and Bitrix24 keeps at most "
+        "{limit}. Shorten it and send again: {example}",
+    },
+}
+
+
+def pick_language(code: str | None) -> Lang:
+    """The reply language for a portal language code (`ru`, `ru-RU`, `en`, `de`, …).
+
+    Russian portals get Russian; every other language, known or not, falls back to English.
+    """
+    if code is None:
+        return DEFAULT_LANG
+    primary = code.strip().replace("_", "-").split("-", 1)[0].casefold()
+    return "ru" if primary == "ru" else DEFAULT_LANG
+
+
+def render(key: str, lang: Lang, **params: str | int) -> str:
+    """The text for `key` in `lang`, with its parameters filled in."""
+    values = {
+        name: _group(value, lang) if name in _GROUPED_PARAMS and isinstance(value, int) else value
+        for name, value in params.items()
+    }
+    return TEXTS[key][lang].format_map(values)
+
+
+def _group(number: int, lang: Lang) -> str:
+    grouped = f"{number:,}"
+    # Russian groups digits with a (non-breaking) space.
+    return grouped.replace(",", "\u00a0") if lang == "ru" else grouped

@@ -1,0 +1,273 @@
+"""Settings: the contract names, defaults, checks, and an error screen without secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from bot.config import Settings, UserAllowList, describe_settings_error
+
+WEBHOOK = "https://portal.bitrix24.ru/rest/1/k3yc0de5ecret77/"
+
+
+def load(env: dict[str, str], env_file: Path | None = None) -> Settings:
+    return Settings.from_sources(env, env_file=env_file)
+
+
+def invalid(env: dict[str, str]) -> str:
+    with pytest.raises(ValidationError) as caught:
+        load(env)
+    return describe_settings_error(caught.value)
+
+
+def plain(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = load({})
+    assert settings.bot_host == "0.0.0.0"
+    assert settings.bot_port == 8080
+    assert settings.public_url == "http://127.0.0.1:8080"
+    assert settings.bot_database_url == "sqlite:///data/bot.sqlite3"
+    assert settings.bot_log_level == "info"
+    assert settings.bot_log_format is None
+    assert settings.b24_webhook_url is None
+    assert settings.b24_client_id is None
+    assert settings.b24_supervisor_ids == UserAllowList()
+    assert (settings.b24_rate_limit, settings.b24_rate_burst) == (2, 50)
+    assert settings.b24_bot_code == "rating_bot"
+    assert settings.b24_bot_name == "Оценка диалогов"
+    assert settings.telegram_bot_token is None
+    assert settings.telegram_mode == "polling"
+    assert settings.telegram_api_url == "https://api.telegram.org"
+    assert settings.telegram_allowed_chat_ids == frozenset()
+    assert settings.telegram_user_map == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "field", "expected"),
+    [
+        ("BOT_HOST", "127.0.0.1", "bot_host", "127.0.0.1"),
+        ("BOT_PORT", "9000", "bot_port", 9000),
+        (
+            "BOT_PUBLIC_URL",
+            "https://bot.example.com/",
+            "bot_public_url",
+            "https://bot.example.com",
+        ),
+        (
+            "BOT_DATABASE_URL",
+            "sqlite:////var/lib/bot.db",
+            "bot_database_url",
+            "sqlite:////var/lib/bot.db",
+        ),
+        ("BOT_LOG_LEVEL", "DEBUG", "bot_log_level", "debug"),
+        ("BOT_LOG_FORMAT", "Console", "bot_log_format", "console"),
+        ("B24_WEBHOOK_URL", WEBHOOK.rstrip("/"), "b24_webhook_url", WEBHOOK),
+        ("B24_CLIENT_ID", "my_client", "b24_client_id", "my_client"),
+        (
+            "B24_SUPERVISOR_IDS",
+            "1, 27,1269",
+            "b24_supervisor_ids",
+            UserAllowList(ids=frozenset({1, 27, 1269})),
+        ),
+        ("B24_SUPERVISOR_IDS", "*", "b24_supervisor_ids", UserAllowList(everyone=True)),
+        ("B24_RATE_LIMIT", "5", "b24_rate_limit", 5.0),
+        ("B24_RATE_BURST", "250", "b24_rate_burst", 250),
+        ("B24_BOT_CODE", "quality_bot", "b24_bot_code", "quality_bot"),
+        ("B24_BOT_NAME", "Контроль качества", "b24_bot_name", "Контроль качества"),
+        ("TELEGRAM_BOT_TOKEN", "123456:ABC", "telegram_bot_token", "123456:ABC"),
+        ("TELEGRAM_MODE", "webhook", "telegram_mode", "webhook"),
+        ("TELEGRAM_API_URL", "http://127.0.0.1:8081", "telegram_api_url", "http://127.0.0.1:8081"),
+        ("TELEGRAM_WEBHOOK_SECRET", "s3cr3t", "telegram_webhook_secret", "s3cr3t"),
+        (
+            "TELEGRAM_ALLOWED_CHAT_IDS",
+            "-1001234567890, 42",
+            "telegram_allowed_chat_ids",
+            frozenset({-1001234567890, 42}),
+        ),
+        ("TELEGRAM_USER_MAP", "111:27, 222:1269", "telegram_user_map", {111: 27, 222: 1269}),
+    ],
+)
+def test_each_contract_name_sets_its_field(name: str, raw: str, field: str, expected: Any) -> None:
+    env = {name: raw}
+    if name == "TELEGRAM_MODE":
+        env["TELEGRAM_WEBHOOK_SECRET"] = "s3cr3t"
+    assert plain(getattr(load(env), field)) == expected
+
+
+def test_names_are_case_insensitive_and_empty_values_mean_default() -> None:
+    settings = load({"bot_port": "9001", "BOT_LOG_LEVEL": ""})
+    assert (settings.bot_port, settings.bot_log_level) == (9001, "info")
+
+
+def test_public_url_defaults_to_the_listen_port() -> None:
+    assert load({"BOT_PORT": "9100"}).public_url == "http://127.0.0.1:9100"
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("BOT_PORT=9200\nB24_BOT_CODE=from_file\n# a comment\nUNRELATED=1\n")
+    settings = load({"BOT_PORT": "9300"}, env_file=env_file)
+    assert (settings.bot_port, settings.b24_bot_code) == (9300, "from_file")
+
+
+def test_a_missing_env_file_is_no_error(tmp_path: Path) -> None:
+    assert load({}, env_file=tmp_path / "absent.env").bot_port == 8080
+
+
+def test_client_id_is_derived_stable_and_secret_free() -> None:
+    first = plain(load({"B24_WEBHOOK_URL": WEBHOOK}).b24_client_id)
+    again = plain(load({"B24_WEBHOOK_URL": WEBHOOK.rstrip("/")}).b24_client_id)
+    other_hook = plain(load({"B24_WEBHOOK_URL": WEBHOOK.replace("k3y", "n3w")}).b24_client_id)
+    other_bot = plain(load({"B24_WEBHOOK_URL": WEBHOOK, "B24_BOT_CODE": "b2"}).b24_client_id)
+    assert first == again
+    assert len({first, other_hook, other_bot}) == 3
+    assert first.startswith("rating_bot_")
+    assert "k3yc0de5ecret77" not in first
+
+
+def test_an_explicit_client_id_wins() -> None:
+    settings = load({"B24_WEBHOOK_URL": WEBHOOK, "B24_CLIENT_ID": "fixed"})
+    assert plain(settings.b24_client_id) == "fixed"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8090/rest/1/abc/",
+        "http://localhost/rest/1/abc",
+        "http://[::1]:80/rest/1/abc/",
+    ],
+)
+def test_plain_http_webhook_is_accepted_for_loopback(url: str) -> None:
+    assert plain(load({"B24_WEBHOOK_URL": url}).b24_webhook_url).endswith("/rest/1/abc/")
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("BOT_PORT", "eighty", "BOT_PORT = 'eighty'\n      Input should be a valid integer"),
+        (
+            "BOT_PORT",
+            "70000",
+            "BOT_PORT = '70000'\n      Input should be less than or equal to 65535",
+        ),
+        ("BOT_LOG_LEVEL", "loud", "BOT_LOG_LEVEL = 'loud'\n      Input should be 'debug'"),
+        (
+            "BOT_LOG_FORMAT",
+            "xml",
+            "BOT_LOG_FORMAT = 'xml'\n      Input should be 'json' or 'console'",
+        ),
+        (
+            "BOT_PUBLIC_URL",
+            "bot.example.com",
+            "BOT_PUBLIC_URL = 'bot.example.com'\n      must be an http:// or https:// URL",
+        ),
+        (
+            "BOT_DATABASE_URL",
+            "postgres://x",
+            "BOT_DATABASE_URL = 'postgres://x'\n      must be sqlite:///<path>",
+        ),
+        (
+            "B24_SUPERVISOR_IDS",
+            "1,bob",
+            "B24_SUPERVISOR_IDS = '1,bob'\n      user ids must be positive whole numbers",
+        ),
+        ("B24_RATE_LIMIT", "0", "B24_RATE_LIMIT = '0'\n      Input should be greater than 0"),
+        (
+            "B24_RATE_BURST",
+            "-5",
+            "B24_RATE_BURST = '-5'\n      Input should be greater than or equal to 1",
+        ),
+        ("B24_BOT_CODE", "my bot", "B24_BOT_CODE = 'my bot'\n      must be 1-50 Latin letters"),
+        (
+            "TELEGRAM_MODE",
+            "push",
+            "TELEGRAM_MODE = 'push'\n      Input should be 'polling' or 'webhook'",
+        ),
+        (
+            "TELEGRAM_ALLOWED_CHAT_IDS",
+            "x",
+            "TELEGRAM_ALLOWED_CHAT_IDS = 'x'\n      chat ids must be whole numbers",
+        ),
+        (
+            "TELEGRAM_USER_MAP",
+            "111=27",
+            "TELEGRAM_USER_MAP = '111=27'\n      each link must be tg_user_id:b24_user_id",
+        ),
+    ],
+)
+def test_an_invalid_setting_is_named_with_what_is_wrong(name: str, raw: str, message: str) -> None:
+    screen = invalid({name: raw})
+    assert screen.startswith("Configuration error: 1 setting(s) invalid.")
+    assert message in screen
+    assert "python -m bot --help" in screen
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://portal.bitrix24.ru/rest/1/k3yc0de5ecret77/", "must use https://"),
+        (
+            "https://portal.bitrix24.ru/k3yc0de5ecret77/",
+            "must end in /rest/<user id>/<webhook code>/",
+        ),
+        ("https://portal.bitrix24.ru/rest/1/k3yc0de5ecret77/?x=1", "must not carry a query"),
+        ("https://user:k3yc0de5ecret77@portal.bitrix24.ru/rest/1/x/", "must not carry a query"),
+        ("portal.bitrix24.ru/rest/1/k3yc0de5ecret77/", "must be an https:// URL"),
+    ],
+)
+def test_a_bad_webhook_url_is_explained_without_echoing_it(url: str, message: str) -> None:
+    screen = invalid({"B24_WEBHOOK_URL": url})
+    assert f"B24_WEBHOOK_URL\n      {message}" in screen
+    assert "k3yc0de5ecret77" not in screen
+
+
+@pytest.mark.parametrize(
+    "name", ["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "B24_CLIENT_ID", "B24_WEBHOOK_URL"]
+)
+def test_secret_settings_are_never_echoed(name: str) -> None:
+    """Even a value pydantic refuses for its type is not shown when the setting is secret."""
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({name.lower(): ["s3cr3t-value"]})
+    screen = describe_settings_error(caught.value)
+    assert name in screen
+    assert "s3cr3t-value" not in screen
+
+
+def test_several_errors_are_listed_together() -> None:
+    screen = invalid({"BOT_PORT": "x", "B24_RATE_BURST": "0"})
+    assert screen.startswith("Configuration error: 2 setting(s) invalid.")
+    assert "BOT_PORT" in screen
+    assert "B24_RATE_BURST" in screen
+
+
+def test_telegram_webhook_mode_needs_its_secret() -> None:
+    screen = invalid({"TELEGRAM_MODE": "webhook"})
+    assert "TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_MODE=webhook" in screen
+
+
+@pytest.mark.parametrize(
+    ("allow_list", "user_id", "allowed"),
+    [
+        (UserAllowList(), 1, False),
+        (UserAllowList(ids=frozenset({1, 27})), 27, True),
+        (UserAllowList(ids=frozenset({1, 27})), 28, False),
+        (UserAllowList(everyone=True), 12345, True),
+    ],
+)
+def test_user_allow_list(allow_list: UserAllowList, user_id: int, allowed: bool) -> None:
+    assert allow_list.allows(user_id) is allowed
+
+
+def test_the_shipped_env_example_is_valid() -> None:
+    example = Path(__file__).parents[2] / "deploy" / ".env.example"
+    settings = load({}, env_file=example)
+    assert settings.public_url == "https://rating-bot.example.com"
+    assert settings.b24_bot_name == "Оценка диалогов"
+    assert settings.b24_webhook_url is None

@@ -1,0 +1,106 @@
+"""`python -m bot` as an operator runs it: a real process with an environment we hand it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+
+
+def run_bot(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={"PYTHONIOENCODING": "utf-8", **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_help_explains_subcommands_and_every_setting(tmp_path: Path) -> None:
+    result = run_bot(["--help"], {}, tmp_path)
+    assert result.returncode == 0
+    assert "serve" in result.stdout
+    for name in Settings.model_fields:
+        assert name.upper() in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BOT_PORT": "http"}, "BOT_PORT = 'http'"),
+        ({"B24_WEBHOOK_URL": "http://portal.example/rest/1/k3yc0de5ecret77/"}, "B24_WEBHOOK_URL"),
+        ({"B24_SUPERVISOR_IDS": "all"}, "B24_SUPERVISOR_IDS"),
+    ],
+)
+def test_an_invalid_setting_exits_2_with_one_clear_screen(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    result = run_bot([], env, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Configuration error:")
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "k3yc0de5ecret77" not in result.stderr + result.stdout
+
+
+def test_a_dot_env_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BOT_LOG_LEVEL=shouting\n")
+    result = run_bot([], {}, tmp_path)
+    assert result.returncode == 2
+    assert "BOT_LOG_LEVEL = 'shouting'" in result.stderr
+
+
+def test_serves_healthz_logs_json_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"PYTHONIOENCODING": "utf-8", "BOT_HOST": "127.0.0.1", "BOT_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = _get_when_up(f"http://127.0.0.1:{port}/healthz", deadline=time.monotonic() + 20)
+        assert json.loads(body) == {"status": "ok"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    events = [json.loads(line)["event"] for line in stdout.splitlines()]
+    assert "service.started" in events
+    assert "http.request" in events
+
+
+def _get_when_up(url: str, deadline: float) -> str:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                body: str = response.read().decode()
+                return body
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
