@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -74,5 +73,4 @@ async def _log_startup(app: web.Application) -> None:
         public_url=settings.public_url,
         webhook_mode=settings.b24_webhook_url is not None,
         telegram=settings.telegram_bot_token is not None,
-        started_at=time.time(),
     )
