@@ -79,3 +79,82 @@ class RatingOrSession(RatingOutOfRange):
     """
 
     text_key = "parse.rating_or_session"
+
+
+class BitrixError(BotError):
+    """A Bitrix24 REST call failed. Carries no secret: no URL, no token, no webhook code.
+
+    `description` is Bitrix24's own `error_description`: for logs only, never for users
+    ("not intended to be shown to the end user in its raw form", protocol notes §8).
+    """
+
+    _retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        method: str,
+        code: str,
+        *,
+        status: int | None = None,
+        description: str = "",
+    ) -> None:
+        self.method = method
+        self.code = code
+        self.status = status
+        self.description = description
+        where = f"HTTP {status}" if status is not None else "in batch"
+        super().__init__(f"{method}: {code} ({where})")
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same call may succeed if made again later."""
+        return self._retryable
+
+
+class BitrixRateLimited(BitrixError):
+    """QUERY_LIMIT_EXCEEDED (503), OPERATION_TIME_LIMIT (429), OVERLOAD_LIMIT (503)."""
+
+    _retryable = True
+
+
+class BitrixAuthError(BitrixError):
+    """expired_token, invalid_token, NO_AUTH_FOUND (401): the credentials do not work."""
+
+
+class BitrixAccessDenied(BitrixError):
+    """ACCESS_DENIED, insufficient_scope, … (403): the credentials lack a right or a scope."""
+
+
+class BitrixMethodNotFound(BitrixError):
+    """ERROR_METHOD_NOT_FOUND (404): an unknown method, or one outside the granted scopes."""
+
+
+class BitrixServerError(BitrixError):
+    """A 5xx answer or INTERNAL_SERVER_ERROR: the portal failed, try again later."""
+
+    _retryable = True
+
+
+class BitrixMethodError(BitrixError):
+    """A method's own refusal (usually HTTP 400: EMPTY_SESSION_ID, BOT_ID_ERROR, …)."""
+
+
+class BitrixBadResponse(BitrixError):
+    """An answer that is not the REST envelope: an HTML error page, broken JSON, …"""
+
+    def __init__(self, method: str, *, status: int, content_type: str) -> None:
+        super().__init__(method, "BAD_RESPONSE", status=status, description=content_type)
+
+    @property
+    def retryable(self) -> bool:
+        # A proxy's HTML page for a 502/504 passes; a 200 with HTML will not get better.
+        return self.status is not None and self.status >= 500  # noqa: PLR2004
+
+
+class BitrixUnavailable(BitrixError):
+    """The portal could not be reached or did not answer in time (no HTTP status)."""
+
+    _retryable = True
+
+    def __init__(self, method: str, *, reason: str) -> None:
+        super().__init__(method, reason)

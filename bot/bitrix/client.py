@@ -1,0 +1,254 @@
+"""The only code that speaks HTTP to Bitrix24: auth, the envelope, typed errors, the leaky
+bucket, bounded retries and `batch`.
+
+Written here rather than taken from a library: the async ones drop the 4xx error body the bot
+must interpret, or own their session and print progress bars; the official SDK is synchronous
+(ecosystem notes §0-§1). Rate limiting and retries are libraries (aiolimiter, tenacity).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from aiolimiter import AsyncLimiter
+from pydantic import SecretStr
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from bot.bitrix.batch import MAX_BATCH, BatchCall, BatchResult, command_text, read_batch
+from bot.bitrix.envelope import RestResponse, read_envelope
+from bot.config import is_loopback_host
+from bot.errors import BitrixError, BitrixUnavailable
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT: Final = "openline-rating-bot/0.1"
+DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30, connect=5)
+
+
+def _check_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
+        return url
+    if parts.scheme != "https" or not parts.hostname:
+        # The URL itself is not in the message: it may hold a webhook code.
+        raise ValueError("Bitrix24 URLs must be https (plain http only for loopback hosts)")
+    return url
+
+
+class RestAuth(Protocol):
+    """How a call is addressed and authorised."""
+
+    @property
+    def portal(self) -> str:
+        """The portal's host: the key of its rate limit."""
+        ...
+
+    def url_for(self, method: str) -> str: ...
+
+    def auth_params(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class WebhookAuth:
+    """An incoming webhook `https://portal/rest/<user>/<code>/`: the code is in the path."""
+
+    base_url: SecretStr
+
+    def __post_init__(self) -> None:
+        _check_base_url(self.base_url.get_secret_value())
+
+    @property
+    def portal(self) -> str:
+        return urlsplit(self.base_url.get_secret_value()).netloc
+
+    def url_for(self, method: str) -> str:
+        return f"{self.base_url.get_secret_value().rstrip('/')}/{method}"
+
+    def auth_params(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """An OAuth access token used against a pinned `client_endpoint` (`https://portal/rest/`).
+
+    The endpoint is the one stored when the application was installed, never one taken from
+    an incoming event.
+    """
+
+    client_endpoint: str
+    access_token: SecretStr
+
+    def __post_init__(self) -> None:
+        _check_base_url(self.client_endpoint)
+
+    @property
+    def portal(self) -> str:
+        return urlsplit(self.client_endpoint).netloc
+
+    def url_for(self, method: str) -> str:
+        return f"{self.client_endpoint.rstrip('/')}/{method}"
+
+    def auth_params(self) -> dict[str, str]:
+        return {"auth": self.access_token.get_secret_value()}
+
+
+class PortalLimiters:
+    """One leaky bucket per portal, shared by every call to it (protocol notes §4.1).
+
+    Bitrix24 counts requests per portal and source address: X requests before blocking,
+    draining Y per second. aiolimiter's AsyncLimiter is exactly that bucket.
+    """
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, AsyncLimiter] = {}
+
+    def for_portal(self, portal: str) -> AsyncLimiter:
+        bucket = self._buckets.get(portal)
+        if bucket is None:
+            bucket = self._buckets[portal] = AsyncLimiter(self.burst, self.burst / self.rate)
+        return bucket
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and jitter, for retryable errors only."""
+
+    attempts: int = 5
+    deadline: float = 30.0  # seconds, across all attempts
+    initial_wait: float = 0.5
+    max_wait: float = 8.0
+
+
+class BitrixClient:
+    """Calls Bitrix24 REST methods for one portal through one shared aiohttp session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        auth: RestAuth,
+        limiters: PortalLimiters,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._session = session
+        self._auth = auth
+        self._limiter = limiters.for_portal(auth.portal)
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Call a method and return its `result`; raise a `BitrixError` subclass on failure."""
+        return (await self.call_full(method, params)).result
+
+    async def call_full(
+        self, method: str, params: Mapping[str, Any] | None = None
+    ) -> RestResponse:
+        """Call a method and return the whole envelope (`time`, `total`, `next`)."""
+        # v1 methods read their keys case-sensitively in upper case (protocol notes §3.2).
+        body = {key.upper(): value for key, value in (params or {}).items()}
+        return await self._with_retries(method, body)
+
+    async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
+        """Run calls through `batch`, 50 per request; per-call results and per-call errors.
+
+        A `$result[key]` reference must point to an earlier call of the same request of 50.
+        """
+        keys = [call.key for call in calls]
+        if len(set(keys)) != len(keys):
+            raise ValueError("batch call keys must be unique")
+        outcome = BatchResult(calls={call.key: call for call in calls})
+        for start in range(0, len(calls), MAX_BATCH):
+            chunk = calls[start : start + MAX_BATCH]
+            body = {
+                "halt": 1 if halt else 0,
+                "cmd": {c.key: command_text(c, chunk) for c in chunk},
+            }
+            response = await self._with_retries("batch", body)
+            read_batch(response.result, chunk, outcome)
+            if halt and outcome.errors:
+                break
+        return outcome
+
+    async def _with_retries(self, method: str, body: dict[str, Any]) -> RestResponse:
+        policy = self._retry
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
+            wait=wait_exponential_jitter(
+                initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
+            ),
+            retry=retry_if_exception(lambda e: isinstance(e, BitrixError) and e.retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        response: RestResponse = await retrying(self._post_once, method, body)
+        return response
+
+    async def _post_once(self, method: str, body: dict[str, Any]) -> RestResponse:
+        await self._limiter.acquire()
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            async with self._session.post(
+                self._auth.url_for(method),
+                json={**body, **self._auth.auth_params()},
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                timeout=self._timeout,
+            ) as answer:
+                status = answer.status
+                raw = await answer.read()
+                content_type = answer.content_type
+            response = read_envelope(method, status, content_type, raw)
+        except BitrixError as error:
+            _log_call(method, status, started, outcome=error.code)
+            raise
+        except TimeoutError:
+            _log_call(method, status, started, outcome="TIMEOUT")
+            # `from None`: a chained aiohttp error may quote the URL, which holds the code.
+            raise BitrixUnavailable(method, reason="TIMEOUT") from None
+        except aiohttp.ClientError as error:
+            _log_call(method, status, started, outcome=type(error).__name__)
+            raise BitrixUnavailable(method, reason=type(error).__name__) from None
+        _log_call(method, status, started, outcome="ok", operating=response.time.get("operating"))
+        return response
+
+
+def _log_call(
+    method: str, status: int | None, started: float, *, outcome: str, operating: Any = None
+) -> None:
+    log.info(
+        "bitrix.call",
+        method=method,
+        status=status,
+        outcome=outcome,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+        # Seconds this method has used of its per-method budget (480 s per 10 min, §4.2).
+        operating=operating,
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "bitrix.retry",
+        method=error.method if isinstance(error, BitrixError) else None,
+        code=error.code if isinstance(error, BitrixError) else None,
+        attempt=state.attempt_number,
+        wait_s=round(state.upcoming_sleep, 2),
+    )

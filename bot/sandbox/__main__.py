@@ -1,0 +1,47 @@
+"""`python -m bot.sandbox [--port N]`: a local Bitrix24 portal with seed data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from bot.sandbox.app import create_sandbox_app
+from bot.sandbox.seed import seeded_portal
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.sandbox",
+        description="A local stand-in for a Bitrix24 portal: REST at /rest/, inspection and "
+        "an event sender at /_sandbox/. Prints B24_WEBHOOK_URL for the service.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="listen address [127.0.0.1]")
+    parser.add_argument("--port", type=int, default=8090, help="listen port [8090]")
+    parser.add_argument(
+        "--rate", type=float, default=2.0, help="leaky bucket drain per second [2]"
+    )
+    parser.add_argument("--burst", type=int, default=50, help="leaky bucket capacity [50]")
+    parser.add_argument("--webhook-code", help="the main webhook's code [random]")
+    args = parser.parse_args(argv)
+    portal = seeded_portal(webhook_code=args.webhook_code)
+    hook = portal.webhooks[0]
+    print(
+        f"B24_WEBHOOK_URL=http://{args.host}:{args.port}/rest/{hook.user_id}/{hook.code}/",
+        flush=True,
+    )
+    print("B24_SUPERVISOR_IDS=27", flush=True)
+    web.run_app(
+        create_sandbox_app(portal, rate=args.rate, burst=args.burst),
+        host=args.host,
+        port=args.port,
+        print=None,
+        handler_cancellation=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The sandbox portal as an aiohttp application: REST, inspection API and event sender."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from bot.sandbox import batch, imbot, openlines
+from bot.sandbox.events import Delivery, EventSender
+from bot.sandbox.portal import Fault, Portal
+from bot.sandbox.rest import MethodImpl, RestServer
+
+METHODS: Final[Mapping[str, MethodImpl]] = {
+    "imbot.register": imbot.register,
+    "imbot.update": imbot.update,
+    "imbot.unregister": imbot.unregister,
+    "imbot.bot.list": imbot.bot_list,
+    "imbot.command.register": imbot.command_register,
+    "imbot.command.unregister": imbot.command_unregister,
+    "imbot.command.answer": imbot.command_answer,
+    "imbot.message.add": imbot.message_add,
+    "imbot.message.update": imbot.message_update,
+    "imopenlines.session.head.vote": openlines.head_vote,
+    "imopenlines.session.history.get": openlines.history_get,
+    "imopenlines.dialog.get": openlines.dialog_get,
+    "batch": batch.batch,
+    "profile": openlines.profile,
+}
+
+PORTAL = web.AppKey("portal", Portal)
+EVENTS = web.AppKey("events", EventSender)
+
+
+def create_sandbox_app(portal: Portal, *, rate: float = 2, burst: int = 50) -> web.Application:
+    """The portal's REST API under /rest/, and /_sandbox/ for tests and people."""
+    app = web.Application()
+    app[PORTAL] = portal
+    rest = RestServer(portal, METHODS, rate=rate, burst=burst)
+    app.router.add_route("*", "/rest/{tail:.+}", rest.handle)
+    app.router.add_get("/_sandbox/calls", _calls)
+    app.router.add_get("/_sandbox/messages", _messages)
+    app.router.add_get("/_sandbox/sessions/{id}", _session)
+    app.router.add_get("/_sandbox/bots", _bots)
+    app.router.add_post("/_sandbox/faults", _add_fault)
+    app.router.add_delete("/_sandbox/faults", _clear_faults)
+    app.router.add_post("/_sandbox/clock", _advance_clock)
+    app.router.add_post("/_sandbox/events/message", _send_message)
+    app.router.add_post("/_sandbox/events/click", _click)
+    app.cleanup_ctx.append(_event_sender)
+    return app
+
+
+async def _event_sender(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[EVENTS] = EventSender(app[PORTAL], session)
+        yield
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, sets and tuples as JSON-friendly values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not f.name.startswith("_")
+        }
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+async def _calls(request: web.Request) -> web.Response:
+    return web.json_response(jsonable(request.app[PORTAL].calls))
+
+
+async def _messages(request: web.Request) -> web.Response:
+    return web.json_response(jsonable(list(request.app[PORTAL].messages.values())))
+
+
+async def _session(request: web.Request) -> web.Response:
+    session = request.app[PORTAL].sessions.get(int(request.match_info["id"]))
+    if session is None:
+        raise web.HTTPNotFound
+    return web.json_response(jsonable(session))
+
+
+async def _bots(request: web.Request) -> web.Response:
+    portal = request.app[PORTAL]
+    return web.json_response(
+        {"bots": jsonable(portal.bots), "commands": jsonable(portal.commands)}
+    )
+
+
+async def _add_fault(request: web.Request) -> web.Response:
+    fields = {f.name for f in dataclasses.fields(Fault)}
+    body = await request.json()
+    request.app[PORTAL].faults.append(Fault(**{k: v for k, v in body.items() if k in fields}))
+    return web.json_response({"faults": len(request.app[PORTAL].faults)})
+
+
+async def _clear_faults(request: web.Request) -> web.Response:
+    request.app[PORTAL].faults.clear()
+    return web.json_response({"faults": 0})
+
+
+async def _advance_clock(request: web.Request) -> web.Response:
+    body = await request.json()
+    request.app[PORTAL].advance_clock(float(body["advance"]))
+    return web.json_response({"now": request.app[PORTAL].now()})
+
+
+async def _send_message(request: web.Request) -> web.Response:
+    body = await request.json()
+    deliveries = await request.app[EVENTS].send_message(
+        int(body["author_id"]), body["to"], str(body["text"]), mention=body.get("mention")
+    )
+    return web.json_response(_deliveries(deliveries))
+
+
+async def _click(request: web.Request) -> web.Response:
+    body = await request.json()
+    delivery = await request.app[EVENTS].click(
+        int(body["user_id"]), int(body["message_id"]), int(body.get("button", 0))
+    )
+    return web.json_response(_deliveries([delivery]))
+
+
+def _deliveries(deliveries: list[Delivery]) -> list[dict[str, Any]]:
+    return [
+        {"event": d.event, "url": d.url, "status": d.status, "body": d.body} for d in deliveries
+    ]

@@ -1,0 +1,313 @@
+"""The sandbox's event sender: bodies built as Bitrix24 builds them, posted to bot handlers.
+
+Form-urlencoded with PHP nested keys, every value a string, the field sets of protocol notes
+§1.5 and §1.9. Routing follows `Im\\Command::findCommands` and `Im\\Bot::onMessageAdd` (§0 items
+11, 12, 14): a message whose lines hold registered commands fires ONIMCOMMANDADD (the same
+command on several lines collapses into one `data[COMMAND]` entry, the last line's), and only a
+message that matched no command fires ONIMBOTMESSAGEADD.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+
+from bot.bitrix.form import flatten_form
+from bot.sandbox.portal import Bot, BotCommand, Chat, Message, Portal, User
+
+# The server's own pattern for a command line (§1.5, ONIMCOMMANDADD).
+_COMMAND_LINE: Final = re.compile(r"^/(?P<COMMAND>[^ \n]*) ?(?P<PARAMS>.*)$", re.MULTILINE)
+_MENTION: Final = re.compile(r"\[USER=(\d+)\][^\[]*\[/USER\]\s*", re.IGNORECASE)
+_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event posted to a handler, and what the handler answered."""
+
+    event: str
+    url: str
+    form: dict[str, Any]
+    status: int | None  # None: the handler could not be reached
+    body: str
+
+
+class EventSender:
+    """Turns what users do in the sandbox portal into events for the bots' handlers."""
+
+    def __init__(self, portal: Portal, session: aiohttp.ClientSession) -> None:
+        self.portal = portal
+        self.session = session
+        self._handler_ids: dict[str, int] = {}
+
+    async def send_message(
+        self, author_id: int, to: int | str, text: str, *, mention: int | None = None
+    ) -> list[Delivery]:
+        """`author_id` writes `text` to a bot (its user id) or into a chat (`chat<ID>`)."""
+        portal = self.portal
+        author = portal.user(author_id)
+        chat = self._chat_for(author_id, to)
+        original = f"[USER={mention}]bot[/USER] {text}" if mention else text
+        message = portal.post(chat.id, author_id, text, via="user")
+        matched = self._find_commands(chat, text)
+        if matched:
+            return [
+                await self.post(command.handler, self.command_form(message, author, chat, entries))
+                for command, entries in _by_command(matched)
+            ]
+        deliveries = []
+        for bot in self._bots_to_tell(chat, mention):
+            form = self.message_form(bot, message, author, chat, original)
+            deliveries.append(await self.post(bot.handlers["EVENT_MESSAGE_ADD"], form))
+        return deliveries
+
+    async def click(self, user_id: int, message_id: int, button: int) -> Delivery:
+        """A click on a keyboard button with a COMMAND: ONIMCOMMANDADD, context KEYBOARD."""
+        message = self.portal.messages[message_id]
+        buttons = (
+            message.keyboard.get("BUTTONS")
+            if isinstance(message.keyboard, dict)
+            else message.keyboard
+        )
+        spec = list(buttons or [])[button]
+        command = next(
+            c
+            for c in self.portal.commands.values()
+            if c.bot_id == message.author_id and c.command == str(spec["COMMAND"]).lower()
+        )
+        chat = self.portal.chats[message.chat_id]
+        params = str(spec.get("COMMAND_PARAMS", ""))
+        form = self.command_form(
+            message,
+            self.portal.user(user_id),
+            chat,
+            [(command, params, "KEYBOARD")],
+            text=f"/{command.command} {params}".strip(),
+        )
+        return await self.post(command.handler, form)
+
+    async def join(self, bot_id: int, user_id: int, chat_id: int | None = None) -> Delivery:
+        """A user opens a dialog with the bot, or adds it to a chat: ONIMBOTJOINCHAT."""
+        bot = self.portal.bots[bot_id]
+        chat = self.portal.chats[chat_id] if chat_id else self.portal.private_chat(bot.id, user_id)
+        if chat_id:
+            chat.members.add(bot.id)
+        user = self.portal.user(user_id)
+        params = {
+            "CHAT_TYPE": chat.type,
+            "MESSAGE_TYPE": chat.type,
+            "BOT_ID": bot.id,
+            "USER_ID": user.id,
+            "DIALOG_ID": user.id if chat.type == "P" else chat.dialog_id,
+            "LANGUAGE": self.portal.language,
+        }
+        if chat.type == "P":
+            params |= {"TO_USER_ID": user.id, "FROM_USER_ID": bot.id}
+        else:
+            params |= {
+                "CHAT_ID": chat.id,
+                "CHAT_AUTHOR_ID": chat.author_id,
+                "CHAT_ENTITY_TYPE": chat.entity_type,
+                "CHAT_ENTITY_ID": chat.entity_id,
+                "ACCESS_HISTORY": 1,
+            }
+        data = {
+            "BOT": {str(bot.id): self._bot_block(bot)},
+            "PARAMS": params,
+            "USER": _user_block(user, full=True),
+        }
+        return await self.post(
+            bot.handlers["EVENT_WELCOME_MESSAGE"], self._envelope("ONIMBOTJOINCHAT", bot, data)
+        )
+
+    async def delete_bot(self, bot_id: int) -> Delivery:
+        """The bot is deleted in the portal: ONIMBOTDELETE, and it is gone."""
+        bot = self.portal.bots.pop(bot_id)
+        data = {"BOT_ID": bot.id, "BOT_CODE": bot.code}
+        return await self.post(
+            bot.handlers["EVENT_BOT_DELETE"], self._envelope("ONIMBOTDELETE", bot, data)
+        )
+
+    async def post(self, url: str, form: Mapping[str, Any]) -> Delivery:
+        """POST a form as Bitrix24's queue server does; any body, any status is recorded."""
+        event = str(form.get("event", ""))
+        try:
+            async with self.session.post(url, data=flatten_form(form), timeout=_TIMEOUT) as answer:
+                return Delivery(event, url, dict(form), answer.status, await answer.text())
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return Delivery(event, url, dict(form), None, type(error).__name__)
+
+    def command_form(
+        self,
+        message: Message,
+        author: User,
+        chat: Chat,
+        entries: list[tuple[BotCommand, str, str]],
+        *,
+        text: str | None = None,
+    ) -> dict[str, Any]:
+        """ONIMCOMMANDADD for (command, params, context) entries of one message."""
+        commands: dict[str, Any] = {}
+        for command, line, context in entries:
+            bot = self.portal.bots[command.bot_id]
+            self.portal.answer_grants[(command.id, message.id)] = self.portal.now()
+            commands[str(command.id)] = self._bot_block(bot) | {
+                "COMMAND": command.command,
+                "COMMAND_ID": command.id,
+                "COMMAND_PARAMS": line,
+                "COMMAND_CONTEXT": context,
+                "MESSAGE_ID": message.id,
+            }
+        bot = self.portal.bots[entries[0][0].bot_id]
+        params = self._message_params(
+            message, author, chat, text if text is not None else message.text, bot
+        )
+        if chat.type != "P":
+            params["BOT_IN_CHAT"] = {
+                str(b): b for b in sorted(chat.members & set(self.portal.bots))
+            }
+        data = {"COMMAND": commands, "PARAMS": params, "USER": _user_block(author, full=False)}
+        return self._envelope("ONIMCOMMANDADD", bot, data)
+
+    def message_form(
+        self, bot: Bot, message: Message, author: User, chat: Chat, original: str
+    ) -> dict[str, Any]:
+        """ONIMBOTMESSAGEADD: a message to the bot, or one mentioning it in a group chat."""
+        params = self._message_params(message, author, chat, message.text, bot)
+        params["COMMAND_CONTEXT"] = "TEXTAREA"
+        if chat.type != "P":
+            mentioned = [int(m) for m in _MENTION.findall(original)]
+            params |= {
+                "MENTIONED_LIST": {str(m): m for m in mentioned},
+                "MESSAGE_ORIGINAL": original,
+            }
+        data = {
+            "BOT": {str(bot.id): self._bot_block(bot)},
+            "PARAMS": params,
+            "USER": _user_block(author, full=True),
+        }
+        return self._envelope("ONIMBOTMESSAGEADD", bot, data)
+
+    def _message_params(
+        self, message: Message, author: User, chat: Chat, text: str, bot: Bot
+    ) -> dict[str, Any]:
+        private = chat.type == "P"
+        params: dict[str, Any] = {
+            "MESSAGE": text,
+            "TEMPLATE_ID": str(uuid.uuid4()),
+            "MESSAGE_TYPE": chat.type,
+            "FROM_USER_ID": author.id,
+            "DIALOG_ID": author.id if private else chat.dialog_id,
+            "TO_CHAT_ID": chat.id,
+            "AUTHOR_ID": author.id,
+            "SYSTEM": "N",
+        }
+        if private:
+            params |= {"TO_USER_ID": bot.id}
+        else:
+            params |= {
+                "CHAT_ID": chat.id,
+                "CHAT_TITLE": chat.title,
+                "CHAT_AUTHOR_ID": chat.author_id,
+                "CHAT_ENTITY_TYPE": chat.entity_type,
+                "CHAT_ENTITY_ID": chat.entity_id,
+                "CHAT_ENTITY_DATA_1": chat.entity_data_1,
+                "CHAT_ENTITY_DATA_2": chat.entity_data_2,
+                "CHAT_ENTITY_DATA_3": chat.entity_data_3,
+                "IS_MANAGER": "N",
+            }
+        flags = (
+            "PUSH",
+            "SKIP_COMMAND",
+            "SKIP_CONNECTOR",
+            "SILENT_CONNECTOR",
+            "IMPORTANT_CONNECTOR",
+        )
+        params |= dict.fromkeys(flags, "N") | {"PUSH": "Y"}
+        params |= {
+            "MESSAGE_ID": message.id,
+            "CHAT_TYPE": chat.type,
+            "LANGUAGE": self.portal.language,
+        }
+        return params
+
+    def _bot_block(self, bot: Bot) -> dict[str, Any]:
+        # A webhook-registered bot gets no OAuth tokens in its blocks (§1.4, §6.8).
+        return {"BOT_ID": bot.id, "BOT_CODE": bot.code}
+
+    def _envelope(self, event: str, bot: Bot, data: dict[str, Any]) -> dict[str, Any]:
+        handler_id = self._handler_ids.setdefault(f"{bot.id}:{event}", self.portal.new_id())
+        return {
+            "event": event,
+            "event_handler_id": handler_id,
+            "data": data,
+            "ts": int(self.portal.now()),
+            "auth": {
+                "domain": self.portal.domain,
+                "client_endpoint": f"https://{self.portal.domain}/rest/",
+                "server_endpoint": "https://oauth.bitrix.info/rest/",
+                "member_id": self.portal.member_id,
+                "application_token": bot.application_token,
+            },
+        }
+
+    def _chat_for(self, author_id: int, to: int | str) -> Chat:
+        if isinstance(to, str) and to.startswith("chat"):
+            return self.portal.chats[int(to.removeprefix("chat"))]
+        return self.portal.private_chat(author_id, int(to))
+
+    def _find_commands(self, chat: Chat, text: str) -> list[tuple[BotCommand, str]]:
+        found = []
+        for line in _COMMAND_LINE.finditer(text):
+            name = line.group("COMMAND").lower()  # [UNCONFIRMED] matched case-insensitively
+            found += [
+                (command, line.group("PARAMS"))
+                for command in self.portal.commands.values()
+                if command.command == name and self._command_reaches(command, chat)
+            ]
+        return found
+
+    def _command_reaches(self, command: BotCommand, chat: Chat) -> bool:
+        bot = self.portal.bots.get(command.bot_id)
+        if bot is None or (chat.entity_type == "LINES" and not bot.openline):
+            return False
+        return command.common or bot.id in chat.members
+
+    def _bots_to_tell(self, chat: Chat, mention: int | None) -> list[Bot]:
+        bots = [b for b in self.portal.bots.values() if b.id in chat.members]
+        return bots if chat.type == "P" else [b for b in bots if b.id == mention]
+
+
+def _by_command(
+    matched: list[tuple[BotCommand, str]],
+) -> list[tuple[BotCommand, list[tuple[BotCommand, str, str]]]]:
+    """Group by handler URL; `data[COMMAND]` is keyed by COMMAND_ID, so a repeated command
+    keeps only its last line (§0 item 11)."""
+    by_url: dict[str, dict[int, tuple[BotCommand, str, str]]] = {}
+    for command, params in matched:
+        by_url.setdefault(command.handler, {})[command.id] = (command, params, "TEXTAREA")
+    return [(next(iter(e.values()))[0], list(e.values())) for e in by_url.values()]
+
+
+def _user_block(user: User, *, full: bool) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "ID": user.id,
+        "NAME": user.name,
+        "FIRST_NAME": user.first_name,
+        "LAST_NAME": user.last_name,
+        "GENDER": user.gender,
+    }
+    if full:
+        block |= {
+            "WORK_POSITION": user.work_position,
+            "IS_BOT": "N",
+            "IS_CONNECTOR": "N",
+            "IS_NETWORK": "N",
+            "IS_EXTRANET": "N",
+        }
+    return block

@@ -1,0 +1,233 @@
+"""The sandbox portal's state: users, open lines, chats, sessions, bots, messages, calls.
+
+Plain data, no HTTP: `rest.py` serves it, `events.py` sends events from it, tests inspect it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+
+class RestError(Exception):
+    """A REST error the sandbox answers with: `{"error", "error_description"}` and a status."""
+
+    def __init__(self, code: str, description: str, status: int = 400) -> None:
+        super().__init__(code)
+        self.code = code
+        self.description = description
+        self.status = status
+
+
+@dataclass
+class User:
+    id: int
+    first_name: str
+    last_name: str
+    gender: str = "M"
+    is_admin: bool = False
+    work_position: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+@dataclass
+class OpenLine:
+    """An open line (its CONFIG_ID). `heads` may vote as head; `operators` answer customers."""
+
+    id: int
+    name: str
+    heads: set[int] = field(default_factory=set)
+    operators: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Chat:
+    id: int
+    title: str
+    type: str = "C"  # P private, C group, L open line (protocol notes §1.8)
+    members: set[int] = field(default_factory=set)
+    entity_type: str = ""  # LINES for an open-line operator chat
+    entity_id: str = ""  # connector|LINE_ID|CONNECTOR_CHAT_ID|CONNECTOR_USER_ID for LINES
+    entity_data_1: str = ""  # the session string; its 6th "|" field is SESSION_ID
+    entity_data_2: str = ""
+    entity_data_3: str = ""
+    author_id: int = 0
+
+    @property
+    def dialog_id(self) -> str:
+        return f"chat{self.id}"
+
+
+@dataclass
+class Session:
+    id: int
+    line_id: int
+    chat_id: int
+    operator_id: int
+    closed: bool = True
+    vote_head: int = 0
+    comment_head: str = ""
+
+
+@dataclass
+class Bot:
+    id: int
+    code: str
+    app_id: str  # "custom<CLIENT_ID>" for a webhook-registered bot (protocol notes §6.8)
+    name: str
+    type: str = "B"
+    openline: bool = False
+    handlers: dict[str, str] = field(default_factory=dict)  # EVENT_* -> URL as Bitrix keeps it
+    application_token: str = field(default_factory=lambda: secrets.token_hex(16))
+
+
+@dataclass
+class BotCommand:
+    id: int
+    bot_id: int
+    app_id: str
+    command: str
+    handler: str
+    common: bool = False
+    hidden: bool = False
+    lang: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Message:
+    id: int
+    chat_id: int
+    author_id: int
+    text: str
+    system: bool = False
+    keyboard: Any = None
+    attach: Any = None
+    to_customer: bool = False  # an open-line message the connector forwards to the customer
+    via: str = ""  # the REST method that posted it, or "user"
+
+
+@dataclass
+class Webhook:
+    user_id: int
+    code: str
+    scopes: frozenset[str]
+
+
+@dataclass
+class Call:
+    """One REST request the sandbox received, for tests to inspect."""
+
+    method: str
+    params: dict[str, Any]
+    auth: str  # "webhook", "token" or "none"
+    user_id: int | None
+    status: int
+    error: str | None
+    batch_of: str | None = None  # the outer call's method, for calls made inside `batch`
+
+
+@dataclass
+class Fault:
+    """An injected failure for requests to `method` ("*" for any), `times` times (-1: always)."""
+
+    method: str = "*"
+    times: int = 1
+    status: int | None = None
+    error: str | None = None
+    description: str = ""
+    body: str | None = None
+    content_type: str = "text/html"
+    delay: float = 0.0
+    hang: bool = False
+
+
+@dataclass
+class Portal:
+    """One Bitrix24 portal. `clock` is wall time; tests move it with `advance_clock`."""
+
+    domain: str = "sandbox.bitrix24.test"
+    language: str = "ru"
+    member_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    can_use_vote_head: bool = True  # the tariff feature imopenlines_can_use_vote_head
+    users: dict[int, User] = field(default_factory=dict)
+    lines: dict[int, OpenLine] = field(default_factory=dict)
+    chats: dict[int, Chat] = field(default_factory=dict)
+    sessions: dict[int, Session] = field(default_factory=dict)
+    bots: dict[int, Bot] = field(default_factory=dict)
+    commands: dict[int, BotCommand] = field(default_factory=dict)
+    messages: dict[int, Message] = field(default_factory=dict)
+    webhooks: list[Webhook] = field(default_factory=list)
+    tokens: dict[str, int] = field(default_factory=dict)  # OAuth access token -> user id
+    calls: list[Call] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    # (command id, message id) -> when the bot was granted its 10-minute answer window.
+    answer_grants: dict[tuple[int, int], float] = field(default_factory=dict)
+    operating: dict[str, float] = field(default_factory=dict)
+    clock_offset: float = 0.0
+    _ids: Callable[[], int] = field(default_factory=lambda: count(5000).__next__)
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        self.clock_offset += seconds
+
+    def new_id(self) -> int:
+        return self._ids()
+
+    def user(self, user_id: int) -> User:
+        if user_id not in self.users:
+            raise RestError("USER_NOT_FOUND", "User not found")
+        return self.users[user_id]
+
+    def private_chat(self, first: int, second: int) -> Chat:
+        """The private dialog of two users (bots are users too), created on first use."""
+        for chat in self.chats.values():
+            if chat.type == "P" and chat.members == {first, second}:
+                return chat
+        chat = Chat(id=self.new_id(), title="", type="P", members={first, second})
+        self.chats[chat.id] = chat
+        return chat
+
+    def session_of_chat(self, chat_id: int) -> Session | None:
+        """The newest session of an open-line chat, as history.get picks it (ID DESC)."""
+        found = [s for s in self.sessions.values() if s.chat_id == chat_id]
+        return max(found, key=lambda s: s.id) if found else None
+
+    def can_vote_as_head(self, user_id: int, line_id: int) -> bool:
+        """Config::canVoteAsHead: the tariff feature and the line's vote-as-head right."""
+        line = self.lines.get(line_id)
+        return self.can_use_vote_head and line is not None and user_id in line.heads
+
+    def can_see_session(self, user_id: int, session: Session) -> bool:
+        line = self.lines.get(session.line_id)
+        user = self.users.get(user_id)
+        if user is None or line is None:
+            return False
+        staff = line.heads | line.operators | {session.operator_id}
+        return user.is_admin or user_id in staff
+
+    def take_fault(self, method: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.method in ("*", method):
+                if fault.times > 0:
+                    fault.times -= 1
+                if fault.times == 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def post(self, chat_id: int, author_id: int, text: str, **extra: Any) -> Message:
+        message = Message(id=self.new_id(), chat_id=chat_id, author_id=author_id, text=text)
+        for key, value in extra.items():
+            setattr(message, key, value)
+        self.messages[message.id] = message
+        return message

@@ -1,0 +1,52 @@
+"""Seed data: a small contact centre to rate sessions in.
+
+Users: 1 the administrator (owner of the main webhook, head of both lines), 27 a supervisor who
+may rate on line 1, 28 a supervisor without the right to rate, 101/102 operators. Line 1
+"Сайт" and line 2 "Telegram"; open-line chats 1157-1159 holding sessions 494-496 (495 already
+rated 4, "Вежливо"); group chat 2001 of the supervisors.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from bot.sandbox.portal import Chat, OpenLine, Portal, Session, User, Webhook
+
+SCOPES = frozenset({"imbot", "imopenlines", "im"})
+
+
+def seeded_portal(*, webhook_code: str | None = None, language: str = "ru") -> Portal:
+    """A portal with the seed data and two webhooks: user 1's (main) and user 28's."""
+    portal = Portal(language=language)
+    for user in (
+        User(1, "Анна", "Админова", gender="F", is_admin=True, work_position="Администратор"),
+        User(27, "Светлана", "Иванова", gender="F", work_position="Руководитель смены"),
+        User(28, "Пётр", "Смирнов", work_position="Руководитель группы"),
+        User(101, "Олег", "Операторов", work_position="Оператор"),
+        User(102, "Мария", "Ответова", gender="F", work_position="Оператор"),
+    ):
+        portal.users[user.id] = user
+    portal.lines[1] = OpenLine(1, "Сайт", heads={1, 27}, operators={101, 102})
+    portal.lines[2] = OpenLine(2, "Telegram", heads={1}, operators={101})
+    for chat_id, session_id, line_id, operator_id in (
+        (1157, 494, 1, 101),
+        (1158, 495, 1, 102),
+        (1159, 496, 2, 101),
+    ):
+        portal.chats[chat_id] = Chat(
+            id=chat_id,
+            title=f"Клиент {session_id}",
+            type="L",
+            members={operator_id},
+            entity_type="LINES",
+            entity_id=f"livechat|{line_id}|{chat_id + 216}|{chat_id + 54}",
+            entity_data_1=f"Y|LEAD|1209|N|N|{session_id}|1773682918|0|0|0",
+            entity_data_2="LEAD|1209|COMPANY|0|CONTACT|0|DEAL|0",
+            entity_data_3="N",
+        )
+        portal.sessions[session_id] = Session(session_id, line_id, chat_id, operator_id)
+    portal.sessions[495].vote_head, portal.sessions[495].comment_head = 4, "Вежливо"
+    portal.chats[2001] = Chat(2001, "Руководители", type="C", members={1, 27, 28}, author_id=1)
+    portal.webhooks.append(Webhook(1, webhook_code or secrets.token_hex(8), SCOPES))
+    portal.webhooks.append(Webhook(28, secrets.token_hex(8), SCOPES))
+    return portal
