@@ -8,6 +8,7 @@ must interpret, or own their session and print progress bars; the official SDK i
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -115,13 +116,17 @@ class PortalLimiters:
 
     def __init__(self, *, rate: float, burst: int) -> None:
         self.rate = rate
-        self.burst = burst
+        # Headroom: requests let through together may reach the portal later and in another
+        # order than they left, which can tip a bucket filled to the brim into a 503. Keeping
+        # 100 ms' worth of drain (at least one request) free absorbs that jitter.
+        self.capacity = max(1, burst - max(1, math.ceil(rate * 0.1)))
         self._buckets: dict[str, AsyncLimiter] = {}
 
     def for_portal(self, portal: str) -> AsyncLimiter:
         bucket = self._buckets.get(portal)
         if bucket is None:
-            bucket = self._buckets[portal] = AsyncLimiter(self.burst, self.burst / self.rate)
+            bucket = AsyncLimiter(self.capacity, self.capacity / self.rate)
+            self._buckets[portal] = bucket
         return bucket
 
 
@@ -191,7 +196,7 @@ class BitrixClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
             wait=wait_exponential_jitter(
-                initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
+                multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
             ),
             retry=retry_if_exception(lambda e: isinstance(e, BitrixError) and e.retryable),
             before_sleep=_log_retry,

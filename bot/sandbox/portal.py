@@ -39,11 +39,13 @@ class User:
 
 @dataclass
 class OpenLine:
-    """An open line (its CONFIG_ID). `heads` may vote as head; `operators` answer customers."""
+    """An open line (its CONFIG_ID). `heads` have the vote-as-head right; `supervisors` see
+    the line's sessions without it; `operators` answer customers."""
 
     id: int
     name: str
     heads: set[int] = field(default_factory=set)
+    supervisors: set[int] = field(default_factory=set)
     operators: set[int] = field(default_factory=set)
 
 
@@ -212,7 +214,7 @@ class Portal:
         user = self.users.get(user_id)
         if user is None or line is None:
             return False
-        staff = line.heads | line.operators | {session.operator_id}
+        staff = line.heads | line.supervisors | line.operators | {session.operator_id}
         return user.is_admin or user_id in staff
 
     def take_fault(self, method: str) -> Fault | None:

@@ -1,7 +1,8 @@
 """Seed data: a small contact centre to rate sessions in.
 
 Users: 1 the administrator (owner of the main webhook, head of both lines), 27 a supervisor who
-may rate on line 1, 28 a supervisor without the right to rate, 101/102 operators. Line 1
+may rate on line 1, 28 a supervisor who sees line 1 without the right to rate, 101/102
+operators. Line 1
 "Сайт" and line 2 "Telegram"; open-line chats 1157-1159 holding sessions 494-496 (495 already
 rated 4, "Вежливо"); group chat 2001 of the supervisors.
 """
@@ -26,7 +27,7 @@ def seeded_portal(*, webhook_code: str | None = None, language: str = "ru") -> P
         User(102, "Мария", "Ответова", gender="F", work_position="Оператор"),
     ):
         portal.users[user.id] = user
-    portal.lines[1] = OpenLine(1, "Сайт", heads={1, 27}, operators={101, 102})
+    portal.lines[1] = OpenLine(1, "Сайт", heads={1, 27}, supervisors={28}, operators={101, 102})
     portal.lines[2] = OpenLine(2, "Telegram", heads={1}, operators={101})
     for chat_id, session_id, line_id, operator_id in (
         (1157, 494, 1, 101),
