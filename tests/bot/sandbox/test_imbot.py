@@ -1,0 +1,382 @@
+"""imbot.* in the sandbox (protocol notes §6): CLIENT_ID rules, bots, commands, messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.sandbox.imbot import ANSWER_WINDOW
+from bot.sandbox.portal import Portal
+from tests.bot.sandbox.test_rest import rest
+from tests.conftest import webhook_url
+
+HANDLER = "https://bot.example.com/b24/events/s3cret"
+
+
+async def call(
+    http: aiohttp.ClientSession, sandbox: TestServer, method: str, **params: Any
+) -> tuple[int, dict[str, Any]]:
+    return await rest(http, webhook_url(sandbox) + method, json=params)
+
+
+async def register_bot(
+    http: aiohttp.ClientSession, sandbox: TestServer, client_id: str = "c1", **extra: Any
+) -> int:
+    status, body = await call(
+        http,
+        sandbox,
+        "imbot.register",
+        CODE=extra.pop("CODE", "rating_bot"),
+        EVENT_HANDLER=HANDLER,
+        PROPERTIES={"NAME": "Оценка диалогов"},
+        CLIENT_ID=client_id,
+        **extra,
+    )
+    assert status == 200, body
+    bot_id: int = body["result"]
+    return bot_id
+
+
+async def register_command(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    bot_id: int,
+    client_id: str = "c1",
+    **extra: Any,
+) -> int:
+    status, body = await call(
+        http,
+        sandbox,
+        "imbot.command.register",
+        BOT_ID=bot_id,
+        COMMAND=extra.pop("COMMAND", "rate"),
+        EVENT_COMMAND_ADD=HANDLER,
+        LANG=[{"LANGUAGE_ID": "ru", "TITLE": "Оценить", "PARAMS": "сессия оценка"}],
+        CLIENT_ID=client_id,
+        **extra,
+    )
+    assert status == 200, body
+    command_id: int = body["result"]
+    return command_id
+
+
+async def test_a_webhook_registration_needs_a_client_id(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    status, body = await call(
+        http, sandbox, "imbot.register", CODE="b", EVENT_HANDLER=HANDLER, PROPERTIES={"NAME": "B"}
+    )
+    assert (status, body["error"]) == (403, "ACCESS_DENIED")
+    assert body["error_description"] == "Access denied! Client ID not specified"
+
+
+@pytest.mark.parametrize(
+    ("handler", "stored"),
+    [(HANDLER, f"{HANDLER}?CLIENT_ID=c1"), (f"{HANDLER}?x=1", f"{HANDLER}?x=1&CLIENT_ID=c1")],
+)
+async def test_handler_urls_get_the_client_id_appended(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal, handler: str, stored: str
+) -> None:
+    _, body = await call(
+        http,
+        sandbox,
+        "imbot.register",
+        CODE="b",
+        EVENT_HANDLER=handler,
+        PROPERTIES={"NAME": "B"},
+        CLIENT_ID="c1",
+        OPENLINE="Y",
+    )
+    bot = portal.bots[body["result"]]
+    assert bot.handlers == {
+        "EVENT_MESSAGE_ADD": stored,
+        "EVENT_WELCOME_MESSAGE": stored,
+        "EVENT_BOT_DELETE": stored,
+        "EVENT_MESSAGE_UPDATE": stored,
+        "EVENT_MESSAGE_DELETE": stored,
+    }
+    assert (bot.app_id, bot.openline) == ("customc1", True)
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"EVENT_HANDLER": HANDLER, "PROPERTIES": {"NAME": "B"}}, "CODE_ERROR"),
+        ({"CODE": "b", "PROPERTIES": {"NAME": "B"}}, "EVENT_MESSAGE_ADD_ERROR"),
+        (
+            {"CODE": "b", "EVENT_HANDLER": "ftp://x", "PROPERTIES": {"NAME": "B"}},
+            "EVENT_MESSAGE_ADD_ERROR",
+        ),
+        ({"CODE": "b", "EVENT_HANDLER": HANDLER}, "NAME_ERROR"),
+    ],
+)
+async def test_registration_errors(
+    http: aiohttp.ClientSession, sandbox: TestServer, params: dict[str, Any], code: str
+) -> None:
+    status, body = await call(http, sandbox, "imbot.register", CLIENT_ID="c1", **params)
+    assert (status, body["error"]) == (400, code)
+
+
+async def test_registering_a_code_again_answers_the_same_bot(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    first = await register_bot(http, sandbox)
+    assert await register_bot(http, sandbox) == first
+    assert len(portal.bots) == 1
+    _, body = await call(http, sandbox, "imbot.bot.list")
+    assert body["result"] == {
+        str(first): {"ID": first, "NAME": "Оценка диалогов", "CODE": "rating_bot", "OPENLINE": "N"}
+    }
+
+
+async def test_update_changes_handlers_and_properties(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    status, body = await call(
+        http,
+        sandbox,
+        "imbot.update",
+        BOT_ID=bot_id,
+        CLIENT_ID="c1",
+        FIELDS={
+            "EVENT_HANDLER": "https://new.example.com/h",
+            "OPENLINE": "Y",
+            "PROPERTIES": {"NAME": "Новый"},
+        },
+    )
+    assert (status, body["result"]) == (200, True)
+    bot = portal.bots[bot_id]
+    assert bot.handlers["EVENT_MESSAGE_ADD"] == "https://new.example.com/h?CLIENT_ID=c1"
+    assert (bot.name, bot.openline) == ("Новый", True)
+
+
+async def test_another_client_id_may_not_touch_the_bot(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    refused: list[tuple[str, dict[str, Any]]] = [
+        ("imbot.unregister", {"BOT_ID": bot_id}),
+        ("imbot.update", {"BOT_ID": bot_id, "FIELDS": {"CODE": "x"}}),
+        ("imbot.command.register", {"BOT_ID": bot_id, "COMMAND": "rate"}),
+    ]
+    for method, params in refused:
+        status, body = await call(http, sandbox, method, CLIENT_ID="other", **params)
+        assert (status, body["error"]) == (400, "APP_ID_ERROR")
+
+
+async def test_unregister_removes_the_bot_and_its_commands(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    await register_command(http, sandbox, bot_id)
+    status, body = await call(http, sandbox, "imbot.unregister", BOT_ID=bot_id, CLIENT_ID="c1")
+    assert (status, body["result"]) == (200, True)
+    assert (portal.bots, portal.commands) == ({}, {})
+    status, body = await call(http, sandbox, "imbot.unregister", BOT_ID=bot_id, CLIENT_ID="c1")
+    assert (status, body["error"]) == (400, "BOT_ID_ERROR")
+
+
+async def test_commands_register_once_and_unregister(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    command_id = await register_command(http, sandbox, bot_id, COMMON="Y")
+    assert await register_command(http, sandbox, bot_id) == command_id
+    command = portal.commands[command_id]
+    assert (command.command, command.common, command.handler) == (
+        "rate",
+        True,
+        f"{HANDLER}?CLIENT_ID=c1",
+    )
+    status, _ = await call(
+        http, sandbox, "imbot.command.unregister", COMMAND_ID=command_id, CLIENT_ID="c1"
+    )
+    assert (status, portal.commands) == (200, {})
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        (
+            {
+                "COMMAND": "",
+                "EVENT_COMMAND_ADD": HANDLER,
+                "LANG": [{"LANGUAGE_ID": "ru", "TITLE": "t"}],
+            },
+            "COMMAND_ERROR",
+        ),
+        (
+            {
+                "COMMAND": "ra te",
+                "EVENT_COMMAND_ADD": HANDLER,
+                "LANG": [{"LANGUAGE_ID": "ru", "TITLE": "t"}],
+            },
+            "COMMAND_ERROR",
+        ),
+        (
+            {"COMMAND": "rate", "LANG": [{"LANGUAGE_ID": "ru", "TITLE": "t"}]},
+            "EVENT_COMMAND_ADD_ERROR",
+        ),
+        ({"COMMAND": "rate", "EVENT_COMMAND_ADD": HANDLER, "LANG": []}, "LANG_ERROR"),
+        (
+            {"COMMAND": "rate", "EVENT_COMMAND_ADD": HANDLER, "LANG": [{"TITLE": "t"}]},
+            "LANG_ERROR",
+        ),
+    ],
+)
+async def test_command_registration_errors(
+    http: aiohttp.ClientSession, sandbox: TestServer, params: dict[str, Any], code: str
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    status, body = await call(
+        http, sandbox, "imbot.command.register", BOT_ID=bot_id, CLIENT_ID="c1", **params
+    )
+    assert (status, body["error"]) == (400, code)
+
+
+@pytest.mark.parametrize(
+    ("dialog", "skip", "to_customer"),
+    [
+        ("27", None, False),
+        ("chat2001", None, False),
+        ("chat1157", None, True),
+        ("chat1157", "Y", False),
+    ],
+)
+async def test_messages_reach_the_customer_of_an_open_line_unless_skip_connector(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    portal: Portal,
+    dialog: str,
+    skip: str | None,
+    to_customer: bool,
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    extra = {"SKIP_CONNECTOR": skip} if skip else {}
+    status, body = await call(
+        http,
+        sandbox,
+        "imbot.message.add",
+        DIALOG_ID=dialog,
+        MESSAGE="Сохранено",
+        CLIENT_ID="c1",
+        **extra,
+    )
+    assert status == 200
+    message = portal.messages[body["result"]]
+    assert (message.author_id, message.text, message.to_customer) == (
+        bot_id,
+        "Сохранено",
+        to_customer,
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"MESSAGE": "x"}, "DIALOG_ID_EMPTY"),
+        ({"DIALOG_ID": "27", "MESSAGE": " "}, "MESSAGE_EMPTY"),
+        ({"DIALOG_ID": "27", "MESSAGE": "x", "KEYBOARD": "bad"}, "KEYBOARD_ERROR"),
+    ],
+)
+async def test_message_errors(
+    http: aiohttp.ClientSession, sandbox: TestServer, params: dict[str, Any], code: str
+) -> None:
+    await register_bot(http, sandbox)
+    status, body = await call(http, sandbox, "imbot.message.add", CLIENT_ID="c1", **params)
+    assert (status, body["error"]) == (400, code)
+
+
+async def test_a_message_can_be_updated_by_its_bot(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    await register_bot(http, sandbox)
+    _, body = await call(
+        http,
+        sandbox,
+        "imbot.message.add",
+        DIALOG_ID="27",
+        MESSAGE="Оцените",
+        CLIENT_ID="c1",
+        KEYBOARD={"BUTTONS": [{"TEXT": "5", "COMMAND": "rate", "COMMAND_PARAMS": "494 5"}]},
+    )
+    status, _ = await call(
+        http,
+        sandbox,
+        "imbot.message.update",
+        MESSAGE_ID=body["result"],
+        MESSAGE="Готово",
+        KEYBOARD="N",
+        CLIENT_ID="c1",
+    )
+    assert status == 200
+    assert (portal.messages[body["result"]].text, portal.messages[body["result"]].keyboard) == (
+        "Готово",
+        None,
+    )
+
+
+async def _command_message(portal: Portal, command_id: int, chat_id: int, author: int = 27) -> int:
+    message = portal.post(chat_id, author, "/rate 494 5", via="user")
+    portal.answer_grants[(command_id, message.id)] = portal.now()
+    return message.id
+
+
+async def test_a_command_answer_is_posted_within_ten_minutes_and_dropped_after(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    command_id = await register_command(http, sandbox, bot_id)
+    chat = portal.private_chat(27, bot_id)
+    message_id = await _command_message(portal, command_id, chat.id)
+    answer = {
+        "COMMAND_ID": command_id,
+        "MESSAGE_ID": message_id,
+        "MESSAGE": "Сохранено",
+        "CLIENT_ID": "c1",
+    }
+    status, body = await call(http, sandbox, "imbot.command.answer", **answer)
+    assert status == 200
+    assert portal.messages[body["result"]].text == "Сохранено"
+    portal.advance_clock(ANSWER_WINDOW + 1)
+    count = len(portal.messages)
+    status, body = await call(http, sandbox, "imbot.command.answer", **answer)
+    assert (status, body["result"]) == (200, True)
+    assert len(portal.messages) == count
+
+
+async def test_a_command_answer_in_a_chat_without_the_bot_is_a_system_message(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    bot_id = await register_bot(http, sandbox)
+    command_id = await register_command(http, sandbox, bot_id, COMMON="Y")
+    message_id = await _command_message(portal, command_id, 2001)
+    _, body = await call(
+        http,
+        sandbox,
+        "imbot.command.answer",
+        COMMAND_ID=command_id,
+        MESSAGE_ID=message_id,
+        MESSAGE="ok",
+        CLIENT_ID="c1",
+    )
+    assert portal.messages[body["result"]].system is True
+
+
+async def test_a_command_answer_needs_a_command_it_received(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    status, body = await call(
+        http,
+        sandbox,
+        "imbot.command.answer",
+        COMMAND_ID=1,
+        MESSAGE_ID=1,
+        MESSAGE="x",
+        CLIENT_ID="c1",
+    )
+    assert (status, body["error"]) == (400, "COMMAND_ID_ERROR")
