@@ -75,7 +75,10 @@ def test_encode_query_percent_encodes_values_but_keeps_result_references() -> No
     assert dict(parse_qsl(query))["COMMENT"] == "Молодец & co"
 
 
-_KEYS = st.text(st.characters(exclude_characters="[]", codec="utf-8"), min_size=1)
+_KEYS = st.text(st.characters(exclude_characters="[]", codec="utf-8"), min_size=1) | st.from_regex(
+    r"[0-9]{1,4}",
+    fullmatch=True,  # bot and command ids: must stay dictionary keys
+)
 _VALUES = st.text(st.characters(codec="utf-8"))
 _FORMS = st.recursive(
     st.dictionaries(_KEYS, _VALUES, min_size=1),

@@ -148,6 +148,47 @@ async def test_repeated_commands_collapse_into_one_entry_and_the_message_keeps_e
     assert event.form["data"]["PARAMS"]["MESSAGE"] == text
 
 
+async def test_different_commands_in_one_message_are_entries_of_one_event(
+    http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
+) -> None:
+    s = await setup_bot(http, sandbox, handler)
+    _, body = await rest(
+        http,
+        webhook_url(sandbox) + "imbot.command.register",
+        json={
+            "BOT_ID": s.bot_id,
+            "COMMAND": "help",
+            "COMMON": "Y",
+            "EVENT_COMMAND_ADD": s.portal.commands[s.command_id].handler.split("?")[0],
+            "LANG": [{"LANGUAGE_ID": "ru", "TITLE": "Справка"}],
+            "CLIENT_ID": "c1",
+        },
+    )
+    await s.sender.send_message(27, s.bot_id, "/help\n/rate 494 5")
+    [event] = s.received
+    commands = event.form["data"]["COMMAND"]
+    assert {c["COMMAND"]: c["COMMAND_PARAMS"] for c in commands.values()} == {
+        "help": "",
+        "rate": "494 5",
+    }
+    assert set(commands) == {str(s.command_id), str(body["result"])}
+
+
+async def test_a_mention_in_an_open_line_chat_is_onimbotmessageadd_with_the_session(
+    http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
+) -> None:
+    s = await setup_bot(http, sandbox, handler)
+    await s.sender.join(s.bot_id, 101, 1157)
+    await s.sender.send_message(27, "chat1157", "оцени", mention=s.bot_id)
+    message = s.received[-1].form
+    assert message["event"] == "ONIMBOTMESSAGEADD"
+    params = message["data"]["PARAMS"]
+    assert (params["CHAT_ENTITY_TYPE"], params["CHAT_ENTITY_DATA_1"].split("|")[5]) == (
+        "LINES",
+        "494",
+    )
+
+
 async def test_a_message_that_is_no_command_is_onimbotmessageadd(
     http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
 ) -> None:
