@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
+import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bot.config import Settings
+from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
+from bot.bitrix.registration import Registration, register
+from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
+from bot.bitrix.votes import BitrixSessionVotes
+from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
+from bot.config import Settings, is_loopback_host
+from bot.dedup import SeenKeys
+from bot.dispatch import Services, handle
+from bot.errors import BitrixError
+from bot.jobs import JobQueue, Workers
+from bot.models import IncomingCommand
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -57,17 +73,121 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(settings: Settings) -> web.Application:
+@dataclass(frozen=True)
+class Tuning:
+    """Internal knobs (not settings): tests shorten the waits."""
+
+    workers: int = 4
+    queue_size: int = 1000
+    shutdown_grace: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    answer_window: float = ANSWER_WINDOW
+    registration_backoff: float = 60.0  # the longest wait between registration attempts
+
+
+@dataclass
+class BitrixState:
+    """What the service knows about its bot in the portal."""
+
+    registration: Registration | None = None
+    registered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def forget(self, bot_id: int) -> None:
+        if self.registration is not None and self.registration.bot_id == bot_id:
+            self.registration = None
+            self.registered.clear()
+
+
+BITRIX = web.AppKey("bitrix_state", BitrixState)
+
+
+def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Application:
     """Build the service; nothing is read from the environment here."""
-    app = web.Application(middlewares=[bind_request_context])
+    app = web.Application(middlewares=[bind_request_context], client_max_size=MAX_EVENT_BYTES)
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.on_startup.append(_log_startup)
+    if settings.b24_webhook_url is not None:
+        app[BITRIX] = BitrixState()
+        app.router.add_post("/b24/events/{secret}", receive_event)
+        app.cleanup_ctx.append(_bitrix_webhook_mode(tuning or Tuning()))
     return app
+
+
+def _bitrix_webhook_mode(
+    tuning: Tuning,
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings, state = app[SETTINGS], app[BITRIX]
+        assert settings.b24_webhook_url is not None  # noqa: S101 - checked by create_app
+        assert settings.b24_client_id is not None  # noqa: S101 - derived with the webhook
+        async with aiohttp.ClientSession() as session:
+            client = BitrixClient(
+                session,
+                WebhookAuth(settings.b24_webhook_url),
+                PortalLimiters(rate=settings.b24_rate_limit, burst=settings.b24_rate_burst),
+                retry=tuning.retry,
+            )
+            services = Services(BitrixSessionVotes(client), settings.b24_supervisor_ids)
+            client_id = settings.b24_client_id.get_secret_value()
+            replies = BitrixReplies(client, client_id, answer_window=tuning.answer_window)
+            queue = JobQueue(tuning.queue_size)
+
+            async def work(job: IncomingCommand) -> None:
+                await handle(job, services, replies.send)
+
+            workers = Workers(queue, work, count=tuning.workers)
+            app[INTAKE] = EventIntake(
+                path_secret=settings.b24_handler_path().rsplit("/", 1)[-1],
+                client_id=client_id,
+                application_token=None,
+                seen=SeenKeys(),
+                queue=queue,
+                clock=time.time,
+                on_bot_deleted=state.forget,
+            )
+            registering = asyncio.create_task(_keep_registering(client, settings, state, tuning))
+            try:
+                yield
+            finally:
+                registering.cancel()
+                await asyncio.gather(registering, return_exceptions=True)
+                await workers.stop(tuning.shutdown_grace)
+
+    return context
+
+
+async def _keep_registering(
+    client: BitrixClient, settings: Settings, state: BitrixState, tuning: Tuning
+) -> None:
+    """Register on start; while the portal is unreachable, keep trying with growing waits."""
+    wait = 1.0
+    while True:
+        try:
+            state.registration = await register(client, settings)
+        except BitrixError as error:
+            # The code says what failed; a traceback would not add to it.
+            log.error(  # noqa: TRY400
+                "bitrix.registration_failed", code=error.code, method=error.method, retry_in_s=wait
+            )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, tuning.registration_backoff)
+        else:
+            state.registered.set()
+            return
 
 
 async def _log_startup(app: web.Application) -> None:
     settings = app[SETTINGS]
+    public_host = urlsplit(settings.public_url).hostname or ""
+    if settings.b24_webhook_url is not None and is_loopback_host(public_host):
+        portal = urlsplit(settings.b24_webhook_url.get_secret_value()).hostname or ""
+        if not is_loopback_host(portal):
+            log.warning(
+                "config.public_url_is_local",
+                hint="set BOT_PUBLIC_URL to the https URL by which Bitrix24 reaches this service",
+            )
     log.info(
         "service.started",
         public_url=settings.public_url,

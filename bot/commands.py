@@ -114,7 +114,9 @@ class RatePrompt(_Frozen):
 
 
 class HelpCommand(_Frozen):
-    """`/help`, `/start`, `/помощь`."""
+    """`/help` and `/помощь`; `/start` (Telegram's first message) asks for the short welcome."""
+
+    welcome: bool = False
 
 
 Command = RateCommand | RatePrompt | HelpCommand
@@ -168,7 +170,7 @@ def parse_command(text: str, *, chat_session_id: int | None = None) -> Command:
     if kind is None:
         raise UnknownCommand(command=head.text)
     if kind == "help":
-        return HelpCommand()
+        return HelpCommand(welcome=name == "start")
     return _parse_rate(head.rest, chat_session_id)
 
 
@@ -320,7 +322,7 @@ def format_command(
     `#494`, which means that session inside any chat.
     """
     if isinstance(command, HelpCommand):
-        return "/help"
+        return "/start" if command.welcome else "/help"
     parts = ["/rate"]
     if session != "omitted":
         parts.append(("#" if session == "marked" else "") + str(command.session_id))

@@ -271,6 +271,17 @@ class Settings(BaseSettings):
         digest = hashlib.sha256(b"openline-rating-bot client id\0" + seed.encode()).hexdigest()
         return f"{self.b24_bot_code}_{digest[:24]}"
 
+    def b24_handler_path(self) -> str:
+        """The path Bitrix24 posts bot events to: `/b24/events/<secret>`.
+
+        The secret is derived from the webhook URL, so it is unguessable, and stable across
+        restarts, so the handler URL registered in Bitrix24 stays valid.
+        """
+        assert self.b24_webhook_url is not None  # noqa: S101 - webhook mode only
+        seed = self.b24_webhook_url.get_secret_value().encode()
+        secret = hashlib.sha256(b"openline-rating-bot handler path\0" + seed).hexdigest()[:32]
+        return f"/b24/events/{secret}"
+
     @property
     def public_url(self) -> str:
         """BOT_PUBLIC_URL, never None after validation."""

@@ -158,3 +158,36 @@ class BitrixUnavailable(BitrixError):
 
     def __init__(self, method: str, *, reason: str) -> None:
         super().__init__(method, reason)
+
+
+class NotSupervisor(UserFacingError):
+    """In webhook mode only B24_SUPERVISOR_IDS may rate. Params: user_id."""
+
+    text_key = "rate.not_supervisor"
+
+
+class SessionNotFound(UserFacingError):
+    """No such session. Params: session."""
+
+    text_key = "rate.session_not_found"
+
+
+class SessionNotVisible(UserFacingError):
+    """The account behind the webhook may not open the session. Params: session."""
+
+    text_key = "rate.session_not_visible"
+
+
+class VoteNotSaved(UserFacingError):
+    """Bitrix24 answered true, but the read-back shows the vote was not stored (§7.3).
+
+    Params: session, rating, comment (what is stored now, rendered).
+    """
+
+    text_key = "rate.not_saved"
+
+
+class VoteNotAllowed(VoteNotSaved):
+    """Not stored, and the session's line does not let the webhook's owner vote as head."""
+
+    text_key = "rate.not_allowed"

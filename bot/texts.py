@@ -86,6 +86,70 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "en": "The comment is too long: {length} characters, and Bitrix24 keeps at most "
         "{limit}. Shorten it and send again: {example}",
     },
+    "welcome": {
+        "ru": "Здравствуйте! Я сохраняю оценки диалогов открытых линий. Напишите, например: "
+        "/rate 494 5 Молодец — сессия 494, оценка 5 и комментарий. Все команды: /help",
+        "en": "Hello! I save ratings of open-line dialogs. Write, for example: /rate 494 5 Well "
+        "done — session 494, rating 5 and a comment. All commands: /help",
+    },
+    "rate.saved": {
+        "ru": "✅ Сохранено. Сессия {session}: {rating}, {comment}.",
+        "en": "✅ Saved. Session {session}: {rating}, {comment}.",
+    },
+    "rate.prompt": {
+        "ru": "Сессия {session}: сейчас {rating}, {comment}. Выберите оценку:",
+        "en": "Session {session}: now {rating}, {comment}. Choose a rating:",
+    },
+    "rate.stars": {"ru": "{stars} {value}/5", "en": "{stars} {value}/5"},
+    "rate.no_rating": {"ru": "без оценки", "en": "no rating"},
+    "rate.comment": {"ru": "комментарий «{comment}»", "en": "comment “{comment}”"},
+    "rate.no_comment": {"ru": "без комментария", "en": "no comment"},
+    "rate.not_supervisor": {
+        "ru": "Оценивать сессии могут только руководители из списка бота. Ваш id в Битрикс24: "
+        "{user_id}. Попросите администратора добавить его в B24_SUPERVISOR_IDS.",
+        "en": "Only supervisors on the bot's list may rate sessions. Your Bitrix24 user id is "
+        "{user_id}: ask the administrator to add it to B24_SUPERVISOR_IDS.",
+    },
+    "rate.session_not_found": {
+        "ru": "Сессия {session} не найдена. Проверьте номер: он указан в карточке диалога.",
+        "en": "Session {session} was not found. Check the number: it is on the dialog's card.",
+    },
+    "rate.session_not_visible": {
+        "ru": "Нет доступа к сессии {session}: у учётной записи бота нет прав на эту открытую "
+        "линию. Обратитесь к администратору.",
+        "en": "No access to session {session}: the bot's account has no rights on this open "
+        "line. Ask the administrator.",
+    },
+    "rate.not_allowed": {
+        "ru": "❌ Не сохранено: в настройках линии сессии {session} у учётной записи бота нет "
+        "права оценивать диалоги (или тариф не позволяет). Сейчас: {rating}, {comment}.",
+        "en": "❌ Not saved: the line of session {session} does not let the bot's account rate "
+        "dialogs (or the plan does not allow it). Now: {rating}, {comment}.",
+    },
+    "rate.not_saved": {
+        "ru": "❌ Не сохранено: Битрикс24 ответил «готово», но оценка сессии {session} не "
+        "изменилась. Обычно так бывает, когда нет права оценивать на этой линии, тариф без этой "
+        "возможности или сессии нет. Сейчас: {rating}, {comment}.",
+        "en": "❌ Not saved: Bitrix24 answered “done”, but the vote of session {session} did not "
+        "change. This usually means no right to rate on this line, a plan without the feature, "
+        "or no such session. Now: {rating}, {comment}.",
+    },
+    "error.portal_busy": {
+        "ru": "Битрикс24 сейчас перегружен запросами, оценка не сохранена. Повторите через "
+        "минуту.",
+        "en": "Bitrix24 is overloaded with requests right now; nothing was saved. Try again in "
+        "a minute.",
+    },
+    "error.portal_unavailable": {
+        "ru": "Битрикс24 не отвечает, оценка не сохранена. Повторите позже.",
+        "en": "Bitrix24 does not answer; nothing was saved. Try again later.",
+    },
+    "error.internal": {
+        "ru": "Что-то пошло не так, оценка не сохранена. Администратор найдёт подробности в "
+        "журнале.",
+        "en": "Something went wrong; nothing was saved. The administrator will find the details "
+        "in the log.",
+    },
 }
 
 

@@ -32,6 +32,7 @@ from bot.bitrix.batch import MAX_BATCH, BatchCall, BatchResult, command_text, re
 from bot.bitrix.envelope import RestResponse, read_envelope
 from bot.config import is_loopback_host
 from bot.errors import BitrixError, BitrixUnavailable
+from bot.usage import count_rest_request
 
 log = structlog.get_logger(__name__)
 
@@ -207,6 +208,7 @@ class BitrixClient:
 
     async def _post_once(self, method: str, body: dict[str, Any]) -> RestResponse:
         await self._limiter.acquire()
+        count_rest_request()
         started = time.monotonic()
         status: int | None = None
         try:

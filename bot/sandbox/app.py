@@ -20,6 +20,7 @@ METHODS: Final[Mapping[str, MethodImpl]] = {
     "imbot.unregister": imbot.unregister,
     "imbot.bot.list": imbot.bot_list,
     "imbot.command.register": imbot.command_register,
+    "imbot.command.update": imbot.command_update,
     "imbot.command.unregister": imbot.command_unregister,
     "imbot.command.answer": imbot.command_answer,
     "imbot.message.add": imbot.message_add,

@@ -136,17 +136,7 @@ async def command_register(ctx: CallContext, params: dict[str, Any]) -> Any:
     if not name or not name.isalnum() or not name.isascii():
         raise RestError("COMMAND_ERROR", "Command isn't specified")
     handler = _handler(params, "EVENT_COMMAND_ADD", app_id, required=True)
-    lang = params.get("LANG")
-    lang_list = list(lang.values()) if isinstance(lang, dict) else lang
-    if (
-        not isinstance(lang_list, list)
-        or not all(
-            isinstance(item, dict) and item.get("LANGUAGE_ID") and item.get("TITLE")
-            for item in lang_list
-        )
-        or not lang_list
-    ):
-        raise RestError("LANG_ERROR", "Lang set can't be empty")
+    lang_list = _lang_list(params.get("LANG"))
     for existing in ctx.portal.commands.values():
         if existing.bot_id == bot.id and existing.command == name.lower():
             return existing.id
@@ -162,6 +152,43 @@ async def command_register(ctx: CallContext, params: dict[str, Any]) -> Any:
     )
     ctx.portal.commands[command.id] = command
     return command.id
+
+
+async def command_update(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """imbot.command.update {COMMAND_ID, FIELDS: {EVENT_COMMAND_ADD, LANG, COMMON, HIDDEN}}."""
+    app_id = app_of(ctx, params)
+    command = ctx.portal.commands.get(php.intval(params.get("COMMAND_ID")))
+    if command is None:
+        raise RestError("COMMAND_ID_ERROR", "Command not found")
+    if command.app_id != app_id:
+        raise RestError("APP_ID_ERROR", "Command was installed by another REST application")
+    fields = params.get("FIELDS")
+    if not isinstance(fields, dict) or not fields:
+        raise RestError("WRONG_REQUEST", "Update fields can't be empty")
+    if "EVENT_COMMAND_ADD" in fields:
+        command.handler = str(_handler(fields, "EVENT_COMMAND_ADD", app_id, required=True))
+    if "LANG" in fields:
+        command.lang = _lang_list(fields["LANG"])
+    if "COMMON" in fields:
+        command.common = php.yes(fields["COMMON"])
+    if "HIDDEN" in fields:
+        command.hidden = php.yes(fields["HIDDEN"])
+    return True
+
+
+def _lang_list(lang: Any) -> list[dict[str, Any]]:
+    items = list(lang.values()) if isinstance(lang, dict) else lang
+    valid = (
+        isinstance(items, list)
+        and bool(items)
+        and all(
+            isinstance(item, dict) and item.get("LANGUAGE_ID") and item.get("TITLE")
+            for item in items
+        )
+    )
+    if not valid:
+        raise RestError("LANG_ERROR", "Lang set can't be empty")
+    return list(items)
 
 
 async def command_unregister(ctx: CallContext, params: dict[str, Any]) -> Any:

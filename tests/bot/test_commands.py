@@ -90,7 +90,7 @@ PARSED: list[tuple[str, int | None, Command]] = [
     ("/rate 494 ★★", CHAT, rate(494, 2)),
     # Help and its aliases; arguments to help are ignored.
     ("/help", None, HelpCommand()),
-    ("/start", None, HelpCommand()),
+    ("/start", None, HelpCommand(welcome=True)),
     ("/помощь", None, HelpCommand()),
     ("/HELP@SomeBot", CHAT, HelpCommand()),
     ("/help rate", None, HelpCommand()),

@@ -74,7 +74,7 @@ def _commands(draw: st.DrawFn) -> Command:
     session_id = draw(st.integers(1, MAX_SESSION_ID))
     kind = draw(st.sampled_from(["rate", "prompt", "help"]))
     if kind == "help":
-        return HelpCommand()
+        return HelpCommand(welcome=draw(st.booleans()))
     if kind == "prompt":
         return RatePrompt(session_id=session_id)
     rating = draw(st.none() | st.integers(1, 5))

@@ -1,0 +1,52 @@
+"""Replies back into Bitrix24: imbot.command.answer or imbot.message.add (protocol notes §6)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from bot.bitrix.client import BitrixClient
+from bot.models import BitrixRoute, Reply
+
+# Bitrix24 silently drops a command answer after 10 minutes (§0 item 13); anything later than
+# this goes as a plain message instead.
+ANSWER_WINDOW: Final = 300.0
+
+
+class BitrixReplies:
+    """Sends a Reply to where its command came from, never to an open line's customer."""
+
+    def __init__(
+        self, client: BitrixClient, client_id: str, *, answer_window: float = ANSWER_WINDOW
+    ) -> None:
+        self._client = client
+        self._client_id = client_id
+        self._answer_window = answer_window
+
+    async def send(self, route: BitrixRoute, reply: Reply, received_at: float) -> None:
+        params: dict[str, Any] = {"MESSAGE": reply.text, "CLIENT_ID": self._client_id}
+        if reply.buttons:
+            params["KEYBOARD"] = {
+                "BUTTONS": [
+                    {
+                        "TEXT": b.text,
+                        "COMMAND": b.command,
+                        "COMMAND_PARAMS": b.params,
+                        "DISPLAY": "LINE",
+                    }
+                    for b in reply.buttons
+                ]
+            }
+        fresh = time.time() - received_at < self._answer_window
+        if route.openline:
+            # Privacy: in an open-line chat the connector would forward the message to the
+            # customer; SKIP_CONNECTOR keeps it among staff (§6.7, §8). Whether a command
+            # answer is forwarded is unconfirmed, so it is not used there.
+            params |= {"DIALOG_ID": route.dialog_id, "SKIP_CONNECTOR": "Y"}
+            await self._client.call("imbot.message.add", params)
+        elif route.command_id is not None and route.message_id is not None and fresh:
+            params |= {"COMMAND_ID": route.command_id, "MESSAGE_ID": route.message_id}
+            await self._client.call("imbot.command.answer", params)
+        else:
+            params["DIALOG_ID"] = route.dialog_id
+            await self._client.call("imbot.message.add", params)

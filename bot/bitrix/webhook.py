@@ -1,0 +1,144 @@
+"""The aiohttp handler for Bitrix24 bot events: verify the source, parse, de-duplicate, queue,
+and answer at once. It translates; the core (dispatch) decides.
+
+Bitrix24 never re-sends an event (protocol notes §1.1), so the answer is quick and the work
+runs behind the job queue; a full queue is refused with 503 rather than held in memory.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.bitrix.events import (
+    CommandEvent,
+    DeleteEvent,
+    JoinEvent,
+    MessageEvent,
+    commands_of,
+    parse_event,
+    welcome_of,
+)
+from bot.bitrix.form import FormError, unflatten_form
+from bot.dedup import SeenKeys
+from bot.jobs import JobQueue
+from bot.models import IncomingCommand
+
+log = structlog.get_logger(__name__)
+
+# An event is a few kilobytes; a 20,000-character message percent-encoded is under 200 KB.
+MAX_EVENT_BYTES: Final = 1024 * 1024
+_FORM_TYPES: Final = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@dataclass
+class EventIntake:
+    """What the handler needs: the secrets to check, the de-dup memory and the queue."""
+
+    path_secret: str
+    client_id: str
+    application_token: str | None  # checked when configured (application mode, later)
+    seen: SeenKeys
+    queue: JobQueue
+    clock: Callable[[], float]
+    on_bot_deleted: Callable[[int], None]
+
+
+INTAKE = web.AppKey("b24_intake", EventIntake)
+
+
+def _same(given: str, expected: str) -> bool:
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, reason: str, **fields: object) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.fields = status, reason, fields
+
+
+async def receive_event(request: web.Request) -> web.Response:
+    """POST /b24/events/<secret>?CLIENT_ID=…: one Bitrix24 bot event."""
+    intake = request.app[INTAKE]
+    try:
+        _verify_source(request, intake)
+        form = await _read_form(request)
+        _verify_application_token(form, intake)
+        event = parse_event(form)
+    except _Rejected as rejected:
+        log.warning(
+            "event.rejected", status=rejected.status, reason=rejected.reason, **rejected.fields
+        )
+        return web.json_response(
+            {"status": "rejected", "reason": rejected.reason}, status=rejected.status
+        )
+    except ValidationError as error:
+        log.warning(
+            "event.rejected", status=400, reason="malformed_event", errors=error.error_count()
+        )
+        return web.json_response({"status": "rejected", "reason": "malformed_event"}, status=400)
+    if event is None:
+        log.info("event.ignored", event=str(form.get("event", ""))[:64])
+        return web.json_response({"status": "ignored"})
+    return _accept(intake, event)
+
+
+def _verify_source(request: web.Request, intake: EventIntake) -> None:
+    """The path secret and the CLIENT_ID Bitrix24 appends (§6.8), before the body is read."""
+    if not _same(request.match_info["secret"], intake.path_secret):
+        raise _Rejected(404, "path_secret")
+    if not _same(request.query.get("CLIENT_ID", ""), intake.client_id):
+        raise _Rejected(403, "client_id")
+    if request.content_type not in _FORM_TYPES:
+        raise _Rejected(415, "content_type", content_type=request.content_type[:64])
+
+
+async def _read_form(request: web.Request) -> dict[str, object]:
+    try:
+        posted = await request.post()
+        return unflatten_form((k, v) for k, v in posted.items() if isinstance(v, str))
+    except (UnicodeDecodeError, ValueError, FormError):
+        raise _Rejected(400, "unreadable_body") from None
+
+
+def _verify_application_token(form: dict[str, object], intake: EventIntake) -> None:
+    if intake.application_token is None:
+        return
+    auth = form.get("auth")
+    token = auth.get("application_token") if isinstance(auth, dict) else None
+    if not isinstance(token, str) or not _same(token, intake.application_token):
+        raise _Rejected(403, "application_token")
+
+
+def _accept(
+    intake: EventIntake, event: CommandEvent | MessageEvent | JoinEvent | DeleteEvent
+) -> web.Response:
+    now = intake.clock()
+    commands: list[IncomingCommand]
+    if isinstance(event, DeleteEvent):
+        intake.on_bot_deleted(event.data.BOT_ID)
+        log.warning("bitrix.bot_deleted", bot_id=event.data.BOT_ID)
+        return web.json_response({"status": "ok"})
+    if isinstance(event, JoinEvent):
+        commands = [welcome_of(event, now)]
+    else:
+        commands = commands_of(event, now)
+    fresh = intake.seen.claim(c.key for c in commands)
+    jobs = [c for c in commands if c.key in fresh]
+    if not intake.queue.offer(jobs):
+        intake.seen.release(fresh)
+        log.warning("event.rejected", status=503, reason="queue_full", event=event.event)
+        return web.json_response({"status": "rejected", "reason": "queue_full"}, status=503)
+    log.info(
+        "event.accepted",
+        event=event.event,
+        commands=len(jobs),
+        duplicates=len(commands) - len(jobs),
+    )
+    return web.json_response({"status": "ok"})

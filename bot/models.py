@@ -1,0 +1,54 @@
+"""Frozen value objects that cross the seams: what came in, where the answer goes, what to say."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.texts import Lang
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BitrixRoute(Frozen):
+    """Where a Bitrix24 reply goes, and how (protocol notes §1.6, §6.5, §6.7)."""
+
+    kind: Literal["bitrix"] = "bitrix"
+    dialog_id: str  # the user id in a private chat, chat<ID> otherwise
+    command_id: int | None = None  # set when the command came as ONIMCOMMANDADD
+    message_id: int | None = None
+    openline: bool = False  # an open-line chat: nothing may reach the customer
+
+
+Route = BitrixRoute  # a discriminated union once Telegram arrives
+
+
+class IncomingCommand(Frozen):
+    """One command text from one person, as every transport hands it to the core."""
+
+    key: str  # idempotency key: the same delivery twice has the same key
+    source: Literal["bitrix"]
+    author_id: int  # the platform's user id
+    text: str
+    chat_session_id: int | None = None  # the open-line chat's own session, if any
+    language: Lang = "en"
+    received_at: float  # time.time() when the event arrived
+    route: Route
+
+
+class ReplyButton(Frozen):
+    """A keyboard button that sends `/<command> <params>` back to the bot when clicked."""
+
+    text: str
+    command: str
+    params: str
+
+
+class Reply(Frozen):
+    """What to answer, platform-neutral."""
+
+    text: str
+    buttons: tuple[ReplyButton, ...] = ()

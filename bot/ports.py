@@ -1,0 +1,37 @@
+"""The ports the use-cases talk to; adapters in bot/bitrix (later bot/telegram) implement them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bot.models import Frozen
+
+
+class SessionVote(Frozen):
+    """A session's head vote as Bitrix24 stores it, and whether the caller may change it."""
+
+    session_id: int
+    rating: int  # 0: not rated
+    comment: str  # "": no comment
+    can_vote: bool
+
+
+class VoteResult(Frozen):
+    """The stored vote before and after a vote call."""
+
+    before: SessionVote
+    after: SessionVote
+
+
+class SessionVotes(Protocol):
+    """Reading and writing open-line sessions' head votes."""
+
+    async def read(self, session_id: int) -> SessionVote:
+        """The current vote; raises SessionNotFound or SessionNotVisible."""
+        ...
+
+    async def vote(
+        self, session_id: int, *, rating: int | None, comment: str | None
+    ) -> VoteResult:
+        """Store a rating and/or a comment; the other one is kept as it is."""
+        ...

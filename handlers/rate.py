@@ -1,0 +1,59 @@
+"""`/rate`: save a session's head vote and prove it was saved.
+
+Bitrix24 answers `true` even when nothing was stored (protocol notes §7.3), so success is
+claimed only when the vote read back after writing is what was asked.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from bot.commands import RateCommand, RatePrompt
+from bot.errors import VoteNotAllowed, VoteNotSaved
+from bot.models import Reply, ReplyButton
+from bot.ports import SessionVote, SessionVotes
+from bot.texts import Lang, render
+
+STARS: Final = "★★★★★"
+NO_STARS: Final = "☆☆☆☆☆"
+
+
+async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
+    """Store the rating and/or comment; the one not given keeps its stored value."""
+    result = await votes.vote(command.session_id, rating=command.rating, comment=command.comment)
+    before, after = result.before, result.after
+    wanted_rating = command.rating if command.rating is not None else before.rating
+    wanted_comment = command.comment if command.comment is not None else before.comment
+    if not before.can_vote:
+        raise VoteNotAllowed(**describe(after, lang))
+    if (after.rating, after.comment) != (wanted_rating, wanted_comment):
+        raise VoteNotSaved(**describe(after, lang))
+    return Reply(text=render("rate.saved", lang, **describe(after, lang)))
+
+
+async def prompt(command: RatePrompt, votes: SessionVotes, lang: Lang) -> Reply:
+    """`/rate 494` alone: show the current vote and offer 1-5 stars as buttons."""
+    current = await votes.read(command.session_id)
+    buttons = tuple(
+        ReplyButton(text=STARS[:n], command="rate", params=f"{command.session_id} {n}")
+        for n in range(1, 6)
+    )
+    return Reply(text=render("rate.prompt", lang, **describe(current, lang)), buttons=buttons)
+
+
+def describe(vote: SessionVote, lang: Lang) -> dict[str, str | int]:
+    """The text parameters for a stored vote: session, rating, comment."""
+    if 1 <= vote.rating <= len(STARS):
+        stars = STARS[: vote.rating] + NO_STARS[vote.rating :]
+        rating = render("rate.stars", lang, stars=stars, value=vote.rating)
+    else:
+        rating = render("rate.no_rating", lang)
+    if vote.comment:
+        comment = render("rate.comment", lang, comment=_short(vote.comment))
+    else:
+        comment = render("rate.no_comment", lang)
+    return {"session": vote.session_id, "rating": rating, "comment": comment}
+
+
+def _short(comment: str, limit: int = 300) -> str:
+    return comment if len(comment) <= limit else comment[:limit].rstrip() + "…"
