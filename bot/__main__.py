@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
 
+import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
 from bot.app import AccessLogger, create_app
+from bot.bitrix.client import BitrixClient, PortalLimiters, WebhookAuth
+from bot.bitrix.registration import register, unregister
 from bot.config import (
     SECRET_SETTINGS,
     Settings,
@@ -18,6 +22,7 @@ from bot.config import (
     describe_settings_error,
     env_name,
 )
+from bot.errors import BitrixError
 from bot.logs import configure_logging
 
 EXIT_BAD_SETTINGS = 2
@@ -59,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", title="subcommands", metavar="COMMAND")
     commands.add_parser("serve", help="run the service (the default when no subcommand is given)")
+    commands.add_parser(
+        "register", help="register the bot and its commands in Bitrix24, or update them"
+    )
+    commands.add_parser("unregister", help="remove the bot and its commands from Bitrix24")
     return parser
 
 
@@ -82,7 +91,10 @@ def secret_literals(settings: Settings) -> list[str]:
     """The configured secrets, for the log redactor to mask wherever they turn up."""
     secrets = [settings.b24_webhook_url, settings.telegram_bot_token]
     secrets += [settings.telegram_webhook_secret, settings.b24_client_id]
-    return [s.get_secret_value() for s in secrets if s is not None]
+    literals = [s.get_secret_value() for s in secrets if s is not None]
+    if settings.b24_webhook_url is not None:
+        literals.append(settings.b24_handler_path().rsplit("/", 1)[-1])
+    return literals
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +106,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETTINGS
     if args.command in (None, "serve"):
         serve(settings)
+        return 0
+    configure_logging(
+        level=settings.bot_log_level,
+        fmt=settings.bot_log_format,
+        secrets=secret_literals(settings),
+    )
+    return asyncio.run(manage_bot(settings, args.command))
+
+
+async def manage_bot(settings: Settings, command: str) -> int:
+    """`register` / `unregister`: one-off calls through B24_WEBHOOK_URL."""
+    if settings.b24_webhook_url is None:
+        print("B24_WEBHOOK_URL is not set: there is no portal to talk to.", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    async with aiohttp.ClientSession() as session:
+        client = BitrixClient(
+            session,
+            WebhookAuth(settings.b24_webhook_url),
+            PortalLimiters(rate=settings.b24_rate_limit, burst=settings.b24_rate_burst),
+        )
+        try:
+            if command == "register":
+                registration = await register(client, settings)
+                print(
+                    f"Registered bot {registration.bot_id} with commands "
+                    f"{', '.join('/' + c for c in registration.command_ids)}; events go to "
+                    f"{settings.public_url}/b24/events/…"
+                )
+            else:
+                removed = await unregister(client, settings)
+                print(f"Removed bot {removed}." if removed else "No bot to remove.")
+        except BitrixError as error:
+            # The code and method only: no URL, no secret.
+            print(f"Bitrix24 refused: {error.code} in {error.method}.", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -84,7 +84,7 @@ async def receive_event(request: web.Request) -> web.Response:
         )
         return web.json_response({"status": "rejected", "reason": "malformed_event"}, status=400)
     if event is None:
-        log.info("event.ignored", event=str(form.get("event", ""))[:64])
+        log.info("event.ignored", bitrix_event=str(form.get("event", ""))[:64])
         return web.json_response({"status": "ignored"})
     return _accept(intake, event)
 
@@ -133,11 +133,11 @@ def _accept(
     jobs = [c for c in commands if c.key in fresh]
     if not intake.queue.offer(jobs):
         intake.seen.release(fresh)
-        log.warning("event.rejected", status=503, reason="queue_full", event=event.event)
+        log.warning("event.rejected", status=503, reason="queue_full", bitrix_event=event.event)
         return web.json_response({"status": "rejected", "reason": "queue_full"}, status=503)
     log.info(
         "event.accepted",
-        event=event.event,
+        bitrix_event=event.event,
         commands=len(jobs),
         duplicates=len(commands) - len(jobs),
     )

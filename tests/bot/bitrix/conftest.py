@@ -1,0 +1,120 @@
+"""The service and the sandbox portal, both over real HTTP on loopback, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+
+from bot.app import BITRIX, Tuning, create_app
+from bot.bitrix.client import RetryPolicy
+from bot.config import Settings
+from bot.sandbox.app import EVENTS
+from bot.sandbox.events import Delivery, EventSender
+from bot.sandbox.portal import Message, Portal
+from tests.bot.test_main import free_port
+from tests.conftest import webhook_url
+
+T = TypeVar("T")
+
+FAST = Tuning(
+    workers=2,
+    retry=RetryPolicy(attempts=3, deadline=5, initial_wait=0.01, max_wait=0.05),
+    registration_backoff=0.2,
+    shutdown_grace=2,
+)
+
+
+async def eventually(probe: Callable[[], T | None], within: float = 5.0) -> T:
+    """Poll until `probe` returns something truthy; the background work runs meanwhile."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the expected state did not come about in time")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class Service:
+    """The running service, the portal it talks to, and the portal's event sender."""
+
+    server: TestServer
+    settings: Settings
+    portal: Portal
+    events: EventSender
+    started_at_call: int  # REST calls made before this index were the registration
+
+    @property
+    def bot_id(self) -> int:
+        registration = self.server.app[BITRIX].registration
+        assert registration is not None
+        return registration.bot_id
+
+    def bot_messages(self, chat_id: int | None = None) -> list[Message]:
+        return [
+            m
+            for m in self.portal.messages.values()
+            if m.author_id == self.bot_id and (chat_id is None or m.chat_id == chat_id)
+        ]
+
+    async def say(self, author_id: int, to: int | str, text: str, **kw: Any) -> list[Delivery]:
+        """A user writes; returns once the event was answered (the work may still run)."""
+        deliveries = await self.events.send_message(author_id, to, text, **kw)
+        assert all(d.status == 200 for d in deliveries), deliveries
+        return deliveries
+
+    async def reply_to(self, author_id: int, to: int | str, text: str, **kw: Any) -> Message:
+        """A user writes and the bot answers: the answer."""
+        before = len(self.bot_messages())
+        await self.say(author_id, to, text, **kw)
+        await eventually(lambda: len(self.bot_messages()) > before)
+        return self.bot_messages()[-1]
+
+    def calls(self, method: str) -> int:
+        """REST calls of `method` (outside batch) since the service was up and registered."""
+        calls = self.portal.calls[self.started_at_call :]
+        return sum(1 for c in calls if c.method == method and c.batch_of is None)
+
+
+ServiceFactory = Callable[..., Coroutine[Any, Any, Service]]
+
+
+@pytest.fixture
+def start_service(
+    aiohttp_server: AiohttpServer, sandbox: TestServer, portal: Portal
+) -> ServiceFactory:
+    """Start the service against the sandbox: `await start_service(B24_SUPERVISOR_IDS="27")`."""
+
+    async def start(*, tuning: Tuning = FAST, **env: str) -> Service:
+        port = free_port()
+        values = {
+            "B24_WEBHOOK_URL": webhook_url(sandbox),
+            "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "B24_SUPERVISOR_IDS": "1,27",
+        }
+        settings = Settings.from_sources(values | env, env_file=None)
+        server: TestServer = await aiohttp_server(create_app(settings, tuning=tuning), port=port)
+        await asyncio.wait_for(server.app[BITRIX].registered.wait(), 5)
+        return Service(server, settings, portal, sandbox.app[EVENTS], len(portal.calls))
+
+    return start
+
+
+@pytest.fixture
+async def service(start_service: ServiceFactory) -> Service:
+    return await start_service()
+
+
+async def post_form(http: aiohttp.ClientSession, url: str, **request: Any) -> int:
+    """POST anything (data=, json=, headers=) and return the status."""
+    async with http.post(url, **request) as answer:
+        return answer.status

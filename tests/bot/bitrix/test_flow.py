@@ -1,0 +1,337 @@
+"""`/rate` from a Bitrix24 chat, end to end: the service and the sandbox portal over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+
+from bot.app import Tuning
+from bot.bitrix.registration import handler_url
+from bot.logs import configure_logging
+from bot.sandbox.portal import Fault
+from tests.bot.bitrix.conftest import FAST, Service, ServiceFactory, eventually
+
+VOTE = "imopenlines.session.head.vote"
+
+
+def stored(service: Service, session_id: int) -> tuple[int, str]:
+    session = service.portal.sessions[session_id]
+    return session.vote_head, session.comment_head
+
+
+async def test_a_supervisor_rates_in_the_private_chat_with_the_bot(service: Service) -> None:
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец")
+    assert stored(service, 494) == (5, "Молодец")
+    assert reply.text == "✅ Сохранено. Сессия 494: ★★★★★ 5/5, комментарий «Молодец»."
+    assert reply.via == "imbot.command.answer"
+    assert reply.chat_id == service.portal.private_chat(27, service.bot_id).id
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "reply"),
+    [
+        ("/rate 495 2", (2, "Вежливо"), "Сессия 495: ★★☆☆☆ 2/5, комментарий «Вежливо»."),
+        (
+            "/rate 495 Долго отвечал",
+            (4, "Долго отвечал"),
+            "Сессия 495: ★★★★☆ 4/5, комментарий «Долго отвечал».",
+        ),
+        ("/rate #495 ★★★ Средне\nвторая строка", (3, "Средне\nвторая строка"), "★★★☆☆ 3/5"),
+        ("/оценка 495 5/5", (5, "Вежливо"), "★★★★★ 5/5"),
+    ],
+)
+async def test_what_is_not_given_keeps_its_stored_value(
+    service: Service, text: str, expected: tuple[int, str], reply: str
+) -> None:
+    """Session 495 starts at 4, "Вежливо": a rating alone keeps the comment, and vice versa."""
+    answer = await service.reply_to(27, service.bot_id, text)
+    assert stored(service, 495) == expected
+    assert reply in answer.text
+
+
+async def test_a_vote_is_one_rest_request_and_the_reply_another(service: Service) -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+    await service.reply_to(27, service.bot_id, "/rate 495 5")
+    await eventually(lambda: "command.handled" in stream.getvalue())
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines() if "command.handled" in x]
+    assert {
+        k: line[k] for k in ("command", "outcome", "session_id", "rating", "user_id", "source")
+    } == {
+        "command": "rate",
+        "outcome": "saved",
+        "session_id": 495,
+        "rating": 5,
+        "user_id": 27,
+        "source": "bitrix",
+    }
+    assert line["rest_requests"] == 2  # one batch (read, vote, read back) and the answer
+    assert line["duration_ms"] >= 0
+    assert line["delivered"] is True
+
+
+async def test_every_rate_line_of_a_message_is_rated(service: Service) -> None:
+    await service.say(
+        27, service.bot_id, "/rate 494 5 Молодец\n/rate 495 3\nи комментарий\n/rate 496 1"
+    )
+    await eventually(lambda: len(service.bot_messages()) == 3)
+    assert stored(service, 494) == (5, "Молодец")
+    assert stored(service, 495) == (3, "и комментарий")
+    assert stored(service, 496) == (1, "")
+    texts = sorted(m.text for m in service.bot_messages())
+    assert [t.split(":")[0] for t in texts] == [
+        "✅ Сохранено. Сессия 494",
+        "✅ Сохранено. Сессия 495",
+        "✅ Сохранено. Сессия 496",
+    ]
+
+
+async def test_rate_alone_offers_stars_and_a_click_completes_the_vote(service: Service) -> None:
+    prompt = await service.reply_to(27, service.bot_id, "/rate 494")
+    assert prompt.text == "Сессия 494: сейчас без оценки, без комментария. Выберите оценку:"
+    buttons = prompt.keyboard["BUTTONS"]
+    assert [(b["TEXT"], b["COMMAND"], b["COMMAND_PARAMS"]) for b in buttons] == [
+        ("★" * n, "rate", f"494 {n}") for n in range(1, 6)
+    ]
+    before = len(service.bot_messages())
+    await service.events.click(27, prompt.id, 3)
+    await eventually(lambda: len(service.bot_messages()) > before)
+    assert stored(service, 494) == (4, "")
+    assert "★★★★☆ 4/5" in service.bot_messages()[-1].text
+
+
+@pytest.mark.parametrize("how", ["the same event twice", "as command and as message"])
+async def test_a_command_delivered_twice_votes_once_and_answers_once(
+    service: Service, http: aiohttp.ClientSession, how: str
+) -> None:
+    portal, events = service.portal, service.events
+    chat = portal.private_chat(27, service.bot_id)
+    message = portal.post(chat.id, 27, "/rate 494 5 Молодец", via="user")
+    command = next(c for c in portal.commands.values() if c.command == "rate")
+    first = events.command_form(
+        message, portal.users[27], chat, [(command, "494 5 Молодец", "TEXTAREA")]
+    )
+    second = (
+        first
+        if how == "the same event twice"
+        else events.message_form(
+            portal.bots[service.bot_id], message, portal.users[27], chat, message.text
+        )
+    )
+    assert (await events.post(command.handler, first)).status == 200
+    assert (await events.post(command.handler, second)).status == 200
+    await eventually(service.bot_messages)
+    await eventually(lambda: service.calls("batch") >= 1)
+    assert service.calls("batch") == 1
+    assert len(service.bot_messages()) == 1
+
+
+async def test_someone_not_on_the_list_is_refused_with_their_user_id(service: Service) -> None:
+    reply = await service.reply_to(28, service.bot_id, "/rate 494 5")
+    assert "Ваш id в Битрикс24: 28" in reply.text
+    assert service.calls("batch") == 0
+    assert stored(service, 494) == (0, "")
+
+
+async def test_help_is_for_everyone(service: Service) -> None:
+    reply = await service.reply_to(28, service.bot_id, "/help")
+    assert reply.text.startswith("[b]Оценка диалогов открытых линий[/b]")
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("/rate 494 7 Молодец", "Оценка «7» не подходит"),
+        ("/rate Молодец", "Укажите номер сессии"),
+        ("привет", "Я понимаю только команды"),
+        ("/foo", "Не знаю команду /foo"),
+    ],
+)
+async def test_a_wrong_command_is_explained_and_costs_no_vote(
+    service: Service, text: str, answer: str
+) -> None:
+    reply = await service.reply_to(27, service.bot_id, text)
+    assert reply.text.startswith(answer)
+    assert service.calls("batch") == 0
+
+
+async def test_inside_an_open_line_chat_the_session_is_the_chat_s_and_the_customer_sees_nothing(
+    service: Service,
+) -> None:
+    reply = await service.reply_to(27, "chat1157", "/rate 5 Молодец")
+    assert stored(service, 494) == (5, "Молодец")
+    assert reply.chat_id == 1157
+    assert reply.via == "imbot.message.add"
+    assert not any(
+        m.to_customer for m in service.portal.messages.values() if m.author_id == service.bot_id
+    )
+    add = next(c for c in service.portal.calls if c.method == "imbot.message.add")
+    assert add.params["SKIP_CONNECTOR"] == "Y"
+
+
+async def test_an_explicit_session_wins_inside_an_open_line_chat(service: Service) -> None:
+    await service.reply_to(27, "chat1157", "/rate #495 1")
+    assert stored(service, 495) == (1, "Вежливо")
+    assert stored(service, 494) == (0, "")
+
+
+async def test_a_group_chat_mention_works_too(service: Service) -> None:
+    await service.events.join(service.bot_id, 1, 2001)
+    await eventually(lambda: service.bot_messages(2001))  # the welcome
+    reply = await service.reply_to(27, "chat2001", "/rate 494 4 Хорошо", mention=service.bot_id)
+    assert stored(service, 494) == (4, "Хорошо")
+    assert reply.chat_id == 2001
+
+
+async def test_joining_a_chat_gets_a_short_welcome(service: Service) -> None:
+    await service.events.join(service.bot_id, 27)
+    welcome = await eventually(service.bot_messages)
+    assert welcome[-1].text.startswith("Здравствуйте! Я сохраняю оценки диалогов")
+
+
+@pytest.mark.parametrize(
+    ("case", "text_part"),
+    [
+        ("the webhook's owner may not vote on the line", "нет права оценивать"),
+        ("the plan lacks the feature", "нет права оценивать"),
+        ("no such session", "Сессия 999 не найдена"),
+        ("a line the webhook cannot see", "Нет доступа к сессии 496"),
+    ],
+)
+async def test_when_nothing_is_saved_the_reply_says_so_and_why(
+    start_service: ServiceFactory, case: str, text_part: str
+) -> None:
+    session = 494
+    service = await start_service()
+    portal = service.portal
+    if case == "the webhook's owner may not vote on the line":
+        portal.lines[1].heads.discard(1)
+        portal.lines[1].supervisors.add(1)
+    elif case == "the plan lacks the feature":
+        portal.can_use_vote_head = False
+    elif case == "no such session":
+        session = 999
+    else:
+        portal.users[1].is_admin = False
+        portal.lines[2].heads.discard(1)
+        session = 496
+    reply = await service.reply_to(27, service.bot_id, f"/rate {session} 5 Молодец")
+    assert text_part in reply.text
+    assert "✅" not in reply.text
+    if session in portal.sessions:
+        assert portal.sessions[session].vote_head == 0
+
+
+async def test_true_without_saving_is_caught_by_the_read_back(service: Service) -> None:
+    """head.vote answers true and the session keeps its vote: the reply says not saved."""
+    service.portal.faults.append(
+        Fault(
+            method="batch",
+            status=200,
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "result": {
+                        "result": {
+                            "before": {
+                                "sessionId": 494,
+                                "sessionVoteHead": 0,
+                                "sessionCommentHead": None,
+                                "canVoteHead": "Y",
+                            },
+                            "vote": True,
+                            "after": {
+                                "sessionId": 494,
+                                "sessionVoteHead": 0,
+                                "sessionCommentHead": None,
+                                "canVoteHead": "Y",
+                            },
+                        },
+                        "result_error": [],
+                    },
+                    "time": {},
+                }
+            ),
+        )
+    )
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.text.startswith("❌ Не сохранено: Битрикс24 ответил «готово»")
+
+
+async def test_a_rate_limited_portal_is_waited_out(service: Service) -> None:
+    service.portal.faults.append(
+        Fault(method="batch", status=503, error="QUERY_LIMIT_EXCEEDED", times=2)
+    )
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.text.startswith("✅")
+
+
+async def test_a_portal_that_stays_down_gets_an_honest_reply(service: Service) -> None:
+    service.portal.faults.append(Fault(method="batch", status=502, times=-1))
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.text == "Битрикс24 не отвечает, оценка не сохранена. Повторите позже."
+
+
+async def test_a_late_reply_is_a_message_not_a_command_answer(
+    start_service: ServiceFactory,
+) -> None:
+    tuning = Tuning(
+        workers=FAST.workers, retry=FAST.retry, registration_backoff=0.2, answer_window=0
+    )
+    service = await start_service(tuning=tuning)
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.via == "imbot.message.add"
+    assert reply.chat_id == service.portal.private_chat(27, service.bot_id).id
+
+
+async def test_english_portals_get_english(service: Service) -> None:
+    service.portal.language = "en"
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Well done")
+    assert reply.text == "✅ Saved. Session 494: ★★★★★ 5/5, comment “Well done”."
+
+
+async def test_an_event_s_client_endpoint_is_never_called(
+    service: Service, aiohttp_server: AiohttpServer, http: aiohttp.ClientSession
+) -> None:
+    hostile_calls: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        hostile_calls.append(request.path)
+        return web.json_response({"result": True})
+
+    hostile_app = web.Application()
+    hostile_app.router.add_route("*", "/{tail:.*}", record)
+    hostile = await aiohttp_server(hostile_app)
+    portal, events = service.portal, service.events
+    chat = portal.private_chat(27, service.bot_id)
+    message = portal.post(chat.id, 27, "/rate 494 5", via="user")
+    command = next(c for c in portal.commands.values() if c.command == "rate")
+    form: dict[str, Any] = events.command_form(
+        message, portal.users[27], chat, [(command, "494 5", "TEXTAREA")]
+    )
+    endpoint = str(hostile.make_url("/rest/"))
+    form["auth"] = form["auth"] | {
+        "client_endpoint": endpoint,
+        "domain": f"127.0.0.1:{hostile.port}",
+        "access_token": "stolen?",
+        "server_endpoint": endpoint,
+    }
+    assert (
+        await events.post(
+            handler_url(service.settings) + f"?CLIENT_ID={_client_id(service)}", form
+        )
+    ).status == 200
+    await eventually(service.bot_messages)
+    assert stored(service, 494) == (5, "")
+    assert hostile_calls == []
+
+
+def _client_id(service: Service) -> str:
+    assert service.settings.b24_client_id is not None
+    return service.settings.b24_client_id.get_secret_value()

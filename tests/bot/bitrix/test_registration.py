@@ -1,0 +1,152 @@
+"""Registration of the bot and its commands: on start, across restarts, and from the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.app import BITRIX
+from bot.bitrix.registration import handler_url
+from bot.sandbox.portal import Fault, Portal
+from tests.bot.bitrix.conftest import Service, ServiceFactory, eventually
+from tests.conftest import webhook_url
+
+
+def client_id(service: Service) -> str:
+    assert service.settings.b24_client_id is not None
+    return service.settings.b24_client_id.get_secret_value()
+
+
+async def test_the_bot_is_registered_on_start_for_open_lines(service: Service) -> None:
+    portal = service.portal
+    [bot] = portal.bots.values()
+    url = f"{handler_url(service.settings)}?CLIENT_ID={client_id(service)}"
+    assert (bot.code, bot.name, bot.openline) == ("rating_bot", "Оценка диалогов", True)
+    assert set(bot.handlers.values()) == {url}
+    assert handler_url(service.settings).startswith(f"{service.settings.public_url}/b24/events/")
+    commands = {c.command: c for c in portal.commands.values()}
+    assert set(commands) == {"rate", "help"}
+    for command in commands.values():
+        assert (command.bot_id, command.common, command.hidden, command.handler) == (
+            bot.id,
+            True,
+            False,
+            url,
+        )
+        assert {item["LANGUAGE_ID"] for item in command.lang} == {"ru", "en", "de"}
+    rate_titles = {item["LANGUAGE_ID"]: item["PARAMS"] for item in commands["rate"].lang}
+    assert rate_titles["ru"] == "сессия оценка комментарий"
+    assert [c.method for c in portal.calls if c.batch_of is None] == ["imbot.bot.list", "batch"]
+
+
+async def test_a_restart_finds_the_bot_and_duplicates_nothing(
+    start_service: ServiceFactory, portal: Portal
+) -> None:
+    first = await start_service()
+    ids = (set(portal.bots), set(portal.commands))
+    second = await start_service()
+    assert (set(portal.bots), set(portal.commands)) == ids
+    assert second.bot_id == first.bot_id
+    assert sum(1 for c in portal.calls if c.method == "imbot.register") == 1
+    assert sum(1 for c in portal.calls if c.method == "imbot.update") == 1
+
+
+async def test_a_new_public_url_is_written_to_the_existing_bot_and_commands(
+    start_service: ServiceFactory, portal: Portal
+) -> None:
+    await start_service()
+    moved = await start_service(BOT_PUBLIC_URL="https://rating-bot.example.com")
+    url = f"https://rating-bot.example.com{moved.settings.b24_handler_path()}?CLIENT_ID={client_id(moved)}"
+    [bot] = portal.bots.values()
+    assert set(bot.handlers.values()) == {url}
+    assert {c.handler for c in portal.commands.values()} == {url}
+
+
+async def test_a_portal_down_at_start_is_retried_and_the_service_serves_meanwhile(
+    start_service: ServiceFactory, portal: Portal
+) -> None:
+    portal.faults.append(Fault(method="imbot.bot.list", status=502, times=-1))
+    starting = asyncio.create_task(start_service())
+    await eventually(
+        lambda: (
+            sum(1 for c in portal.calls if c.method == "batch") == 0 and len(portal.faults) == 1
+        )
+    )
+    await asyncio.sleep(0.3)
+    assert portal.bots == {}
+    portal.faults.clear()
+    service = await asyncio.wait_for(starting, 10)
+    assert service.bot_id in portal.bots
+
+
+async def test_onimbotdelete_makes_the_service_forget_its_bot(service: Service) -> None:
+    await service.events.delete_bot(service.bot_id)
+    assert service.server.app[BITRIX].registration is None
+
+
+def _cli_env(sandbox: TestServer, **extra: str) -> dict[str, str]:
+    return {"PYTHONIOENCODING": "utf-8", "B24_WEBHOOK_URL": webhook_url(sandbox), **extra}
+
+
+async def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_cli_register_then_unregister(
+    sandbox: TestServer, portal: Portal, tmp_path: Path
+) -> None:
+    env = _cli_env(
+        sandbox, BOT_PUBLIC_URL="https://rating-bot.example.com", BOT_LOG_LEVEL="warning"
+    )
+    code, out, err = await _run_cli(["register"], env, tmp_path)
+    assert (code, err) == (0, "")
+    [bot] = portal.bots.values()
+    assert out.startswith(f"Registered bot {bot.id} with commands /rate, /help;")
+    code, out, _ = await _run_cli(["register"], env, tmp_path)
+    assert code == 0
+    assert len(portal.bots) == 1
+    assert len(portal.commands) == 2
+    code, out, _ = await _run_cli(["unregister"], env, tmp_path)
+    assert (code, out.strip()) == (0, f"Removed bot {bot.id}.")
+    assert (portal.bots, portal.commands) == ({}, {})
+    code, out, _ = await _run_cli(["unregister"], env, tmp_path)
+    assert (code, out.strip()) == (0, "No bot to remove.")
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "message"),
+    [
+        ({"B24_WEBHOOK_URL": ""}, 2, "B24_WEBHOOK_URL is not set"),
+        (
+            {"BOT_LOG_LEVEL": "critical"},
+            1,
+            "Bitrix24 refused: NO_AUTH_FOUND in imbot.bot.list.",
+        ),
+    ],
+)
+async def test_cli_failures_are_one_clear_line(
+    sandbox: TestServer, tmp_path: Path, env: dict[str, str], code: int, message: str
+) -> None:
+    if code == 1:  # a webhook code the portal does not know
+        env = env | {"B24_WEBHOOK_URL": webhook_url(sandbox, code="n0tth3c0de")}
+    status, out, err = await _run_cli(["register"], _cli_env(sandbox) | env, tmp_path)
+    assert status == code
+    assert message in err
+    assert "Traceback" not in out + err
+    assert "n0tth3c0de" not in out + err

@@ -1,0 +1,193 @@
+"""Event intake: forged events are refused, garbage never makes a 500, a full queue says 503."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+
+from bot.app import Tuning
+from bot.bitrix.registration import handler_url
+from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES
+from bot.sandbox.portal import Fault
+from tests.bot.bitrix.conftest import FAST, Service, ServiceFactory, eventually, post_form
+
+
+def client_id(service: Service) -> str:
+    assert service.settings.b24_client_id is not None
+    return service.settings.b24_client_id.get_secret_value()
+
+
+def event_url(service: Service) -> str:
+    return f"{handler_url(service.settings)}?CLIENT_ID={client_id(service)}"
+
+
+def command_form(service: Service, text: str = "/rate 494 5") -> dict[str, Any]:
+    portal = service.portal
+    chat = portal.private_chat(27, service.bot_id)
+    message = portal.post(chat.id, 27, text, via="user")
+    command = next(c for c in portal.commands.values() if c.command == "rate")
+    return service.events.command_form(
+        message, portal.users[27], chat, [(command, text[6:], "TEXTAREA")]
+    )
+
+
+@pytest.mark.parametrize(
+    ("url_of", "status"),
+    [
+        (
+            lambda s: (
+                handler_url(s.settings).rsplit("/", 1)[0] + f"/guessed?CLIENT_ID={client_id(s)}"
+            ),
+            404,
+        ),
+        (lambda s: handler_url(s.settings), 403),
+        (lambda s: handler_url(s.settings) + "?CLIENT_ID=someone_else", 403),
+        (lambda s: handler_url(s.settings) + f"?CLIENT_ID={client_id(s)}x", 403),
+    ],
+    ids=["wrong path secret", "no CLIENT_ID", "another CLIENT_ID", "a longer CLIENT_ID"],
+)
+async def test_forged_events_are_refused_and_nothing_runs(
+    service: Service, http: aiohttp.ClientSession, url_of: Any, status: int
+) -> None:
+    form = command_form(service)
+    assert (await service.events.post(url_of(service), form)).status == status
+    await asyncio.sleep(0.05)
+    assert service.calls("batch") == 0
+    assert service.bot_messages() == []
+
+
+GARBAGE: list[tuple[str, dict[str, Any], int]] = [
+    (
+        "empty body",
+        {"data": b"", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        200,
+    ),
+    (
+        "binary",
+        {
+            "data": bytes(range(256)) * 4,
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        400,
+    ),
+    ("json", {"json": {"event": "ONIMCOMMANDADD", "data": {}}}, 415),
+    ("no content type", {"data": b"event=ONIMCOMMANDADD", "headers": {"Content-Type": ""}}, 415),
+    (
+        "plain text",
+        {"data": "event=ONIMCOMMANDADD", "headers": {"Content-Type": "text/plain"}},
+        415,
+    ),
+    ("absurd nesting", {"data": {"event": "ONIMCOMMANDADD", "data" + "[x]" * 40: "1"}}, 400),
+    (
+        "invalid utf-8",
+        {
+            "data": b"event=ONIMCOMMANDADD&data[PARAMS][MESSAGE]=\xff\xfe",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        400,
+    ),
+    (
+        "percent-encoded invalid utf-8",
+        {
+            "data": b"event=ONIMBOTMESSAGEADD&data%5BPARAMS%5D%5BMESSAGE%5D=%FF",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        400,
+    ),
+    ("unknown event", {"data": {"event": "ONIMBOTMESSAGEUPDATE", "data[PARAMS][ID]": "1"}}, 200),
+    ("no event at all", {"data": {"hello": "world"}}, 200),
+    ("a known event without its data", {"data": {"event": "ONIMCOMMANDADD"}}, 400),
+    (
+        "ids that are not numbers",
+        {
+            "data": {
+                "event": "ONIMBOTMESSAGEADD",
+                "data[PARAMS][MESSAGE_ID]": "x",
+                "data[PARAMS][DIALOG_ID]": "1",
+                "data[PARAMS][FROM_USER_ID]": "1",
+            }
+        },
+        400,
+    ),
+    (
+        "a scalar where a table belongs",
+        {"data": {"event": "ONIMCOMMANDADD", "data[COMMAND]": "rate", "data[PARAMS]": "x"}},
+        400,
+    ),
+    (
+        "multipart with a file",
+        {"data": aiohttp.FormData({"event": "ONIMBOTJOINCHAT"}, default_to_multipart=True)},
+        400,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "request_kwargs", "status"), GARBAGE, ids=[g[0] for g in GARBAGE]
+)
+async def test_bad_bodies_get_4xx_or_a_logged_ignore_and_the_service_keeps_serving(
+    service: Service,
+    http: aiohttp.ClientSession,
+    case: str,
+    request_kwargs: dict[str, Any],
+    status: int,
+) -> None:
+    assert await post_form(http, event_url(service), **request_kwargs) == status
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.text.startswith("✅")
+
+
+async def test_a_huge_body_is_refused_with_413(
+    service: Service, http: aiohttp.ClientSession
+) -> None:
+    body = urlencode({"event": "ONIMCOMMANDADD", "data[PARAMS][MESSAGE]": "ж" * MAX_EVENT_BYTES})
+    status = await post_form(
+        http,
+        event_url(service),
+        data=io.BytesIO(body.encode()),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert status == 413
+
+
+async def test_an_oversized_message_inside_the_limit_is_answered_not_dropped(
+    service: Service,
+) -> None:
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5 " + "ж" * 10_001)
+    assert reply.text.startswith("Комментарий слишком длинный: 10\u00a0001 символов")
+
+
+async def test_a_bot_or_system_message_is_not_obeyed(service: Service) -> None:
+    form = command_form(service)
+    form["data"]["USER"]["IS_BOT"] = "Y"
+    assert (await service.events.post(event_url(service), form)).status == 200
+    form = command_form(service)
+    form["data"]["PARAMS"]["SYSTEM"] = "Y"
+    assert (await service.events.post(event_url(service), form)).status == 200
+    await asyncio.sleep(0.05)
+    assert service.calls("batch") == 0
+
+
+async def test_a_full_queue_refuses_with_503_and_what_was_accepted_still_runs(
+    start_service: ServiceFactory,
+) -> None:
+    """One worker busy, room for one waiting job: the next event is refused, not held."""
+    tuning = Tuning(workers=1, queue_size=1, retry=FAST.retry, registration_backoff=0.2)
+    service = await start_service(tuning=tuning)
+    queue = service.server.app[INTAKE].queue
+    service.portal.faults.append(Fault(method="batch", delay=1.0))  # the worker is busy 1 s
+    first, second, third = (command_form(service, f"/rate {s} 5") for s in (494, 495, 496))
+    assert (await service.events.post(event_url(service), first)).status == 200
+    await eventually(lambda: queue.size() == 0)  # taken by the worker
+    assert (await service.events.post(event_url(service), second)).status == 200
+    assert (await service.events.post(event_url(service), third)).status == 503
+    await eventually(lambda: len(service.bot_messages()) == 2)
+    assert [service.portal.sessions[s].vote_head for s in (494, 495, 496)] == [5, 5, 0]
+    # Refused, so not remembered: the same event sent again is accepted and runs.
+    assert (await service.events.post(event_url(service), third)).status == 200
+    await eventually(lambda: service.portal.sessions[496].vote_head == 5)
