@@ -18,8 +18,10 @@ class BitrixRoute(Frozen):
 
     kind: Literal["bitrix"] = "bitrix"
     dialog_id: str  # the user id in a private chat, chat<ID> otherwise
+    author_dialog_id: str  # the bot's private chat with the author: the author's user id
     command_id: int | None = None  # set when the command came as ONIMCOMMANDADD
     message_id: int | None = None
+    bot_in_chat: bool = True  # the bot may post into `dialog_id`
     openline: bool = False  # an open-line chat: nothing may reach the customer
 
 

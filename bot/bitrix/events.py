@@ -33,6 +33,7 @@ class MessageParams(_Model):
     CHAT_ENTITY_TYPE: str = ""
     CHAT_ENTITY_DATA_1: str = ""
     LANGUAGE: str = ""
+    BOT_IN_CHAT: dict[str, str] = {}  # ONIMCOMMANDADD in a group chat: the bots it holds
 
 
 class CommandEntry(_Model):
@@ -152,9 +153,13 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
     params = event.data.PARAMS
     if params.SYSTEM == "Y" or event.data.USER.IS_BOT == "Y":
         return []
+    private = str(params.FROM_USER_ID) == params.DIALOG_ID
     route = BitrixRoute(
         dialog_id=params.DIALOG_ID,
+        author_dialog_id=str(params.FROM_USER_ID),
         message_id=params.MESSAGE_ID,
+        # A group-chat message reaches the bot as a message only when it is a member.
+        bot_in_chat=private or isinstance(event, MessageEvent) or bool(params.BOT_IN_CHAT),
         openline=params.CHAT_ENTITY_TYPE == "LINES",
     )
     texts: list[tuple[str, str, int | None]] = []  # (key, text, command id)
@@ -199,5 +204,7 @@ def welcome_of(event: JoinEvent, received_at: float) -> IncomingCommand:
         text="/start",
         language=pick_language(params.LANGUAGE),
         received_at=received_at,
-        route=BitrixRoute(dialog_id=params.DIALOG_ID),
+        route=BitrixRoute(
+            dialog_id=params.DIALOG_ID, author_dialog_id=str(max(params.USER_ID, 1))
+        ),
     )

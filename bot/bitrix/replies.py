@@ -39,14 +39,15 @@ class BitrixReplies:
             }
         fresh = time.time() - received_at < self._answer_window
         if route.openline:
-            # Privacy: in an open-line chat the connector would forward the message to the
-            # customer; SKIP_CONNECTOR keeps it among staff (§6.7, §8). Whether a command
-            # answer is forwarded is unconfirmed, so it is not used there.
-            params |= {"DIALOG_ID": route.dialog_id, "SKIP_CONNECTOR": "Y"}
+            # Privacy: in an open-line chat the connector forwards messages to the customer
+            # (§6.7, §8), and whether a command answer is forwarded too is unconfirmed; so the
+            # supervisor is answered in their private chat with the bot, never in the line.
+            params["DIALOG_ID"] = route.author_dialog_id
             await self._client.call("imbot.message.add", params)
         elif route.command_id is not None and route.message_id is not None and fresh:
             params |= {"COMMAND_ID": route.command_id, "MESSAGE_ID": route.message_id}
             await self._client.call("imbot.command.answer", params)
         else:
-            params["DIALOG_ID"] = route.dialog_id
+            # Too late for a command answer: a message, in the chat if the bot is in it.
+            params["DIALOG_ID"] = route.dialog_id if route.bot_in_chat else route.author_dialog_id
             await self._client.call("imbot.message.add", params)

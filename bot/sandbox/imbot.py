@@ -240,6 +240,9 @@ async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:
     if not dialog_id:
         raise RestError("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
     chat = _chat_of_dialog(ctx.portal, bot, dialog_id)
+    if chat.type != "P" and bot.id not in chat.members:
+        # [UNCONFIRMED] the code and text: a bot posts only into chats it is a member of.
+        raise RestError("ACCESS_ERROR", "Bot is not a member of the chat")
     fields = _message_fields(params)
     to_customer = chat.entity_type == "LINES" and not php.yes(params.get("SKIP_CONNECTOR"))
     message = ctx.portal.post(

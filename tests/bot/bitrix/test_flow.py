@@ -164,15 +164,13 @@ async def test_a_wrong_command_is_explained_and_costs_no_vote(
 async def test_inside_an_open_line_chat_the_session_is_the_chat_s_and_the_customer_sees_nothing(
     service: Service,
 ) -> None:
+    """The answer goes to the supervisor's private chat with the bot: nothing into the line."""
     reply = await service.reply_to(27, "chat1157", "/rate 5 Молодец")
     assert stored(service, 494) == (5, "Молодец")
-    assert reply.chat_id == 1157
-    assert reply.via == "imbot.message.add"
-    assert not any(
-        m.to_customer for m in service.portal.messages.values() if m.author_id == service.bot_id
-    )
-    add = next(c for c in service.portal.calls if c.method == "imbot.message.add")
-    assert add.params["SKIP_CONNECTOR"] == "Y"
+    assert reply.chat_id == service.portal.private_chat(27, service.bot_id).id
+    assert reply.text.startswith("✅ Сохранено. Сессия 494")
+    assert service.bot_messages(1157) == []
+    assert not any(m.to_customer for m in service.portal.messages.values())
 
 
 async def test_an_explicit_session_wins_inside_an_open_line_chat(service: Service) -> None:

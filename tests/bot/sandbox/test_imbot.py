@@ -256,6 +256,8 @@ async def test_messages_reach_the_customer_of_an_open_line_unless_skip_connector
     to_customer: bool,
 ) -> None:
     bot_id = await register_bot(http, sandbox)
+    portal.chats[1157].members.add(bot_id)
+    portal.chats[2001].members.add(bot_id)
     extra = {"SKIP_CONNECTOR": skip} if skip else {}
     status, body = await call(
         http,
@@ -289,6 +291,16 @@ async def test_message_errors(
     await register_bot(http, sandbox)
     status, body = await call(http, sandbox, "imbot.message.add", CLIENT_ID="c1", **params)
     assert (status, body["error"]) == (400, code)
+
+
+async def test_a_bot_posts_only_into_chats_it_is_a_member_of(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    await register_bot(http, sandbox)
+    status, body = await call(
+        http, sandbox, "imbot.message.add", DIALOG_ID="chat2001", MESSAGE="x", CLIENT_ID="c1"
+    )
+    assert (status, body["error"]) == (400, "ACCESS_ERROR")
 
 
 async def test_a_message_can_be_updated_by_its_bot(
