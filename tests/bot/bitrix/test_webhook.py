@@ -191,3 +191,24 @@ async def test_a_full_queue_refuses_with_503_and_what_was_accepted_still_runs(
     # Refused, so not remembered: the same event sent again is accepted and runs.
     assert (await service.events.post(event_url(service), third)).status == 200
     await eventually(lambda: service.portal.sessions[496].vote_head == 5)
+
+
+@pytest.mark.parametrize(
+    ("sent", "status"), [("t0k3n-expected", 200), ("t0k3n-other", 403), (None, 403)]
+)
+async def test_a_configured_application_token_is_checked(
+    service: Service, sent: str | None, status: int
+) -> None:
+    """Application mode (later) configures the token; the intake already checks it when set."""
+    service.server.app[INTAKE].application_token = "t0k3n-expected"
+    form = command_form(service)
+    if sent is None:
+        del form["auth"]["application_token"]
+    else:
+        form["auth"]["application_token"] = sent
+    assert (await service.events.post(event_url(service), form)).status == status
+    if status == 200:
+        await eventually(service.bot_messages)
+    else:
+        await asyncio.sleep(0.05)
+        assert service.bot_messages() == []
