@@ -154,14 +154,19 @@ async def command_register(ctx: CallContext, params: dict[str, Any]) -> Any:
     return command.id
 
 
-async def command_update(ctx: CallContext, params: dict[str, Any]) -> Any:
-    """imbot.command.update {COMMAND_ID, FIELDS: {EVENT_COMMAND_ADD, LANG, COMMON, HIDDEN}}."""
-    app_id = app_of(ctx, params)
+def _owned_command(ctx: CallContext, params: dict[str, Any], app_id: str) -> BotCommand:
     command = ctx.portal.commands.get(php.intval(params.get("COMMAND_ID")))
     if command is None:
         raise RestError("COMMAND_ID_ERROR", "Command not found")
     if command.app_id != app_id:
         raise RestError("APP_ID_ERROR", "Command was installed by another REST application")
+    return command
+
+
+async def command_update(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """imbot.command.update {COMMAND_ID, FIELDS: {EVENT_COMMAND_ADD, LANG, COMMON, HIDDEN}}."""
+    app_id = app_of(ctx, params)
+    command = _owned_command(ctx, params, app_id)
     fields = params.get("FIELDS")
     if not isinstance(fields, dict) or not fields:
         raise RestError("WRONG_REQUEST", "Update fields can't be empty")
@@ -192,12 +197,7 @@ def _lang_list(lang: Any) -> list[dict[str, Any]]:
 
 
 async def command_unregister(ctx: CallContext, params: dict[str, Any]) -> Any:
-    app_id = app_of(ctx, params)
-    command = ctx.portal.commands.get(php.intval(params.get("COMMAND_ID")))
-    if command is None:
-        raise RestError("COMMAND_ID_ERROR", "Command not found")
-    if command.app_id != app_id:
-        raise RestError("APP_ID_ERROR", "Command was installed by another REST application")
+    command = _owned_command(ctx, params, app_of(ctx, params))
     del ctx.portal.commands[command.id]
     return True
 
