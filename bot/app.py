@@ -22,11 +22,11 @@ from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.votes import BitrixSessionVotes
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
 from bot.config import Settings, is_loopback_host
-from bot.dedup import SeenKeys
-from bot.dispatch import Services, handle
+from bot.dispatch import Handled, Services, run_command
 from bot.errors import BitrixError
-from bot.jobs import JobQueue, Workers
+from bot.jobs import JobRunner, RetryRules
 from bot.models import IncomingCommand
+from bot.storage import Storage, open_storage
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -78,11 +78,14 @@ class Tuning:
     """Internal knobs (not settings): tests shorten the waits."""
 
     workers: int = 4
-    queue_size: int = 1000
+    queue_size: int = 10_000  # unfinished jobs at most; beyond it events are refused
     shutdown_grace: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    jobs: RetryRules = field(default_factory=RetryRules)
     answer_window: float = ANSWER_WINDOW
     registration_backoff: float = 60.0  # the longest wait between registration attempts
+    retention: float = 7 * 24 * 3600.0  # de-dup keys of finished jobs are kept this long
+    prune_every: float = 3600.0
 
 
 @dataclass
@@ -132,30 +135,47 @@ def _bitrix_webhook_mode(
             services = Services(BitrixSessionVotes(client), settings.b24_supervisor_ids)
             client_id = settings.b24_client_id.get_secret_value()
             replies = BitrixReplies(client, client_id, answer_window=tuning.answer_window)
-            queue = JobQueue(tuning.queue_size)
+            storage = await open_storage(settings.bot_database_url)
 
-            async def work(job: IncomingCommand) -> None:
-                await handle(job, services, replies.send)
+            async def execute(job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: FBT001
+                return await run_command(job, services, may_retry=may_retry)
 
-            workers = Workers(queue, work, count=tuning.workers)
+            runner = JobRunner(
+                storage, execute, replies.send, workers=tuning.workers, rules=tuning.jobs
+            )
             app[INTAKE] = EventIntake(
                 path_secret=settings.b24_handler_path().rsplit("/", 1)[-1],
                 client_id=client_id,
                 application_token=None,
-                seen=SeenKeys(),
-                queue=queue,
+                storage=storage,
+                runner=runner,
+                queue_limit=tuning.queue_size,
                 clock=time.time,
                 on_bot_deleted=state.forget,
             )
-            registering = asyncio.create_task(_keep_registering(client, settings, state, tuning))
+            background = [
+                asyncio.create_task(_keep_registering(client, settings, state, tuning)),
+                asyncio.create_task(_keep_pruning(storage, tuning)),
+            ]
             try:
                 yield
             finally:
-                registering.cancel()
-                await asyncio.gather(registering, return_exceptions=True)
-                await workers.stop(tuning.shutdown_grace)
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                await runner.stop(tuning.shutdown_grace)
+                await storage.close()
 
     return context
+
+
+async def _keep_pruning(storage: Storage, tuning: Tuning) -> None:
+    """Forget de-dup keys of jobs finished longer ago than the retention period."""
+    while True:
+        pruned = await storage.prune(before=time.time() - tuning.retention)
+        if pruned:
+            log.info("storage.pruned", jobs=pruned)
+        await asyncio.sleep(tuning.prune_every)
 
 
 async def _keep_registering(

@@ -3,14 +3,13 @@ exception to what the user is told."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from bot.commands import HelpCommand, RatePrompt, parse_command
+from bot.commands import HelpCommand, RateCommand, RatePrompt, parse_command
 from bot.config import UserAllowList
 from bot.errors import (
     BitrixError,
@@ -24,13 +23,24 @@ from bot.errors import (
 from bot.models import IncomingCommand, Reply, Route
 from bot.ports import SessionVotes
 from bot.texts import Lang, render
-from bot.usage import counting_rest_requests
 from handlers.help import help_reply
 from handlers.rate import prompt, rate
 
 log = structlog.get_logger(__name__)
 
 SendReply = Callable[[Route, Reply, float], Awaitable[None]]
+
+
+def command_fields(incoming: IncomingCommand) -> dict[str, Any]:
+    """command, session_id and rating of a command's text, for logs and the audit."""
+    try:
+        command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
+    except CommandParseError:
+        return {"command": None, "session_id": None, "rating": None}
+    if isinstance(command, HelpCommand):
+        return {"command": "help", "session_id": None, "rating": None}
+    rating = command.rating if isinstance(command, RateCommand) else None
+    return {"command": "rate", "session_id": command.session_id, "rating": rating}
 
 
 @dataclass(frozen=True)
@@ -50,8 +60,19 @@ class Handled:
     fields: dict[str, Any]
 
 
-async def run_command(incoming: IncomingCommand, services: Services) -> Handled:
-    """Run one command; never raises: every failure becomes a reply saying what happened."""
+class RetryLater(Exception):
+    """The portal is unreachable or overloaded: run the command again later."""
+
+    def __init__(self, error: BitrixError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+async def run_command(
+    incoming: IncomingCommand, services: Services, *, may_retry: bool = False
+) -> Handled:
+    """Run one command; every failure becomes a reply saying what happened, except that with
+    `may_retry` a passing portal failure raises RetryLater instead."""
     lang = incoming.language
     fields: dict[str, Any] = {"command": None}
     try:
@@ -62,6 +83,8 @@ async def run_command(incoming: IncomingCommand, services: Services) -> Handled:
     except UserFacingError as error:
         return Handled(_text(error, lang), error.text_key.rsplit(".", 1)[-1], fields)
     except BitrixError as error:
+        if may_retry and error.retryable:
+            raise RetryLater(error) from error
         log.warning(
             "command.bitrix_error",
             method=error.method,
@@ -93,30 +116,6 @@ async def _execute(
         return await prompt(command, services.votes, lang), "prompted"
     fields["rating"] = command.rating
     return await rate(command, services.votes, lang), "saved"
-
-
-async def handle(incoming: IncomingCommand, services: Services, send: SendReply) -> None:
-    """Run a command, deliver its reply, and write the one `command.handled` line."""
-    started = time.monotonic()
-    with counting_rest_requests() as requests:
-        handled = await run_command(incoming, services)
-        delivered = True
-        try:
-            await send(incoming.route, handled.reply, incoming.received_at)
-        except BitrixError as error:
-            delivered = False
-            log.warning("reply.failed", code=error.code, method=error.method)
-    log.info(
-        "command.handled",
-        **handled.fields,
-        outcome=handled.outcome,
-        source=incoming.source,
-        user_id=incoming.author_id,
-        key=incoming.key,
-        delivered=delivered,
-        rest_requests=requests[0],
-        duration_ms=round((time.monotonic() - started) * 1000, 1),
-    )
 
 
 def _text(error: UserFacingError, lang: Lang) -> Reply:

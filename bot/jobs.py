@@ -1,78 +1,170 @@
-"""A bounded job queue and tracked workers: events are answered at once, work runs here.
+"""Durable jobs: every acknowledged command is in storage before the event is answered, and
+workers claim, run and finish it, so a restart, a crash or a portal outage loses none.
 
-In memory for now, behind a small interface; a durable queue replaces it in a later issue.
-A full queue refuses new work instead of holding it in unbounded memory.
+A job runs in two steps, each committed: the work (parse, authorise, vote, read back) ends in a
+decided reply; sending that reply ends the job. A job interrupted by a crash is claimed again
+on the next start; a vote run twice stores the same values, and a decided reply is not redone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 
+from bot.dispatch import Handled, RetryLater, SendReply, command_fields
+from bot.errors import BitrixError
 from bot.models import IncomingCommand
+from bot.storage import AuditEntry, Job, Storage
+from bot.usage import counting_rest_requests
 
 log = structlog.get_logger(__name__)
 
-Worker = Callable[[IncomingCommand], Awaitable[None]]
+Execute = Callable[[IncomingCommand, bool], Awaitable[Handled]]
 
 
-class JobQueue:
-    """Accepts all of an event's commands or none of them."""
+@dataclass(frozen=True)
+class RetryRules:
+    """How long a job keeps trying while the portal is down, and how often."""
 
-    def __init__(self, maxsize: int) -> None:
-        self._queue: asyncio.Queue[IncomingCommand] = asyncio.Queue(maxsize)
+    first_wait: float = 2.0
+    longest_wait: float = 300.0
+    give_up_after: float = 1800.0  # then the supervisor is told it failed and why
+
+    def wait(self, attempts: int) -> float:
+        base: float = min(self.first_wait * 2.0 ** max(attempts - 1, 0), self.longest_wait)
+        return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not secrecy
+
+
+class JobRunner:
+    """A fixed number of tracked workers over the job storage; stopped with a grace period."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        execute: Execute,
+        send: SendReply,
+        *,
+        workers: int,
+        rules: RetryRules,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._storage = storage
+        self._execute = execute
+        self._send = send
+        self._rules = rules
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.accepting = True
+        self._tasks = [
+            asyncio.create_task(self._loop(), name=f"worker-{n}") for n in range(workers)
+        ]
 
-    def offer(self, jobs: Sequence[IncomingCommand]) -> bool:
-        free = self._queue.maxsize - self._queue.qsize()
-        if not self.accepting or len(jobs) > free:
-            return False
-        for job in jobs:
-            self._queue.put_nowait(job)
-        return True
+    def wake(self) -> None:
+        """New jobs were committed: let an idle worker look now rather than on its next poll."""
+        self._wake.set()
 
-    def size(self) -> int:
-        return self._queue.qsize()
-
-    async def take(self) -> IncomingCommand:
-        return await self._queue.get()
-
-    def done(self) -> None:
-        self._queue.task_done()
-
-    async def drained(self) -> None:
-        """Wait until every job taken so far is done and the queue is empty."""
-        await self._queue.join()
-
-
-class Workers:
-    """A fixed number of tracked tasks taking jobs from the queue; drained on stop."""
-
-    def __init__(self, queue: JobQueue, work: Worker, *, count: int) -> None:
-        self._queue = queue
-        self._work = work
-        self._tasks = [asyncio.create_task(self._run(), name=f"worker-{n}") for n in range(count)]
-
-    async def _run(self) -> None:
-        while True:
-            job = await self._queue.take()
+    async def _loop(self) -> None:
+        while self.accepting:
+            job = await self._storage.claim(self._clock())
+            if job is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                self._wake.clear()
+                continue
+            self._busy += 1
+            self._idle.clear()
             try:
-                await self._work(job)
-            except Exception:  # the work maps its own errors; this is the last guard
+                await self._run(job)
+            except Exception:  # the steps map their own errors; this is the last guard
                 log.exception("job.crashed", key=job.key)
+                await self._storage.postpone(job.key, until=self._clock() + 60, error="crashed")
             finally:
-                self._queue.done()
+                self._busy -= 1
+                if self._busy == 0:
+                    self._idle.set()
+
+    async def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        may_retry = self._clock() - job.created_at < self._rules.give_up_after
+        with counting_rest_requests() as requests:
+            reply, outcome = job.reply, job.outcome or ""
+            if reply is None:
+                try:
+                    handled = await self._execute(job.incoming, may_retry)
+                except RetryLater as later:
+                    await self._postpone(job, later.error)
+                    return
+                reply, outcome = handled.reply, handled.outcome
+                await self._storage.decide(job.key, reply, outcome)
+            delivered = True
+            try:
+                await self._send(job.incoming.route, reply, job.incoming.received_at)
+            except BitrixError as error:
+                if error.retryable and may_retry:
+                    await self._postpone(job, error)
+                    return
+                delivered = False
+                log.warning("reply.failed", key=job.key, code=error.code, method=error.method)
+        await self._finish(
+            job, reply.text, outcome, delivered=delivered, requests=requests[0], started=started
+        )
+
+    async def _postpone(self, job: Job, error: BitrixError) -> None:
+        wait = self._rules.wait(job.attempts)
+        await self._storage.postpone(job.key, until=self._clock() + wait, error=error.code)
+        log.warning(
+            "command.postponed",
+            key=job.key,
+            code=error.code,
+            attempt=job.attempts,
+            retry_in_s=round(wait, 1),
+        )
+
+    async def _finish(
+        self, job: Job, reply: str, outcome: str, *, delivered: bool, requests: int, started: float
+    ) -> None:
+        incoming = job.incoming
+        fields = command_fields(incoming)
+        entry = AuditEntry(
+            at=self._clock(),
+            key=job.key,
+            source=incoming.source,
+            user_id=incoming.author_id,
+            text=incoming.text,
+            outcome=outcome,
+            reply=reply,
+            **fields,
+        )
+        await self._storage.finish(job.key, entry)
+        log.info(
+            "command.handled",
+            **fields,
+            outcome=outcome,
+            source=incoming.source,
+            user_id=incoming.author_id,
+            key=job.key,
+            attempts=job.attempts,
+            delivered=delivered,
+            rest_requests=requests,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
     async def stop(self, grace: float) -> None:
-        """Refuse new jobs, let queued and running ones finish within `grace` s, then cancel."""
-        self._queue.accepting = False
+        """Refuse new work; let running jobs finish within `grace` seconds; queued ones wait
+        in storage for the next start."""
+        self.accepting = False
+        self._wake.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.drained(), grace)
+            await asyncio.wait_for(self._idle.wait(), grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._queue.size():
-            log.warning("jobs.dropped_on_shutdown", count=self._queue.size())

@@ -26,9 +26,9 @@ from bot.bitrix.events import (
     welcome_of,
 )
 from bot.bitrix.form import FormError, unflatten_form
-from bot.dedup import SeenKeys
-from bot.jobs import JobQueue
+from bot.jobs import JobRunner
 from bot.models import IncomingCommand
+from bot.storage import Storage
 
 log = structlog.get_logger(__name__)
 
@@ -39,13 +39,14 @@ _FORM_TYPES: Final = ("application/x-www-form-urlencoded", "multipart/form-data"
 
 @dataclass
 class EventIntake:
-    """What the handler needs: the secrets to check, the de-dup memory and the queue."""
+    """What the handler needs: the secrets to check, the job storage and its runner."""
 
     path_secret: str
     client_id: str
     application_token: str | None  # checked when configured (application mode, later)
-    seen: SeenKeys
-    queue: JobQueue
+    storage: Storage
+    runner: JobRunner
+    queue_limit: int  # unfinished jobs at most; beyond it events are refused
     clock: Callable[[], float]
     on_bot_deleted: Callable[[int], None]
 
@@ -86,7 +87,7 @@ async def receive_event(request: web.Request) -> web.Response:
     if event is None:
         log.info("event.ignored", bitrix_event=str(form.get("event", ""))[:64])
         return web.json_response({"status": "ignored"})
-    return _accept(intake, event)
+    return await _accept(intake, event)
 
 
 def _verify_source(request: web.Request, intake: EventIntake) -> None:
@@ -116,7 +117,7 @@ def _verify_application_token(form: dict[str, object], intake: EventIntake) -> N
         raise _Rejected(403, "application_token")
 
 
-def _accept(
+async def _accept(
     intake: EventIntake, event: CommandEvent | MessageEvent | JoinEvent | DeleteEvent
 ) -> web.Response:
     now = intake.clock()
@@ -129,16 +130,19 @@ def _accept(
         commands = [welcome_of(event, now)]
     else:
         commands = commands_of(event, now)
-    fresh = intake.seen.claim(c.key for c in commands)
-    jobs = [c for c in commands if c.key in fresh]
-    if not intake.queue.offer(jobs):
-        intake.seen.release(fresh)
-        log.warning("event.rejected", status=503, reason="queue_full", bitrix_event=event.event)
-        return web.json_response({"status": "rejected", "reason": "queue_full"}, status=503)
+    # Committed before the 200: Bitrix24 never sends an event again (§1.1).
+    fresh = None
+    if intake.runner.accepting:
+        fresh = await intake.storage.enqueue(commands, limit=intake.queue_limit)
+    if fresh is None:
+        reason = "queue_full" if intake.runner.accepting else "shutting_down"
+        log.warning("event.rejected", status=503, reason=reason, bitrix_event=event.event)
+        return web.json_response({"status": "rejected", "reason": reason}, status=503)
+    intake.runner.wake()
     log.info(
         "event.accepted",
         bitrix_event=event.event,
-        commands=len(jobs),
-        duplicates=len(commands) - len(jobs),
+        commands=len(fresh),
+        duplicates=len(commands) - len(fresh),
     )
     return web.json_response({"status": "ok"})

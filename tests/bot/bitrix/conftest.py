@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -15,6 +16,7 @@ from pytest_aiohttp import AiohttpServer
 from bot.app import BITRIX, Tuning, create_app
 from bot.bitrix.client import RetryPolicy
 from bot.config import Settings
+from bot.jobs import RetryRules
 from bot.sandbox.app import EVENTS
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Message, Portal
@@ -26,6 +28,7 @@ T = TypeVar("T")
 FAST = Tuning(
     workers=2,
     retry=RetryPolicy(attempts=3, deadline=5, initial_wait=0.01, max_wait=0.05),
+    jobs=RetryRules(first_wait=0.05, longest_wait=0.2, give_up_after=2.0),
     registration_backoff=0.2,
     shutdown_grace=2,
 )
@@ -90,7 +93,7 @@ ServiceFactory = Callable[..., Coroutine[Any, Any, Service]]
 
 @pytest.fixture
 def start_service(
-    aiohttp_server: AiohttpServer, sandbox: TestServer, portal: Portal
+    aiohttp_server: AiohttpServer, sandbox: TestServer, portal: Portal, tmp_path: Path
 ) -> ServiceFactory:
     """Start the service against the sandbox: `await start_service(B24_SUPERVISOR_IDS="27")`."""
 
@@ -100,6 +103,7 @@ def start_service(
             "B24_WEBHOOK_URL": webhook_url(sandbox),
             "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "B24_SUPERVISOR_IDS": "1,27",
+            "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
         }
         settings = Settings.from_sources(values | env, env_file=None)
         server: TestServer = await aiohttp_server(create_app(settings, tuning=tuning), port=port)

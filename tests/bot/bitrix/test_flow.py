@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from typing import Any
@@ -11,7 +12,6 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from bot.app import Tuning
 from bot.bitrix.registration import handler_url
 from bot.logs import configure_logging
 from bot.sandbox.portal import Fault
@@ -276,16 +276,24 @@ async def test_a_portal_that_stays_down_gets_an_honest_reply(service: Service) -
     assert reply.text == "Битрикс24 не отвечает, оценка не сохранена. Повторите позже."
 
 
-async def test_a_late_reply_is_a_message_not_a_command_answer(
-    start_service: ServiceFactory,
+@pytest.mark.parametrize(
+    ("to", "member", "where"),
+    [("bot", False, "private"), ("chat2001", False, "private"), ("chat2001", True, "group")],
+)
+async def test_a_late_reply_is_a_message_where_the_bot_may_post(
+    start_service: ServiceFactory, to: str, member: bool, where: str
 ) -> None:
-    tuning = Tuning(
-        workers=FAST.workers, retry=FAST.retry, registration_backoff=0.2, answer_window=0
+    """Past the answer window, a message: in the chat if the bot is in it, else privately."""
+    service = await start_service(tuning=dataclasses.replace(FAST, answer_window=0))
+    if member:
+        service.portal.chats[2001].members.add(service.bot_id)
+    target = service.bot_id if to == "bot" else to
+    reply = await service.reply_to(
+        27, target, "/rate 494 5", mention=service.bot_id if member else None
     )
-    service = await start_service(tuning=tuning)
-    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
     assert reply.via == "imbot.message.add"
-    assert reply.chat_id == service.portal.private_chat(27, service.bot_id).id
+    private = service.portal.private_chat(27, service.bot_id).id
+    assert reply.chat_id == (2001 if where == "group" else private)
 
 
 async def test_english_portals_get_english(service: Service) -> None:
