@@ -102,3 +102,7 @@ def make_client(
         )
 
     return build
+
+
+# The service-and-sandbox harness (tests/harness.py) provides these fixtures to every test.
+from tests.harness import service, start_service  # noqa: E402, F401

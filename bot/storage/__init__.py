@@ -49,7 +49,8 @@ class Storage(Protocol):
         ...
 
     async def decide(self, key: str, reply: Reply, outcome: str) -> None:
-        """Record the reply of a job whose work is done; it is due again, to send the reply."""
+        """Record the reply of a claimed job whose work is done: if the process dies before
+        the reply is sent, the job is claimed again with it and only the reply is sent."""
         ...
 
     async def postpone(self, key: str, *, until: float, error: str) -> None:

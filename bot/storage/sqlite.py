@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,9 @@ class SqliteStorage:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection serves every task: a transaction must not interleave with another
+        # task's statements, so each operation holds the connection for its whole duration.
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str) -> SqliteStorage:
@@ -77,29 +81,30 @@ class SqliteStorage:
             )
 
     async def enqueue(self, jobs: Sequence[IncomingCommand], *, limit: int) -> list[str] | None:
-        now = time.time()
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            async with self._db.execute(
-                "SELECT count(*) FROM jobs WHERE state != 'done'"
-            ) as cursor:
-                row = await cursor.fetchone()
-            keys = [job.key for job in jobs]
-            known = await self._known(keys)
-            fresh = [job for job in jobs if job.key not in known]
-            if row is not None and row[0] + len(fresh) > limit:
+        async with self._lock:
+            now = time.time()
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self._db.execute(
+                    "SELECT count(*) FROM jobs WHERE state != 'done'"
+                ) as cursor:
+                    row = await cursor.fetchone()
+                keys = [job.key for job in jobs]
+                known = await self._known(keys)
+                fresh = [job for job in jobs if job.key not in known]
+                if row is not None and row[0] + len(fresh) > limit:
+                    await self._db.execute("ROLLBACK")
+                    return None
+                await self._db.executemany(
+                    "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
+                    "VALUES (?, ?, 'queued', ?, ?, ?)",
+                    [(job.key, job.model_dump_json(), now, now, now) for job in fresh],
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
                 await self._db.execute("ROLLBACK")
-                return None
-            await self._db.executemany(
-                "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
-                "VALUES (?, ?, 'queued', ?, ?, ?)",
-                [(job.key, job.model_dump_json(), now, now, now) for job in fresh],
-            )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        return [job.key for job in fresh]
+                raise
+            return [job.key for job in fresh]
 
     async def _known(self, keys: list[str]) -> set[str]:
         if not keys:
@@ -110,98 +115,106 @@ class SqliteStorage:
             return {row[0] async for row in cursor}
 
     async def claim(self, now: float) -> Job | None:
-        async with self._db.execute(
-            "UPDATE jobs SET state = 'claimed', attempts = attempts + 1, updated_at = ? "
-            "WHERE key = (SELECT key FROM jobs WHERE state = 'queued' AND due_at <= ? "
-            "ORDER BY due_at, created_at LIMIT 1) "
-            "RETURNING key, payload, reply, outcome, attempts, created_at",
-            (now, now),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        key, payload, reply, outcome, attempts, created_at = row
-        return Job(
-            key=key,
-            incoming=IncomingCommand.model_validate_json(payload),
-            reply=Reply.model_validate_json(reply) if reply else None,
-            outcome=outcome,
-            attempts=attempts,
-            created_at=created_at,
-        )
+        async with self._lock:
+            async with self._db.execute(
+                "UPDATE jobs SET state = 'claimed', attempts = attempts + 1, updated_at = ? "
+                "WHERE key = (SELECT key FROM jobs WHERE state = 'queued' AND due_at <= ? "
+                "ORDER BY due_at, created_at LIMIT 1) "
+                "RETURNING key, payload, reply, outcome, attempts, created_at",
+                (now, now),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            key, payload, reply, outcome, attempts, created_at = row
+            return Job(
+                key=key,
+                incoming=IncomingCommand.model_validate_json(payload),
+                reply=Reply.model_validate_json(reply) if reply else None,
+                outcome=outcome,
+                attempts=attempts,
+                created_at=created_at,
+            )
 
     async def decide(self, key: str, reply: Reply, outcome: str) -> None:
-        await self._db.execute(
-            "UPDATE jobs SET reply = ?, outcome = ?, state = 'queued', due_at = ?, updated_at = ? "
-            "WHERE key = ?",
-            (reply.model_dump_json(), outcome, 0.0, time.time(), key),
-        )
+        async with self._lock:
+            await self._db.execute(
+                "UPDATE jobs SET reply = ?, outcome = ?, updated_at = ? WHERE key = ?",
+                (reply.model_dump_json(), outcome, time.time(), key),
+            )
 
     async def postpone(self, key: str, *, until: float, error: str) -> None:
-        await self._db.execute(
-            "UPDATE jobs SET state = 'queued', due_at = ?, last_error = ?, updated_at = ? "
-            "WHERE key = ?",
-            (until, error, time.time(), key),
-        )
+        async with self._lock:
+            await self._db.execute(
+                "UPDATE jobs SET state = 'queued', due_at = ?, last_error = ?, updated_at = ? "
+                "WHERE key = ?",
+                (until, error, time.time(), key),
+            )
 
     async def finish(self, key: str, entry: AuditEntry) -> None:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            await self._db.execute(
-                "UPDATE jobs SET state = 'done', updated_at = ? WHERE key = ?", (entry.at, key)
-            )
-            await self._db.execute(
-                "INSERT OR IGNORE INTO audit (at, key, source, user_id, text, command, "
-                "session_id, rating, outcome, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.at,
-                    entry.key,
-                    entry.source,
-                    entry.user_id,
-                    entry.text,
-                    entry.command,
-                    entry.session_id,
-                    entry.rating,
-                    entry.outcome,
-                    entry.reply,
-                ),
-            )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.execute(
+                    "UPDATE jobs SET state = 'done', updated_at = ? WHERE key = ?", (entry.at, key)
+                )
+                await self._db.execute(
+                    "INSERT OR IGNORE INTO audit (at, key, source, user_id, text, command, "
+                    "session_id, rating, outcome, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.at,
+                        entry.key,
+                        entry.source,
+                        entry.user_id,
+                        entry.text,
+                        entry.command,
+                        entry.session_id,
+                        entry.rating,
+                        entry.outcome,
+                        entry.reply,
+                    ),
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
 
     async def unfinished(self) -> int:
-        async with self._db.execute("SELECT count(*) FROM jobs WHERE state != 'done'") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        async with self._lock:
+            async with self._db.execute(
+                "SELECT count(*) FROM jobs WHERE state != 'done'"
+            ) as cursor:
+                row = await cursor.fetchone()
+            return int(row[0]) if row else 0
 
     async def prune(self, *, before: float) -> int:
-        cursor = await self._db.execute(
-            "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?", (before,)
-        )
-        return cursor.rowcount
+        async with self._lock:
+            cursor = await self._db.execute(
+                "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?", (before,)
+            )
+            return cursor.rowcount
 
     async def audit(self, *, since: float = 0) -> list[AuditEntry]:
-        async with self._db.execute(
-            "SELECT at, key, source, user_id, text, command, session_id, rating, outcome, reply "
-            "FROM audit WHERE at >= ? ORDER BY id",
-            (since,),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        names = (
-            "at",
-            "key",
-            "source",
-            "user_id",
-            "text",
-            "command",
-            "session_id",
-            "rating",
-            "outcome",
-            "reply",
-        )
-        return [AuditEntry.model_validate(dict(zip(names, row, strict=True))) for row in rows]
+        async with self._lock:
+            async with self._db.execute(
+                "SELECT at, key, source, user_id, text, command, session_id, rating, outcome, "
+                "reply FROM audit WHERE at >= ? ORDER BY id",
+                (since,),
+            ) as cursor:
+                rows = await cursor.fetchall()
+            names = (
+                "at",
+                "key",
+                "source",
+                "user_id",
+                "text",
+                "command",
+                "session_id",
+                "rating",
+                "outcome",
+                "reply",
+            )
+            return [AuditEntry.model_validate(dict(zip(names, row, strict=True))) for row in rows]
 
     async def close(self) -> None:
         await self._db.close()

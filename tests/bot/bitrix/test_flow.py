@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpServer
 from bot.bitrix.registration import handler_url
 from bot.logs import configure_logging
 from bot.sandbox.portal import Fault
-from tests.bot.bitrix.conftest import FAST, Service, ServiceFactory, eventually
+from tests.harness import FAST, Service, ServiceFactory, eventually
 
 VOTE = "imopenlines.session.head.vote"
 

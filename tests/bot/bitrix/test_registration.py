@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestServer
 from bot.app import BITRIX
 from bot.bitrix.registration import handler_url
 from bot.sandbox.portal import Fault, Portal
-from tests.bot.bitrix.conftest import Service, ServiceFactory, eventually
 from tests.conftest import webhook_url
+from tests.harness import Service, ServiceFactory, eventually
 
 
 def client_id(service: Service) -> str:

@@ -14,7 +14,7 @@ import pytest
 from bot.bitrix.registration import handler_url
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES
 from bot.sandbox.portal import Fault
-from tests.bot.bitrix.conftest import FAST, Service, ServiceFactory, eventually, post_form
+from tests.harness import FAST, Service, ServiceFactory, eventually, post_form
 
 
 def client_id(service: Service) -> str:

@@ -1,4 +1,7 @@
-"""The service and the sandbox portal, both over real HTTP on loopback, for end-to-end tests."""
+"""The service and the sandbox portal, both over real HTTP on loopback, for end-to-end tests.
+
+Its fixtures are registered in tests/conftest.py.
+"""
 
 from __future__ import annotations
 

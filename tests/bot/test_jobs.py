@@ -1,0 +1,158 @@
+"""Nothing lost, nothing doubled: outages, restarts, a kill -9 in mid-flight."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp.test_utils import TestServer
+
+from bot.jobs import RetryRules
+from bot.sandbox.app import EVENTS
+from bot.sandbox.portal import Fault, Message, Portal
+from tests.bot.test_main import free_port
+from tests.conftest import webhook_url
+from tests.harness import FAST, Service, ServiceFactory, eventually
+
+
+def votes_of(portal: Portal, session_id: int) -> int:
+    """head.vote calls that reached the method for a session (inside batch or not)."""
+    return sum(
+        1
+        for c in portal.calls
+        if c.method == "imopenlines.session.head.vote"
+        and str(c.params.get("SESSION_ID")) == str(session_id)
+    )
+
+
+async def test_a_portal_that_is_down_then_back_gets_the_vote_later(service: Service) -> None:
+    service.portal.faults.append(Fault(method="batch", status=502, times=-1))
+    await service.say(27, service.bot_id, "/rate 494 5 Молодец")
+    await eventually(
+        lambda: (
+            any(c.method == "batch" for c in service.portal.calls)
+            or service.portal.faults[0].times == -1
+        )
+    )
+    await asyncio.sleep(0.3)  # several attempts fail meanwhile
+    assert service.bot_messages() == []
+    service.portal.faults.clear()
+    reply = await eventually(service.bot_messages)
+    assert reply[-1].text.startswith("✅ Сохранено. Сессия 494")
+    assert votes_of(service.portal, 494) == 1
+
+
+async def test_after_a_bounded_time_the_supervisor_is_told_it_failed(
+    start_service: ServiceFactory,
+) -> None:
+    rules = RetryRules(first_wait=0.05, longest_wait=0.1, give_up_after=0.5)
+    service = await start_service(tuning=dataclasses.replace(FAST, jobs=rules))
+    service.portal.faults.append(Fault(method="batch", status=502, times=-1))
+    await service.say(27, service.bot_id, "/rate 494 5")
+    replies = await eventually(service.bot_messages, within=5)
+    assert replies[-1].text == "Битрикс24 не отвечает, оценка не сохранена. Повторите позже."
+    assert service.portal.sessions[494].vote_head == 0
+
+
+async def test_a_redelivery_after_a_restart_is_still_recognised(
+    start_service: ServiceFactory,
+) -> None:
+    first = await start_service()
+    portal, events = first.portal, first.events
+    chat = portal.private_chat(27, first.bot_id)
+    message = portal.post(chat.id, 27, "/rate 494 5", via="user")
+    command = next(c for c in portal.commands.values() if c.command == "rate")
+    form = events.command_form(message, portal.users[27], chat, [(command, "494 5", "TEXTAREA")])
+    assert (await events.post(command.handler, form)).status == 200
+    await eventually(first.bot_messages)
+    await first.server.close()
+    second = await start_service()  # the same database
+    assert (
+        await events.post(
+            command.handler.replace(str(first.server.port), str(second.server.port)), form
+        )
+    ).status == 200
+    await asyncio.sleep(0.3)
+    assert votes_of(portal, 494) == 1
+    assert len(second.bot_messages()) == 1
+
+
+async def test_shutdown_lets_running_work_finish_and_keeps_the_rest_for_the_next_start(
+    start_service: ServiceFactory,
+) -> None:
+    first = await start_service(tuning=dataclasses.replace(FAST, workers=1))
+    first.portal.faults.append(Fault(method="batch", delay=0.5))
+    await first.say(27, first.bot_id, "/rate 494 5")
+    await first.say(27, first.bot_id, "/rate 495 1")
+    await asyncio.sleep(0.1)  # the worker is inside the first, delayed vote
+    await first.server.close()  # grace 2 s: the running job finishes, the queued one waits
+    assert first.portal.sessions[494].vote_head == 5
+    assert first.portal.sessions[495].vote_head == 4
+    second = await start_service()
+    await eventually(lambda: second.portal.sessions[495].vote_head == 1)
+    assert votes_of(second.portal, 495) == 1
+
+
+async def test_kill_9_in_mid_flight_then_restart_completes_every_command_once(
+    sandbox: TestServer, portal: Portal, tmp_path: Path
+) -> None:
+    """The service runs as a real process; it is killed while its votes hang in the portal."""
+    port = free_port()
+    env = {
+        "PYTHONIOENCODING": "utf-8",
+        "B24_WEBHOOK_URL": webhook_url(sandbox),
+        "BOT_HOST": "127.0.0.1",
+        "BOT_PORT": str(port),
+        "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "B24_SUPERVISOR_IDS": "27",
+        "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+        "BOT_LOG_LEVEL": "warning",
+    }
+    events = sandbox.app[EVENTS]
+
+    async def start() -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await eventually(lambda: portal.bots and len(portal.commands) == 2, within=20)
+        return process
+
+    first = await start()
+    portal.faults.append(Fault(method="batch", hang=True, times=-1))
+    bot_id = next(iter(portal.bots))
+    for session_id in (494, 495, 496):
+        [delivery] = await events.send_message(27, bot_id, f"/rate {session_id} 2 Хорошо")
+        assert delivery.status == 200  # acknowledged: now it must not be lost
+    await asyncio.sleep(0.5)  # the workers are waiting on the hanging portal
+    os.kill(first.pid, signal.SIGKILL)
+    await first.wait()
+    portal.faults.clear()
+    second = await start()
+    try:
+        await eventually(
+            lambda: all(portal.sessions[s].vote_head == 2 for s in (494, 495, 496)), within=20
+        )
+
+        def bot_messages() -> list[Message]:
+            return [m for m in portal.messages.values() if m.author_id == bot_id]
+
+        await eventually(lambda: len(bot_messages()) == 3, within=10)
+        await asyncio.sleep(0.5)
+        assert sorted(m.text.split(":")[0] for m in bot_messages()) == [
+            f"✅ Сохранено. Сессия {s}" for s in (494, 495, 496)
+        ]
+        assert [votes_of(portal, s) for s in (494, 495, 496)] == [1, 1, 1]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(second.wait(), 20)
+    assert second.returncode == 0
