@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.app import AccessLogger, create_app
+from bot.audit import parse_since, read_audit, write_audit
 from bot.bitrix.client import BitrixClient, PortalLimiters, WebhookAuth
 from bot.bitrix.registration import register, unregister
 from bot.config import (
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "register", help="register the bot and its commands in Bitrix24, or update them"
     )
     commands.add_parser("unregister", help="remove the bot and its commands from Bitrix24")
+    audit = commands.add_parser(
+        "audit", help="print the audit log of commands (who, what, when, outcome), or export CSV"
+    )
+    audit.add_argument("--since", help="only entries from this date (YYYY-MM-DD, UTC) on")
+    audit.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-' for stdout)")
     return parser
 
 
@@ -112,6 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt=settings.bot_log_format,
         secrets=secret_literals(settings),
     )
+    if args.command == "audit":
+        try:
+            since = parse_since(args.since)
+        except ValueError:
+            print(f"--since takes a date such as 2026-11-27, not {args.since!r}", file=sys.stderr)
+            return EXIT_BAD_SETTINGS
+        entries = asyncio.run(read_audit(settings, since=since))
+        write_audit(entries, csv_path=args.csv, out=sys.stdout)
+        print(f"{len(entries)} entries", file=sys.stderr)
+        return 0
     return asyncio.run(manage_bot(settings, args.command))
 
 
