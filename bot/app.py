@@ -15,6 +15,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
 from bot.bitrix.registration import Registration, register
@@ -25,10 +26,12 @@ from bot.config import Settings, is_loopback_host
 from bot.dispatch import Handled, Services, run_command
 from bot.errors import BitrixError
 from bot.jobs import JobRunner, RetryRules
+from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.storage import Storage, open_storage
 
 SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +76,44 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: storage answers, the portal was reachable, the workers run (webhook mode)."""
+    checks: dict[str, str] = {}
+    app = request.app
+    if BITRIX in app:
+        intake = app.get(INTAKE)
+        checks["storage"] = (
+            "ok" if intake and await _storage_answers(intake.storage) else "failing"
+        )
+        registered = app[BITRIX].registered.is_set()
+        reachable = registered and app[METRICS].portal_reachable
+        checks["portal"] = (
+            "ok" if reachable else ("unreachable" if registered else "not registered")
+        )
+        checks["workers"] = "ok" if intake and intake.runner.alive() else "stopped"
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+
+async def _storage_answers(storage: Storage) -> bool:
+    try:
+        await storage.unfinished()
+    except Exception:
+        log.warning("readyz.storage_failing", exc_info=True)
+        return False
+    return True
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    app = request.app
+    intake = app.get(INTAKE)
+    if intake is not None:
+        app[METRICS].jobs_unfinished.set(await intake.storage.unfinished())
+    body = generate_latest(app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 @dataclass(frozen=True)
 class Tuning:
     """Internal knobs (not settings): tests shorten the waits."""
@@ -108,7 +149,10 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Appli
     """Build the service; nothing is read from the environment here."""
     app = web.Application(middlewares=[bind_request_context], client_max_size=MAX_EVENT_BYTES)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.on_startup.append(_log_startup)
     if settings.b24_webhook_url is not None:
         app[BITRIX] = BitrixState()
@@ -131,6 +175,7 @@ def _bitrix_webhook_mode(
                 WebhookAuth(settings.b24_webhook_url),
                 PortalLimiters(rate=settings.b24_rate_limit, burst=settings.b24_rate_burst),
                 retry=tuning.retry,
+                observer=app[METRICS],
             )
             services = Services(BitrixSessionVotes(client), settings.b24_supervisor_ids)
             client_id = settings.b24_client_id.get_secret_value()
@@ -141,7 +186,12 @@ def _bitrix_webhook_mode(
                 return await run_command(job, services, may_retry=may_retry)
 
             runner = JobRunner(
-                storage, execute, replies.send, workers=tuning.workers, rules=tuning.jobs
+                storage,
+                execute,
+                replies.send,
+                workers=tuning.workers,
+                rules=tuning.jobs,
+                metrics=app[METRICS],
             )
             app[INTAKE] = EventIntake(
                 path_secret=settings.b24_handler_path().rsplit("/", 1)[-1],
@@ -150,6 +200,7 @@ def _bitrix_webhook_mode(
                 storage=storage,
                 runner=runner,
                 queue_limit=tuning.queue_size,
+                metrics=app[METRICS],
                 clock=time.time,
                 on_bot_deleted=state.forget,
             )

@@ -19,6 +19,7 @@ import structlog
 
 from bot.dispatch import Handled, RetryLater, SendReply, command_fields
 from bot.errors import BitrixError
+from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.storage import AuditEntry, Job, Storage
 from bot.usage import counting_rest_requests
@@ -52,13 +53,15 @@ class JobRunner:
         *,
         workers: int,
         rules: RetryRules,
-        clock: Callable[[], float] = time.time,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
+        metrics.jobs_in_flight.set_function(lambda: self._busy)
         self._storage = storage
         self._execute = execute
         self._send = send
         self._rules = rules
-        self._clock = clock
+        self._clock = time.time
         self._wake = asyncio.Event()
         self._busy = 0
         self._idle = asyncio.Event()
@@ -85,6 +88,7 @@ class JobRunner:
             try:
                 await self._run(job)
             except Exception:  # the steps map their own errors; this is the last guard
+                self._metrics.jobs_failed.labels(reason="crashed").inc()
                 log.exception("job.crashed", key=job.key)
                 await self._storage.postpone(job.key, until=self._clock() + 60, error="crashed")
             finally:
@@ -120,6 +124,7 @@ class JobRunner:
 
     async def _postpone(self, job: Job, error: BitrixError) -> None:
         wait = self._rules.wait(job.attempts)
+        self._metrics.jobs_postponed.inc()
         await self._storage.postpone(job.key, until=self._clock() + wait, error=error.code)
         log.warning(
             "command.postponed",
@@ -145,6 +150,9 @@ class JobRunner:
             **fields,
         )
         await self._storage.finish(job.key, entry)
+        self._metrics.command_latency.observe(max(entry.at - incoming.received_at, 0.0))
+        if outcome == "bitrix_error" or not delivered:
+            self._metrics.jobs_failed.labels(reason=outcome if delivered else "reply").inc()
         log.info(
             "command.handled",
             **fields,
@@ -157,6 +165,10 @@ class JobRunner:
             rest_requests=requests,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
+
+    def alive(self) -> bool:
+        """Every worker is still running."""
+        return all(not task.done() for task in self._tasks)
 
     async def stop(self, grace: float) -> None:
         """Refuse new work; let running jobs finish within `grace` seconds; queued ones wait

@@ -108,6 +108,12 @@ class TokenAuth:
         return {"auth": self.access_token.get_secret_value()}
 
 
+class RestObserver(Protocol):
+    """Told about every HTTP request (metrics); `outcome` is "ok" or an error code."""
+
+    def rest_call(self, method: str, outcome: str, waited: float) -> None: ...
+
+
 class PortalLimiters:
     """One leaky bucket per portal, shared by every call to it (protocol notes §4.1).
 
@@ -152,7 +158,9 @@ class BitrixClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        observer: RestObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._session = session
         self._auth = auth
         self._limiter = limiters.for_portal(auth.portal)
@@ -207,9 +215,21 @@ class BitrixClient:
         return response
 
     async def _post_once(self, method: str, body: dict[str, Any]) -> RestResponse:
+        queued = time.monotonic()
         await self._limiter.acquire()
         count_rest_request()
         started = time.monotonic()
+        outcome = "ok"
+        try:
+            return await self._send(method, body, started)
+        except BitrixError as error:
+            outcome = error.code
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer.rest_call(method, outcome, started - queued)
+
+    async def _send(self, method: str, body: dict[str, Any], started: float) -> RestResponse:
         status: int | None = None
         try:
             async with self._session.post(

@@ -27,6 +27,7 @@ from bot.bitrix.events import (
 )
 from bot.bitrix.form import FormError, unflatten_form
 from bot.jobs import JobRunner
+from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.storage import Storage
 
@@ -47,6 +48,7 @@ class EventIntake:
     storage: Storage
     runner: JobRunner
     queue_limit: int  # unfinished jobs at most; beyond it events are refused
+    metrics: Metrics
     clock: Callable[[], float]
     on_bot_deleted: Callable[[int], None]
 
@@ -73,6 +75,7 @@ async def receive_event(request: web.Request) -> web.Response:
         _verify_application_token(form, intake)
         event = parse_event(form)
     except _Rejected as rejected:
+        intake.metrics.events_rejected.labels(reason=rejected.reason).inc()
         log.warning(
             "event.rejected", status=rejected.status, reason=rejected.reason, **rejected.fields
         )
@@ -80,11 +83,13 @@ async def receive_event(request: web.Request) -> web.Response:
             {"status": "rejected", "reason": rejected.reason}, status=rejected.status
         )
     except ValidationError as error:
+        intake.metrics.events_rejected.labels(reason="malformed_event").inc()
         log.warning(
             "event.rejected", status=400, reason="malformed_event", errors=error.error_count()
         )
         return web.json_response({"status": "rejected", "reason": "malformed_event"}, status=400)
     if event is None:
+        intake.metrics.events_rejected.labels(reason="unknown_event").inc()
         log.info("event.ignored", bitrix_event=str(form.get("event", ""))[:64])
         return web.json_response({"status": "ignored"})
     return await _accept(intake, event)
@@ -121,6 +126,7 @@ async def _accept(
     intake: EventIntake, event: CommandEvent | MessageEvent | JoinEvent | DeleteEvent
 ) -> web.Response:
     now = intake.clock()
+    intake.metrics.events_received.labels(event=event.event).inc()
     commands: list[IncomingCommand]
     if isinstance(event, DeleteEvent):
         intake.on_bot_deleted(event.data.BOT_ID)
@@ -136,6 +142,7 @@ async def _accept(
         fresh = await intake.storage.enqueue(commands, limit=intake.queue_limit)
     if fresh is None:
         reason = "queue_full" if intake.runner.accepting else "shutting_down"
+        intake.metrics.events_rejected.labels(reason=reason).inc()
         log.warning("event.rejected", status=503, reason=reason, bitrix_event=event.event)
         return web.json_response({"status": "rejected", "reason": reason}, status=503)
     intake.runner.wake()

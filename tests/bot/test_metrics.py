@@ -1,0 +1,84 @@
+"""/readyz and /metrics, read over HTTP as a load balancer and Prometheus read them."""
+
+from __future__ import annotations
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
+
+from bot.app import METRICS, create_app
+from bot.bitrix.registration import handler_url
+from bot.config import Settings
+from bot.sandbox.portal import Fault
+from tests.harness import Service, eventually
+
+
+async def scrape(
+    http: aiohttp.ClientSession, service: Service
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with http.get(service.server.make_url("/metrics")) as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Type"].startswith("text/plain; version=")
+        text = await answer.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def readiness(
+    http: aiohttp.ClientSession, service: Service
+) -> tuple[int, dict[str, object]]:
+    async with http.get(service.server.make_url("/readyz")) as answer:
+        return answer.status, await answer.json()
+
+
+async def test_readyz_without_a_portal_checks_nothing(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    answer = await client.get("/readyz")
+    assert (answer.status, await answer.json()) == (200, {"ready": True})
+
+
+async def test_readyz_reports_storage_portal_and_workers(
+    service: Service, http: aiohttp.ClientSession
+) -> None:
+    assert await readiness(http, service) == (
+        200,
+        {"ready": True, "storage": "ok", "portal": "ok", "workers": "ok"},
+    )
+    service.portal.faults.append(Fault(status=502, times=-1))
+    await service.say(27, service.bot_id, "/rate 494 5")
+    metrics = service.server.app[METRICS]
+    await eventually(lambda: not metrics.portal_reachable)
+    status, body = await readiness(http, service)
+    assert (status, body["ready"], body["portal"]) == (503, False, "unreachable")
+    service.portal.faults.clear()
+    await eventually(service.bot_messages)
+    assert (await readiness(http, service))[0] == 200
+
+
+async def test_metrics_count_events_rest_calls_and_latency(
+    service: Service, http: aiohttp.ClientSession
+) -> None:
+    await service.reply_to(27, service.bot_id, "/rate 494 5")
+    await service.events.post(
+        handler_url(service.settings), {"event": "ONIMCOMMANDADD"}
+    )  # no CLIENT_ID
+    samples = await scrape(http, service)
+    assert samples[("bot_events_received_total", (("event", "ONIMCOMMANDADD"),))] == 1
+    assert samples[("bot_events_rejected_total", (("reason", "client_id"),))] == 1
+    assert (
+        samples[("bot_rest_calls_total", (("method", "batch"), ("outcome", "ok")))] >= 2
+    )  # + registration
+    assert (
+        samples[("bot_rest_calls_total", (("method", "imbot.command.answer"), ("outcome", "ok")))]
+        == 1
+    )
+    assert samples[("bot_command_latency_seconds_count", ())] == 1
+    assert samples[("bot_limiter_wait_seconds_count", ())] >= 3
+    assert samples[("bot_jobs_unfinished", ())] == 0
+    assert samples[("bot_jobs_in_flight", ())] == 0
+    assert samples.get(("bot_rest_rate_limited_total", ()), 0) == 0
