@@ -18,6 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
+from bot.bitrix.coalesce import Coalescer, RestCaller
 from bot.bitrix.registration import Registration, register
 from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.votes import BitrixSessionVotes
@@ -125,6 +126,7 @@ class Tuning:
     jobs: RetryRules = field(default_factory=RetryRules)
     answer_window: float = ANSWER_WINDOW
     registration_backoff: float = 60.0  # the longest wait between registration attempts
+    coalesce: bool = True  # merge queued REST calls into batch requests (off: the naive mode)
     retention: float = 7 * 24 * 3600.0  # de-dup keys of finished jobs are kept this long
     prune_every: float = 3600.0
 
@@ -170,16 +172,16 @@ def _bitrix_webhook_mode(
         assert settings.b24_webhook_url is not None  # noqa: S101 - checked by create_app
         assert settings.b24_client_id is not None  # noqa: S101 - derived with the webhook
         async with aiohttp.ClientSession() as session:
+            auth = WebhookAuth(settings.b24_webhook_url)
+            limiters = PortalLimiters(rate=settings.b24_rate_limit, burst=settings.b24_rate_burst)
             client = BitrixClient(
-                session,
-                WebhookAuth(settings.b24_webhook_url),
-                PortalLimiters(rate=settings.b24_rate_limit, burst=settings.b24_rate_burst),
-                retry=tuning.retry,
-                observer=app[METRICS],
+                session, auth, limiters, retry=tuning.retry, observer=app[METRICS]
             )
-            services = Services(BitrixSessionVotes(client), settings.b24_supervisor_ids)
+            coalescer = Coalescer(client, client.limiter) if tuning.coalesce else None
+            caller: RestCaller = coalescer or client
+            services = Services(BitrixSessionVotes(caller), settings.b24_supervisor_ids)
             client_id = settings.b24_client_id.get_secret_value()
-            replies = BitrixReplies(client, client_id, answer_window=tuning.answer_window)
+            replies = BitrixReplies(caller, client_id, answer_window=tuning.answer_window)
             storage = await open_storage(settings.bot_database_url)
 
             async def execute(job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: FBT001
@@ -215,6 +217,8 @@ def _bitrix_webhook_mode(
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
                 await runner.stop(tuning.shutdown_grace)
+                if coalescer is not None:
+                    await coalescer.close()
                 await storage.close()
 
     return context

@@ -17,9 +17,9 @@ class SessionVote(Frozen):
 
 
 class VoteResult(Frozen):
-    """The stored vote before and after a vote call."""
+    """The stored vote after a vote call, and before it when it had to be read first."""
 
-    before: SessionVote
+    before: SessionVote | None
     after: SessionVote
 
 

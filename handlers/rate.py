@@ -21,7 +21,9 @@ NO_STARS: Final = "☆☆☆☆☆"
 async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
     """Store the rating and/or comment; the one not given keeps its stored value."""
     result = await votes.vote(command.session_id, rating=command.rating, comment=command.comment)
-    before, after = result.before, result.after
+    # Without a first read (the port skips it when it is not needed), what was not given is
+    # what Bitrix24 keeps untouched: the read-back shows it.
+    before, after = result.before or result.after, result.after
     wanted_rating = command.rating if command.rating is not None else before.rating
     wanted_comment = command.comment if command.comment is not None else before.comment
     if not before.can_vote:

@@ -85,6 +85,11 @@ class Service:
         await eventually(lambda: len(self.bot_messages()) > before)
         return self.bot_messages()[-1]
 
+    def votes(self) -> int:
+        """head.vote calls (inside batch or not) since the service was up."""
+        calls = self.portal.calls[self.started_at_call :]
+        return sum(1 for c in calls if c.method == "imopenlines.session.head.vote")
+
     def calls(self, method: str) -> int:
         """REST calls of `method` (outside batch) since the service was up and registered."""
         calls = self.portal.calls[self.started_at_call :]

@@ -167,6 +167,11 @@ class BitrixClient:
         self._retry = retry or RetryPolicy()
         self._timeout = timeout
 
+    @property
+    def limiter(self) -> AsyncLimiter:
+        """The portal's leaky bucket this client waits on."""
+        return self._limiter
+
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Call a method and return its `result`; raise a `BitrixError` subclass on failure."""
         return (await self.call_full(method, params)).result

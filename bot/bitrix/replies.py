@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from bot.bitrix.client import BitrixClient
+from bot.bitrix.coalesce import RestCaller
 from bot.models import BitrixRoute, Reply
 
 # Bitrix24 silently drops a command answer after 10 minutes (§0 item 13); anything later than
@@ -17,7 +17,7 @@ class BitrixReplies:
     """Sends a Reply to where its command came from, never to an open line's customer."""
 
     def __init__(
-        self, client: BitrixClient, client_id: str, *, answer_window: float = ANSWER_WINDOW
+        self, client: RestCaller, client_id: str, *, answer_window: float = ANSWER_WINDOW
     ) -> None:
         self._client = client
         self._client_id = client_id

@@ -1,8 +1,8 @@
 """The SessionVotes port over Bitrix24 REST: history.get to read, head.vote to write (§7).
 
-A vote is one `batch` request: read, vote, read back. A rating-only vote sends the stored
-comment back through a `$result[...]` reference, because a rating-only head.vote wipes the
-comment (§7.3); `halt` keeps the vote from running when the first read fails.
+A vote is one `batch` request: vote and read back; a rating alone first reads the stored vote
+and sends its comment back through a `$result[...]` reference, because a rating-only
+head.vote wipes the comment (§7.3).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.bitrix.batch import BatchCall, BatchResult
-from bot.bitrix.client import BitrixClient
+from bot.bitrix.coalesce import RestCaller
 from bot.errors import (
     BitrixBadResponse,
     BitrixError,
@@ -46,7 +46,7 @@ class _History(BaseModel):
 class BitrixSessionVotes:
     """Head votes through one portal's REST client."""
 
-    def __init__(self, client: BitrixClient) -> None:
+    def __init__(self, client: RestCaller) -> None:
         self._client = client
 
     async def read(self, session_id: int) -> SessionVote:
@@ -67,11 +67,14 @@ class BitrixSessionVotes:
             )
         elif comment is not None:
             params["COMMENT"] = comment  # comment only: the rating is left as it is
-        result = await self._vote_batch(session_id, params, with_before=True)
-        before = _parse(_value(result, "before", session_id), session_id)
+        # Only a rating alone needs the stored vote first (for its comment); otherwise the
+        # read-back alone verifies the vote: two calls instead of three.
+        rating_only = rating is not None and comment is None
+        result = await self._vote_batch(session_id, params, with_before=rating_only)
+        before = _parse(_value(result, "before", session_id), session_id) if rating_only else None
         _value(result, "vote", session_id)
         after = _parse(_value(result, "after", session_id), session_id)
-        if rating is not None and comment is None and after.comment != before.comment:
+        if before is not None and after.comment != before.comment:
             # The reference did not carry the comment through intact: write it explicitly.
             params["COMMENT"] = before.comment
             retry = await self._vote_batch(session_id, params, with_before=False)

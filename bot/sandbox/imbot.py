@@ -228,7 +228,11 @@ def _message_fields(params: dict[str, Any]) -> dict[str, Any]:
     keyboard = params.get("KEYBOARD")
     if keyboard is not None and not isinstance(keyboard, dict | list):
         raise RestError("KEYBOARD_ERROR", "Incorrect keyboard params")
-    return {"text": message, "keyboard": keyboard, "attach": params.get("ATTACH")}
+    return {
+        "text": message,
+        "keyboard": php.as_list(keyboard),
+        "attach": php.as_list(params.get("ATTACH")),
+    }
 
 
 async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:

@@ -39,6 +39,8 @@ def _vote_as_head(
     session = portal.sessions.get(session_id)
     if session is None or not portal.can_vote_as_head(user_id, session.line_id):
         return  # Session::voteAsHead returns false; Operator::voteAsHead ignores it.
+    if portal.votes_ignored:
+        return  # the core stored nothing, and head.vote answers true all the same
     if len(comment) > COMMENT_LIMIT:
         comment = comment[:COMMENT_LIMIT] + "..."
     if rating is not None:

@@ -54,3 +54,14 @@ def trim(value: Any) -> str:
 def yes(value: Any) -> bool:
     """Bitrix24's Y/N flags."""
     return isinstance(value, str) and value.upper() == "Y"
+
+
+def as_list(value: Any) -> Any:
+    """A form-encoded PHP array keyed 0..n-1 is a list, as PHP's json_encode would write it."""
+    if isinstance(value, dict):
+        if list(value) == [str(i) for i in range(len(value))]:
+            return [as_list(v) for v in value.values()]
+        return {k: as_list(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_list(v) for v in value]
+    return value

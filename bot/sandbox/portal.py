@@ -158,6 +158,9 @@ class Portal:
     language: str = "ru"
     member_id: str = field(default_factory=lambda: secrets.token_hex(16))
     can_use_vote_head: bool = True  # the tariff feature imopenlines_can_use_vote_head
+    # A build of the core that stores no head vote for reasons the REST answer does not show
+    # (protocol notes §9 item 3): head.vote still answers true.
+    votes_ignored: bool = False
     users: dict[int, User] = field(default_factory=dict)
     lines: dict[int, OpenLine] = field(default_factory=dict)
     chats: dict[int, Chat] = field(default_factory=dict)

@@ -50,7 +50,8 @@ async def test_after_a_bounded_time_the_supervisor_is_told_it_failed(
     start_service: ServiceFactory,
 ) -> None:
     rules = RetryRules(first_wait=0.05, longest_wait=0.1, give_up_after=0.5)
-    service = await start_service(tuning=dataclasses.replace(FAST, jobs=rules))
+    # Without coalescing: the vote's batch fails, the reply's own call does not.
+    service = await start_service(tuning=dataclasses.replace(FAST, jobs=rules, coalesce=False))
     service.portal.faults.append(Fault(method="batch", status=502, times=-1))
     await service.say(27, service.bot_id, "/rate 494 5")
     replies = await eventually(service.bot_messages, within=5)

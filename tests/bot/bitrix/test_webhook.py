@@ -57,7 +57,7 @@ async def test_forged_events_are_refused_and_nothing_runs(
     form = command_form(service)
     assert (await service.events.post(url_of(service), form)).status == status
     await asyncio.sleep(0.05)
-    assert service.calls("batch") == 0
+    assert service.votes() == 0
     assert service.bot_messages() == []
 
 
@@ -170,7 +170,7 @@ async def test_a_bot_or_system_message_is_not_obeyed(service: Service) -> None:
     form["data"]["PARAMS"]["SYSTEM"] = "Y"
     assert (await service.events.post(event_url(service), form)).status == 200
     await asyncio.sleep(0.05)
-    assert service.calls("batch") == 0
+    assert service.votes() == 0
 
 
 async def test_a_full_queue_refuses_with_503_and_what_was_accepted_still_runs(

@@ -1,0 +1,139 @@
+"""Coalescing: calls that queue up behind the rate limit leave together, in `batch` requests.
+
+With the portal's 2 requests per second, one command at a time (a vote, its read-back and a
+reply) would be about one command per second. Here every caller submits its group of calls
+and waits; senders wait for the leaky bucket to have room and then pack every waiting group
+they can into one `batch` of up to 50 calls (counted once by the limit, protocol notes §4.3).
+When nothing is waiting, a call leaves at once, as it would without coalescing.
+
+Groups keep their `$result[...]` references (keys are prefixed per group). A merged request
+has one `halt` for everything, so a group's own `halt` is not kept; the only group with a
+reference is the rating-only vote, whose vote on a session the first read could not see
+saves nothing, and its read-back reports that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any, Final, Protocol
+
+from aiolimiter import AsyncLimiter
+
+from bot.bitrix.batch import MAX_BATCH, RESULT_REFERENCE, BatchCall, BatchResult
+from bot.bitrix.client import BitrixClient
+from bot.errors import BitrixError
+from bot.usage import count_rest_request
+
+_POLL: Final = 0.01  # seconds between looks at the bucket while it is full
+
+
+class RestCaller(Protocol):
+    """What the adapters need from a REST client: the client itself, or the coalescer."""
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any: ...
+
+    async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult: ...
+
+
+@dataclass
+class _Group:
+    calls: list[BatchCall]
+    done: asyncio.Future[BatchResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Coalescer:
+    """Merges concurrent calls to one portal into shared `batch` requests."""
+
+    def __init__(self, client: BitrixClient, limiter: AsyncLimiter, *, senders: int = 4) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._waiting: deque[_Group] = deque()
+        self._arrived = asyncio.Event()
+        self._ids = count()
+        self._senders = [asyncio.create_task(self._send_loop()) for _ in range(senders)]
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        result = await self.batch([BatchCall("call", method, params or {})])
+        return result.value("call")
+
+    async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
+        if len(calls) > MAX_BATCH:
+            return await self._client.batch(calls, halt=halt)
+        # Counted as the request this command would have made alone (it may share it).
+        count_rest_request()
+        group = _Group(list(calls))
+        self._waiting.append(group)
+        self._arrived.set()
+        return await group.done
+
+    async def close(self) -> None:
+        for task in self._senders:
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        while self._waiting:
+            self._waiting.popleft().done.cancel()
+
+    async def _send_loop(self) -> None:
+        while True:
+            while not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            # aiolimiter can wait for room only by taking it, and the client takes it when it
+            # sends; so look, and while the bucket is full let more work gather.
+            while not self._limiter.has_capacity():  # noqa: ASYNC110
+                await asyncio.sleep(_POLL)
+            groups: list[_Group] = []
+            size = 0
+            while self._waiting and size + len(self._waiting[0].calls) <= MAX_BATCH:
+                group = self._waiting.popleft()
+                groups.append(group)
+                size += len(group.calls)
+            if groups:
+                await self._send(groups)
+
+    async def _send(self, groups: list[_Group]) -> None:
+        prefixed: list[tuple[_Group, str]] = [(g, f"g{next(self._ids)}_") for g in groups]
+        calls = [
+            BatchCall(prefix + call.key, call.method, _prefix_references(call.params, prefix))
+            for group, prefix in prefixed
+            for call in group.calls
+        ]
+        try:
+            merged = await self._client.batch(calls)
+        except (BitrixError, OSError) as error:
+            for group, _ in prefixed:
+                if not group.done.done():
+                    group.done.set_exception(error)
+            return
+        for group, prefix in prefixed:
+            own = BatchResult(calls={c.key: c for c in group.calls})
+            for call in group.calls:
+                if prefix + call.key in merged.results:
+                    own.results[call.key] = merged.results[prefix + call.key]
+                if prefix + call.key in merged.errors:
+                    own.errors[call.key] = merged.errors[prefix + call.key]
+            with contextlib.suppress(asyncio.InvalidStateError):
+                group.done.set_result(own)
+
+
+def _prefix_references(params: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, str):
+            return RESULT_REFERENCE.sub(
+                lambda m: m.group(0).replace(f"[{m.group(1)}]", f"[{prefix}{m.group(1)}]", 1),
+                value,
+            )
+        if isinstance(value, Mapping):
+            return {k: rewrite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [rewrite(v) for v in value]
+        return value
+
+    return {key: rewrite(value) for key, value in params.items()}
