@@ -119,7 +119,9 @@ async def metrics(request: web.Request) -> web.Response:
 class Tuning:
     """Internal knobs (not settings): tests shorten the waits."""
 
-    workers: int = 4
+    # Enough concurrent commands for coalescing to fill batch requests (a vote is 2-3 calls
+    # and its reply 1; 50 calls fit in one request). Workers are coroutines: cheap.
+    workers: int = 32
     queue_size: int = 10_000  # unfinished jobs at most; beyond it events are refused
     shutdown_grace: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)

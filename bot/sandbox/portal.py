@@ -171,6 +171,7 @@ class Portal:
     webhooks: list[Webhook] = field(default_factory=list)
     tokens: dict[str, int] = field(default_factory=dict)  # OAuth access token -> user id
     calls: list[Call] = field(default_factory=list)
+    refused: int = 0  # requests answered 503 QUERY_LIMIT_EXCEEDED by the leaky bucket
     faults: list[Fault] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     # (command id, message id) -> when the bot was granted its 10-minute answer window.

@@ -56,6 +56,7 @@ class RestServer:
         method = tail[-1].lower().removesuffix(".json")
         # Bitrix24 counts every request against the bucket, a batch once (§4.1).
         if not self.bucket.has_capacity():
+            self.portal.refused += 1
             return _error(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
         await self.bucket.acquire()
         fault = self.portal.take_fault(method)

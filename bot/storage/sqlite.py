@@ -54,6 +54,7 @@ class SqliteStorage:
         # One connection serves every task: a transaction must not interleave with another
         # task's statements, so each operation holds the connection for its whole duration.
         self._lock = asyncio.Lock()
+        self._unfinished = 0
 
     @classmethod
     async def open(cls, path: str) -> SqliteStorage:
@@ -69,6 +70,7 @@ class SqliteStorage:
         await storage._migrate()
         # Jobs claimed by a process that died were never finished: they are due again.
         await db.execute("UPDATE jobs SET state = 'queued' WHERE state = 'claimed'")
+        storage._unfinished = await storage.unfinished()
         return storage
 
     async def _migrate(self) -> None:
@@ -81,30 +83,26 @@ class SqliteStorage:
             )
 
     async def enqueue(self, jobs: Sequence[IncomingCommand], *, limit: int) -> list[str] | None:
+        # One statement (so one trip to the database thread) on the hot path of the event
+        # handler: the unfinished count is kept in memory, and duplicates are skipped by the
+        # primary key rather than looked up first.
+        if not jobs:
+            return []
         async with self._lock:
-            now = time.time()
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                async with self._db.execute(
-                    "SELECT count(*) FROM jobs WHERE state != 'done'"
-                ) as cursor:
-                    row = await cursor.fetchone()
-                keys = [job.key for job in jobs]
-                known = await self._known(keys)
-                fresh = [job for job in jobs if job.key not in known]
-                if row is not None and row[0] + len(fresh) > limit:
-                    await self._db.execute("ROLLBACK")
+            if self._unfinished + len(jobs) > limit:
+                known = await self._known([job.key for job in jobs])
+                if self._unfinished + sum(job.key not in known for job in jobs) > limit:
                     return None
-                await self._db.executemany(
-                    "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
-                    "VALUES (?, ?, 'queued', ?, ?, ?)",
-                    [(job.key, job.model_dump_json(), now, now, now) for job in fresh],
-                )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            return [job.key for job in fresh]
+            now = time.time()
+            values = ", ".join(["(?, ?, 'queued', ?, ?, ?)"] * len(jobs))  # placeholders only
+            rows = await self._db.execute_fetchall(
+                "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "  # noqa: S608
+                f"VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING key",
+                [v for job in jobs for v in (job.key, job.model_dump_json(), now, now, now)],
+            )
+            inserted = {row[0] for row in rows}
+            self._unfinished += len(inserted)
+            return [job.key for job in jobs if job.key in inserted]
 
     async def _known(self, keys: list[str]) -> set[str]:
         if not keys:
@@ -155,9 +153,12 @@ class SqliteStorage:
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                await self._db.execute(
-                    "UPDATE jobs SET state = 'done', updated_at = ? WHERE key = ?", (entry.at, key)
+                finished = await self._db.execute(
+                    "UPDATE jobs SET state = 'done', updated_at = ? WHERE key = ? "
+                    "AND state != 'done'",
+                    (entry.at, key),
                 )
+                self._unfinished -= finished.rowcount
                 await self._db.execute(
                     "INSERT OR IGNORE INTO audit (at, key, source, user_id, text, command, "
                     "session_id, rating, outcome, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
