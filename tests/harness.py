@@ -1,12 +1,13 @@
 """The service and the sandbox portal, both over real HTTP on loopback, for end-to-end tests.
 
-Its fixtures are registered in tests/conftest.py.
+Its fixtures (the sandbox portal, an HTTP session, a REST client, the service) are registered
+for every test in tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,17 +15,81 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 
 from bot.app import BITRIX, Tuning, create_app
-from bot.bitrix.client import RetryPolicy
+from bot.bitrix.client import BitrixClient, PortalLimiters, RestAuth, RetryPolicy, WebhookAuth
 from bot.config import Settings
 from bot.jobs import RetryRules
-from bot.sandbox.app import EVENTS
+from bot.sandbox.app import EVENTS, create_sandbox_app
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Message, Portal
+from bot.sandbox.seed import seeded_portal
 from tests.bot.test_main import free_port
-from tests.conftest import webhook_url
+
+WEBHOOK_CODE = "s4ndb0xh00kc0de"
+
+
+@pytest.fixture
+def portal() -> Portal:
+    """The seeded sandbox portal (see bot/sandbox/seed.py); user 1 owns the main webhook."""
+    return seeded_portal(webhook_code=WEBHOOK_CODE)
+
+
+@pytest.fixture
+def bucket() -> tuple[float, int]:
+    """The sandbox's leaky bucket (drain per second, capacity); overridden where it matters."""
+    return (50.0, 50)
+
+
+@pytest.fixture
+async def sandbox(
+    aiohttp_server: AiohttpServer, portal: Portal, bucket: tuple[float, int]
+) -> TestServer:
+    """The sandbox portal served over real HTTP on loopback."""
+    rate, burst = bucket
+    server: TestServer = await aiohttp_server(create_sandbox_app(portal, rate=rate, burst=burst))
+    return server
+
+
+def webhook_url(server: TestServer, user_id: int = 1, code: str = WEBHOOK_CODE) -> str:
+    return str(server.make_url(f"/rest/{user_id}/{code}/"))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+FAST_RETRIES = RetryPolicy(attempts=4, deadline=10, initial_wait=0.01, max_wait=0.05)
+
+
+@pytest.fixture
+def make_client(
+    http: aiohttp.ClientSession, sandbox: TestServer, bucket: tuple[float, int]
+) -> Callable[..., BitrixClient]:
+    """A BitrixClient for the sandbox's main webhook (or other auth), with fast retries."""
+    rate, burst = bucket
+    limiters = PortalLimiters(rate=rate, burst=burst)
+
+    def build(
+        auth: RestAuth | None = None,
+        *,
+        retry: RetryPolicy = FAST_RETRIES,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> BitrixClient:
+        return BitrixClient(
+            http,
+            auth or WebhookAuth(SecretStr(webhook_url(sandbox))),
+            limiters,
+            retry=retry,
+            timeout=timeout or aiohttp.ClientTimeout(total=10),
+        )
+
+    return build
+
 
 T = TypeVar("T")
 
@@ -105,7 +170,7 @@ def start_service(
 ) -> ServiceFactory:
     """Start the service against the sandbox: `await start_service(B24_SUPERVISOR_IDS="27")`."""
 
-    async def start(*, tuning: Tuning = FAST, **env: str) -> Service:
+    async def start(*, tuning: Tuning = FAST, registered: bool = True, **env: str) -> Service:
         port = free_port()
         values = {
             "B24_WEBHOOK_URL": webhook_url(sandbox),
@@ -115,7 +180,8 @@ def start_service(
         }
         settings = Settings.from_sources(values | env, env_file=None)
         server: TestServer = await aiohttp_server(create_app(settings, tuning=tuning), port=port)
-        await asyncio.wait_for(server.app[BITRIX].registered.wait(), 5)
+        if registered:
+            await asyncio.wait_for(server.app[BITRIX].registered.wait(), 5)
         return Service(server, settings, portal, sandbox.app[EVENTS], len(portal.calls))
 
     return start

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiolimiter import AsyncLimiter
 
 from bot.bitrix.form import FormError, unflatten_form
-from bot.sandbox.portal import Call, Portal, RestError
+from bot.sandbox.portal import Call, Fault, Portal, RestError
 
 MethodImpl = Callable[["CallContext", dict[str, Any]], Awaitable[Any]]
 
@@ -168,7 +168,7 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
     return params
 
 
-async def _injected(fault: Any) -> web.Response | None:
+async def _injected(fault: Fault) -> web.Response | None:
     if fault.hang:
         await asyncio.sleep(_HANG_SECONDS)
     if fault.delay:

@@ -28,7 +28,7 @@ from bot.errors import (
 )
 from bot.logs import configure_logging
 from bot.sandbox.portal import Fault, Portal, Webhook
-from tests.conftest import WEBHOOK_CODE, webhook_url
+from tests.harness import WEBHOOK_CODE, webhook_url
 
 ClientFactory = Callable[..., BitrixClient]
 

@@ -17,7 +17,7 @@ from bot.sandbox.app import EVENTS
 from bot.sandbox.events import EventSender
 from bot.sandbox.portal import Portal
 from tests.bot.sandbox.test_rest import rest
-from tests.conftest import webhook_url
+from tests.harness import webhook_url
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 from bot.sandbox.imbot import ANSWER_WINDOW
 from bot.sandbox.portal import Portal
 from tests.bot.sandbox.test_rest import rest
-from tests.conftest import webhook_url
+from tests.harness import webhook_url
 
 HANDLER = "https://bot.example.com/b24/events/s3cret"
 

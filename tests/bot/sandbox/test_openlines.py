@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 from bot.sandbox.openlines import COMMENT_LIMIT
 from bot.sandbox.portal import Portal, Webhook
 from tests.bot.sandbox.test_rest import rest
-from tests.conftest import webhook_url
+from tests.harness import webhook_url
 
 VOTE = "imopenlines.session.head.vote"
 

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.sandbox.portal import Fault, Portal
-from tests.conftest import WEBHOOK_CODE, webhook_url
+from tests.harness import WEBHOOK_CODE, webhook_url
 
 
 async def rest(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
