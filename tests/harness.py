@@ -7,6 +7,7 @@ for every test in tests/conftest.py.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,15 @@ from bot.sandbox.app import EVENTS, create_sandbox_app
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Message, Portal
 from bot.sandbox.seed import seeded_portal
-from tests.bot.test_main import free_port
 
 WEBHOOK_CODE = "s4ndb0xh00kc0de"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from aiohttp.test_utils import TestServer
 from bot.jobs import RetryRules
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Message, Portal
-from tests.bot.test_main import free_port
-from tests.harness import FAST, Service, ServiceFactory, eventually, webhook_url
+from tests.harness import FAST, Service, ServiceFactory, eventually, free_port, webhook_url
 
 
 def votes_of(portal: Portal, session_id: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
+from tests.harness import free_port
 
 
 def run_bot(
@@ -28,13 +28,6 @@ def run_bot(
         timeout=timeout,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_help_explains_subcommands_and_every_setting(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.bot.test_main import free_port
+from tests.harness import free_port
 
 
 def test_prints_the_webhook_url_and_serves_the_portal(tmp_path: Path) -> None:
