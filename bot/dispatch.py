@@ -51,13 +51,13 @@ class Services:
     supervisors: UserAllowList
 
 
-@dataclass
+@dataclass(frozen=True)
 class Handled:
-    """A command's reply and the fields of its canonical log line."""
+    """A command's reply, and its outcome in a word for the log line, the audit and metrics:
+    saved, prompted, help, a parse error's key, a refusal's name, bitrix_error:<code>, crashed."""
 
     reply: Reply
     outcome: str
-    fields: dict[str, Any]
 
 
 class RetryLater(Exception):
@@ -74,14 +74,12 @@ async def run_command(
     """Run one command; every failure becomes a reply saying what happened, except that with
     `may_retry` a passing portal failure raises RetryLater instead."""
     lang = incoming.language
-    fields: dict[str, Any] = {"command": None}
     try:
-        reply, outcome = await _execute(incoming, services, fields)
+        reply, outcome = await _execute(incoming, services)
     except CommandParseError as error:
-        fields["error"] = error.text_key
-        return Handled(_text(error, lang), "invalid", fields)
+        return Handled(_text(error, lang), error.text_key)
     except UserFacingError as error:
-        return Handled(_text(error, lang), error.text_key.rsplit(".", 1)[-1], fields)
+        return Handled(_text(error, lang), error.text_key.rsplit(".", 1)[-1])
     except BitrixError as error:
         if may_retry and error.retryable:
             raise RetryLater(error) from error
@@ -92,29 +90,23 @@ async def run_command(
             status=error.status,
             description=error.description,
         )
-        fields["error"] = error.code
-        return Handled(Reply(text=render(_bitrix_text(error), lang)), "bitrix_error", fields)
+        return Handled(Reply(text=render(_bitrix_text(error), lang)), f"bitrix_error:{error.code}")
     except Exception:
         log.exception("command.crashed", text_length=len(incoming.text))
-        return Handled(Reply(text=render("error.internal", lang)), "crashed", fields)
-    return Handled(reply, outcome, fields)
+        return Handled(Reply(text=render("error.internal", lang)), "crashed")
+    return Handled(reply, outcome)
 
 
-async def _execute(
-    incoming: IncomingCommand, services: Services, fields: dict[str, Any]
-) -> tuple[Reply, str]:
-    """Parse, authorise and run; raises for whatever went wrong. Fills the log fields."""
+async def _execute(incoming: IncomingCommand, services: Services) -> tuple[Reply, str]:
+    """Parse, authorise and run; raises for whatever went wrong."""
     lang = incoming.language
     command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     if isinstance(command, HelpCommand):
-        fields["command"] = "help"
         return help_reply(command, lang), "help"
-    fields |= {"command": "rate", "session_id": command.session_id}
     if not services.supervisors.allows(incoming.author_id):
         raise NotSupervisor(user_id=incoming.author_id)
     if isinstance(command, RatePrompt):
         return await prompt(command, services.votes, lang), "prompted"
-    fields["rating"] = command.rating
     return await rate(command, services.votes, lang), "saved"
 
 

@@ -151,8 +151,8 @@ class JobRunner:
         )
         await self._storage.finish(job.key, entry)
         self._metrics.command_latency.observe(max(entry.at - incoming.received_at, 0.0))
-        if outcome == "bitrix_error" or not delivered:
-            self._metrics.jobs_failed.labels(reason=outcome if delivered else "reply").inc()
+        if outcome.startswith("bitrix_error") or not delivered:
+            self._metrics.jobs_failed.labels(reason="portal" if delivered else "reply").inc()
         log.info(
             "command.handled",
             **fields,

@@ -30,10 +30,11 @@ async def test_the_audit_lists_every_command_with_its_outcome(
     await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец")
     await service.reply_to(27, service.bot_id, "/rate 999 1")
     await service.reply_to(28, service.bot_id, "/rate 494 1")
-    await eventually(lambda: len(service.bot_messages()) == 3)
+    await service.reply_to(27, service.bot_id, "/rate 494 7")
+    await eventually(lambda: len(service.bot_messages()) == 4)
     await asyncio.sleep(0.1)  # the last job's audit entry is written right after its reply
     code, out, err = await run_audit(["--csv", "-"], service.settings.bot_database_url, tmp_path)
-    assert (code, err.strip()) == (0, "3 entries")
+    assert (code, err.strip()) == (0, "4 entries")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [
         (r["user_id"], r["command"], r["session_id"], r["rating"], r["outcome"]) for r in rows
@@ -41,6 +42,7 @@ async def test_the_audit_lists_every_command_with_its_outcome(
         ("27", "rate", "494", "5", "saved"),
         ("27", "rate", "999", "1", "session_not_found"),
         ("28", "rate", "494", "1", "not_supervisor"),
+        ("27", "", "", "", "parse.rating_out_of_range"),
     ]
     assert rows[0]["text"] == "/rate 494 5 Молодец"
     assert rows[0]["reply"].startswith("✅ Сохранено")
@@ -50,7 +52,7 @@ async def test_the_audit_lists_every_command_with_its_outcome(
     )
     assert (code, out) == (0, "")
     code, out, _ = await run_audit([], service.settings.bot_database_url, tmp_path)
-    assert out.count("\n") == 3
+    assert out.count("\n") == 4
     assert "| saved |" in out
 
 
