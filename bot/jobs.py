@@ -61,7 +61,6 @@ class JobRunner:
         self._execute = execute
         self._send = send
         self._rules = rules
-        self._clock = time.time
         self._wake = asyncio.Event()
         self._busy = 0
         self._idle = asyncio.Event()
@@ -77,7 +76,7 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while self.accepting:
-            job = await self._storage.claim(self._clock())
+            job = await self._storage.claim(time.time())
             if job is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
@@ -90,7 +89,7 @@ class JobRunner:
             except Exception:  # the steps map their own errors; this is the last guard
                 self._metrics.jobs_failed.labels(reason="crashed").inc()
                 log.exception("job.crashed", key=job.key)
-                await self._storage.postpone(job.key, until=self._clock() + 60, error="crashed")
+                await self._storage.postpone(job.key, until=time.time() + 60, error="crashed")
             finally:
                 self._busy -= 1
                 if self._busy == 0:
@@ -98,7 +97,7 @@ class JobRunner:
 
     async def _run(self, job: Job) -> None:
         started = time.monotonic()
-        may_retry = self._clock() - job.created_at < self._rules.give_up_after
+        may_retry = time.time() - job.created_at < self._rules.give_up_after
         with counting_rest_requests() as requests:
             reply, outcome = job.reply, job.outcome or ""
             if reply is None:
@@ -125,7 +124,7 @@ class JobRunner:
     async def _postpone(self, job: Job, error: BitrixError) -> None:
         wait = self._rules.wait(job.attempts)
         self._metrics.jobs_postponed.inc()
-        await self._storage.postpone(job.key, until=self._clock() + wait, error=error.code)
+        await self._storage.postpone(job.key, until=time.time() + wait, error=error.code)
         log.warning(
             "command.postponed",
             key=job.key,
@@ -140,7 +139,7 @@ class JobRunner:
         incoming = job.incoming
         fields = command_fields(incoming)
         entry = AuditEntry(
-            at=self._clock(),
+            at=time.time(),
             key=job.key,
             source=incoming.source,
             user_id=incoming.author_id,

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import socket
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -196,8 +197,12 @@ async def test_an_unreachable_portal_is_unavailable(http: aiohttp.ClientSession)
 
 
 async def test_a_delay_is_waited_for(make_client: ClientFactory, portal: Portal) -> None:
+    """A slow portal is waited for, not retried: one call, answered after the delay."""
     portal.faults.append(Fault(delay=0.2))
+    started = time.monotonic()
     assert (await make_client().call("profile"))["ID"] == "1"
+    assert time.monotonic() - started >= 0.2
+    assert calls_to(portal, "profile") == 1
 
 
 @pytest.mark.parametrize("bucket", [(20.0, 5)])

@@ -13,7 +13,6 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from bot.bitrix.registration import handler_url
-from bot.jobs import RetryRules
 from bot.logs import configure_logging
 from bot.sandbox.portal import Fault
 from tests.harness import FAST, Service, ServiceFactory, eventually
@@ -241,17 +240,6 @@ async def test_a_rate_limited_portal_is_waited_out(service: Service) -> None:
     )
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
     assert reply.text.startswith("✅")
-
-
-async def test_a_portal_that_stays_down_gets_an_honest_reply(
-    start_service: ServiceFactory,
-) -> None:
-    """Without coalescing, so that the vote's batch fails and the reply's call does not."""
-    rules = RetryRules(first_wait=0.05, longest_wait=0.1, give_up_after=0.3)
-    service = await start_service(tuning=dataclasses.replace(FAST, coalesce=False, jobs=rules))
-    service.portal.faults.append(Fault(method="batch", status=502, times=-1))
-    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
-    assert reply.text == "Битрикс24 не отвечает, оценка не сохранена. Повторите позже."
 
 
 @pytest.mark.parametrize(
