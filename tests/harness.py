@@ -162,11 +162,6 @@ class Service:
         calls = self.portal.calls[self.started_at_call :]
         return sum(1 for c in calls if c.method == "imopenlines.session.head.vote")
 
-    def calls(self, method: str) -> int:
-        """REST calls of `method` (outside batch) since the service was up and registered."""
-        calls = self.portal.calls[self.started_at_call :]
-        return sum(1 for c in calls if c.method == method and c.batch_of is None)
-
 
 ServiceFactory = Callable[..., Coroutine[Any, Any, Service]]
 
