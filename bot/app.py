@@ -203,6 +203,7 @@ def _bitrix_webhook_mode(
                 application_token=None,
                 storage=storage,
                 runner=runner,
+                supervisors=settings.b24_supervisor_ids,
                 queue_limit=tuning.queue_size,
                 metrics=app[METRICS],
                 clock=time.time,

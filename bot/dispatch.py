@@ -17,6 +17,7 @@ from bot.errors import (
     BitrixServerError,
     BitrixUnavailable,
     CommandParseError,
+    NotStaff,
     NotSupervisor,
     UserFacingError,
 )
@@ -100,9 +101,17 @@ async def run_command(
 async def _execute(incoming: IncomingCommand, services: Services) -> tuple[Reply, str]:
     """Parse, authorise and run; raises for whatever went wrong."""
     lang = incoming.language
+    if incoming.notice is not None:  # not a command: what the intake left out of a message
+        notice = incoming.notice
+        text = render("intake.too_many_commands", lang, taken=notice.taken, skipped=notice.skipped)
+        return Reply(text=text), notice.kind
     command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     if isinstance(command, HelpCommand):
         return help_reply(command, lang), "help"
+    # Only staff rate, whatever B24_SUPERVISOR_IDS says (`*` included); a customer's commands
+    # never become jobs (bot/intake.py), this refuses them again should one get here.
+    if incoming.author_kind != "staff":
+        raise NotStaff
     if not services.supervisors.allows(incoming.author_id):
         raise NotSupervisor(user_id=incoming.author_id)
     if isinstance(command, RatePrompt):

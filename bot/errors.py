@@ -166,6 +166,13 @@ class NotSupervisor(UserFacingError):
     text_key = "rate.not_supervisor"
 
 
+class NotStaff(UserFacingError):
+    """An extranet user (or a customer, who never gets this far) may never rate, even with
+    B24_SUPERVISOR_IDS=*."""
+
+    text_key = "rate.not_staff"
+
+
 class SessionNotFound(UserFacingError):
     """No such session. Params: session."""
 

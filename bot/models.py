@@ -28,13 +28,28 @@ class BitrixRoute(Frozen):
 Route = BitrixRoute  # a discriminated union once Telegram arrives
 
 
+# Who wrote a message, as far as the platform says: staff of the portal, an extranet user (a
+# guest account of a partner), or a customer writing through an open line's connector.
+AuthorKind = Literal["staff", "extranet", "customer"]
+
+
+class TooManyCommands(Frozen):
+    """A notice, not a command: a message held more commands than one message may run."""
+
+    kind: Literal["too_many_commands"] = "too_many_commands"
+    taken: int  # the commands of the message that run
+    skipped: int  # the commands after them that do not
+
+
 class IncomingCommand(Frozen):
     """One command text from one person, as every transport hands it to the core."""
 
     key: str  # idempotency key: the same delivery twice has the same key
     source: Literal["bitrix"]
     author_id: int  # the platform's user id
+    author_kind: AuthorKind = "staff"
     text: str
+    notice: TooManyCommands | None = None  # set instead of a command text the user typed
     chat_session_id: int | None = None  # the open-line chat's own session, if any
     language: Lang = "en"
     received_at: float  # time.time() when the event arrived

@@ -15,7 +15,7 @@ Lang = Literal["ru", "en"]
 DEFAULT_LANG: Final[Lang] = "en"
 
 # Parameters that are counts and read better grouped (10 000 / 10,000).
-_GROUPED_PARAMS = frozenset({"length", "limit"})
+_GROUPED_PARAMS = frozenset({"length", "limit", "skipped"})
 
 _HELP_RU = """\
 [b]Оценка диалогов открытых линий[/b]
@@ -133,6 +133,17 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "en": "❌ Not saved: Bitrix24 answered “done”, but the vote of session {session} did not "
         "change. This usually means no right to rate on this line, a plan without the feature, "
         "or no such session. Now: {rating}, {comment}.",
+    },
+    "rate.not_staff": {
+        "ru": "Оценивать сессии могут только сотрудники портала, а не гостевые (экстранет) "
+        "пользователи.",
+        "en": "Only the portal's staff may rate sessions, not extranet (guest) users.",
+    },
+    "intake.too_many_commands": {
+        "ru": "Из одного сообщения выполняются только первые {taken} команд; ещё {skipped} не "
+        "выполнены: отправьте их другим сообщением.",
+        "en": "Only the first {taken} commands of a message are run; {skipped} were not: send "
+        "them in another message.",
     },
     "error.portal_busy": {
         "ru": "Битрикс24 сейчас перегружен запросами, оценка не сохранена. Повторите через "

@@ -2,20 +2,58 @@
 
 Nothing from an event's `auth` block is used to call anything: in webhook mode every REST call
 goes to B24_WEBHOOK_URL, whatever `client_endpoint` or domain an event carries.
+
+Every field is checked here, at the boundary: ids are ASCII digits below 2^31 (pydantic's lax
+int would take `1_000`, ` 12 `, `+5` or `12.0`, and `str.isdigit` takes `٥`, `²` or `１`), and
+strings are bounded, so no forged body gets further than a 400.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from bot.commands import COMMAND_NAMES
-from bot.models import BitrixRoute, IncomingCommand
+from bot.errors import BotError
+from bot.models import AuthorKind, BitrixRoute, IncomingCommand
 from bot.texts import pick_language
 
 _COMMAND_START = re.compile(r"^[\s\u200b\u2060\ufeff]*/([^\s@]*)")
+
+MAX_ID: Final = 2**31 - 1  # Bitrix24 keeps ids in signed 32-bit columns
+# Bitrix24 messages are at most 20,000 characters (§1.11); the margin is for the mention and
+# BB-codes a client may add, and still keeps a forged body from becoming unbounded work.
+MAX_MESSAGE_CHARS: Final = 30_000
+_ASCII_ID = re.compile(r"[0-9]{1,10}")
+_DIALOG_ID = re.compile(r"(?:chat)?([0-9]{1,10})")
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _ascii_id(value: object) -> int:
+    """An id as Bitrix24 sends it: a string of ASCII digits (§1.1), below 2^31."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _ASCII_ID.fullmatch(text) or int(text) > MAX_ID:
+        raise ValueError("an id is ASCII digits below 2^31")
+    return int(text)
+
+
+def _dialog_id(value: str) -> str:
+    """`<user id>` or `chat<chat id>` (§1.6)."""
+    match = _DIALOG_ID.fullmatch(value)
+    if match is None or not 0 < int(match.group(1)) <= MAX_ID:
+        raise ValueError("a dialog is a user id or chat<id>")
+    return value
+
+
+Id = Annotated[int, BeforeValidator(_ascii_id), Field(ge=1)]
+IdOrZero = Annotated[int, BeforeValidator(_ascii_id), Field(ge=0)]
+DialogId = Annotated[str, AfterValidator(_dialog_id)]
+Flag = Annotated[str, Field(max_length=16)]  # Y/N, P/C/L, TEXTAREA, a language code
+Name = Annotated[str, Field(max_length=64)]
+Data = Annotated[str, Field(max_length=1000)]  # CHAT_ENTITY_ID, CHAT_ENTITY_DATA_1
+Text = Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
 
 
 class _Model(BaseModel):
@@ -25,34 +63,42 @@ class _Model(BaseModel):
 class MessageParams(_Model):
     """`data[PARAMS]` of ONIMCOMMANDADD / ONIMBOTMESSAGEADD (§1.5)."""
 
-    MESSAGE: str = ""
-    MESSAGE_ID: int = Field(gt=0)
-    DIALOG_ID: str = Field(min_length=1, max_length=64)
-    FROM_USER_ID: int = Field(gt=0)
-    SYSTEM: str = "N"
-    CHAT_ENTITY_TYPE: str = ""
-    CHAT_ENTITY_DATA_1: str = ""
-    LANGUAGE: str = ""
-    BOT_IN_CHAT: dict[str, str] = {}  # ONIMCOMMANDADD in a group chat: the bots it holds
+    MESSAGE: Text = ""
+    MESSAGE_ID: Id
+    DIALOG_ID: DialogId
+    FROM_USER_ID: Id
+    SYSTEM: Flag = "N"
+    CHAT_TYPE: Flag = ""
+    CHAT_ENTITY_TYPE: Name = ""
+    CHAT_ENTITY_ID: Data = ""
+    CHAT_ENTITY_DATA_1: Data = ""
+    LANGUAGE: Flag = ""
+    # ONIMCOMMANDADD in a group chat: the bots it holds
+    BOT_IN_CHAT: Annotated[dict[Name, Name], Field(max_length=100)] = {}
 
 
 class CommandEntry(_Model):
     """One `data[COMMAND][<id>]` entry."""
 
-    COMMAND: str
-    COMMAND_ID: int = Field(gt=0)
-    COMMAND_PARAMS: str = ""
-    COMMAND_CONTEXT: str = "TEXTAREA"
-    MESSAGE_ID: int = Field(gt=0)
+    COMMAND: Name
+    COMMAND_ID: Id
+    COMMAND_PARAMS: Text = ""
+    COMMAND_CONTEXT: Flag = "TEXTAREA"
+    MESSAGE_ID: Id
 
 
 class UserBlock(_Model):
-    ID: int = 0
-    IS_BOT: str = "N"
+    """`data[USER]`: ONIMCOMMANDADD's carries no IS_* fields at all (§1.5, and the current docs'
+    example of on-im-command-add.md), so a missing flag is "N"."""
+
+    ID: IdOrZero = 0
+    IS_BOT: Flag = "N"
+    IS_CONNECTOR: Flag = "N"
+    IS_EXTRANET: Flag = "N"
 
 
 class CommandData(_Model):
-    COMMAND: dict[str, CommandEntry] = Field(min_length=1)
+    COMMAND: Annotated[dict[Name, CommandEntry], Field(min_length=1, max_length=100)]
     PARAMS: MessageParams
     USER: UserBlock = UserBlock()
 
@@ -63,9 +109,11 @@ class MessageData(_Model):
 
 
 class JoinParams(_Model):
-    DIALOG_ID: str = Field(min_length=1, max_length=64)
-    USER_ID: int = 0
-    LANGUAGE: str = ""
+    DIALOG_ID: DialogId
+    USER_ID: IdOrZero = 0
+    LANGUAGE: Flag = ""
+    CHAT_TYPE: Flag = ""
+    CHAT_ENTITY_TYPE: Name = ""
 
 
 class JoinData(_Model):
@@ -73,8 +121,8 @@ class JoinData(_Model):
 
 
 class DeleteData(_Model):
-    BOT_ID: int = 0
-    BOT_CODE: str = ""
+    BOT_ID: IdOrZero = 0
+    BOT_CODE: Name = ""
 
 
 class CommandEvent(_Model):
@@ -106,23 +154,34 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def parse_event(form: dict[str, Any]) -> Event | None:
-    """The typed event, or None for an event this bot does not handle.
+class MalformedEvent(BotError):
+    """A body that is no event at all: empty, or without a plain `event` name."""
 
-    Raises pydantic.ValidationError for a known event with a malformed body.
+
+def parse_event(form: dict[str, Any]) -> Event | None:
+    """The typed event, or None for a well-formed event this bot does not handle.
+
+    Raises MalformedEvent for a body without a plain event name, and pydantic.ValidationError
+    for a known event with a malformed body.
     """
-    model = EVENT_TYPES.get(str(form.get("event", "")).upper())
+    name = form.get("event")
+    if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name):
+        raise MalformedEvent
+    model = EVENT_TYPES.get(name.upper())
     if model is None:
         return None
-    return model.model_validate({**form, "event": str(form["event"]).upper()})
+    return model.model_validate({**form, "event": name.upper()})
 
 
 def split_commands(message: str) -> list[str]:
-    """The command texts of a message: each line starting with `/` opens one, and the lines
-    after it, up to the next command, continue its comment."""
+    """The command texts of a message: a line starting with one of our commands opens one, and
+    the lines after it, up to the next of ours, continue its comment. A `/line` that is not
+    ours (`/путь к файлу`) is comment text, unless no command is open yet: then it opens one,
+    which is answered "Unknown command"."""
     commands: list[str] = []
     for line in message.split("\n"):
-        if _COMMAND_START.match(line):
+        match = _COMMAND_START.match(line)
+        if match and (not commands or match.group(1).casefold() in COMMAND_NAMES):
             commands.append(line)
         elif commands:
             commands[-1] += "\n" + line
@@ -134,13 +193,39 @@ def _command_name(text: str) -> str:
     return match.group(1).casefold() if match else ""
 
 
+def is_openline(params: MessageParams | JoinParams) -> bool:
+    """An open line's operator chat: either mark alone suffices (§1.7, §1.8)."""
+    return params.CHAT_ENTITY_TYPE == "LINES" or params.CHAT_TYPE == "L"
+
+
 def chat_session_id(params: MessageParams) -> int | None:
     """An open-line chat's session: the 6th `|` field of CHAT_ENTITY_DATA_1 (§1.7)."""
-    if params.CHAT_ENTITY_TYPE != "LINES":
+    if not is_openline(params):
         return None
     fields = params.CHAT_ENTITY_DATA_1.split("|")
     value = fields[5] if len(fields) > 5 else ""  # noqa: PLR2004
-    return int(value) if value.isdigit() and 0 < int(value) < 2**31 else None
+    return int(value) if _ASCII_ID.fullmatch(value) and 0 < int(value) <= MAX_ID else None
+
+
+def author_kind(data: CommandData | MessageData) -> AuthorKind:
+    """Staff, an extranet user or an open line's customer (a connector user)."""
+    params = data.PARAMS
+    if data.USER.IS_CONNECTOR == "Y" or (is_openline(params) and _is_line_customer(params)):
+        return "customer"
+    # [UNCONFIRMED] ONIMCOMMANDADD carries no IS_EXTRANET (§1.5): an extranet user's typed
+    # command is known as such only when it arrives as ONIMBOTMESSAGEADD.
+    return "extranet" if data.USER.IS_EXTRANET == "Y" else "staff"
+
+
+def _is_line_customer(params: MessageParams) -> bool:
+    """The author is the customer the open-line chat belongs to: the last field of its
+    CHAT_ENTITY_ID, `connector|LINE_ID|CONNECTOR_CHAT_ID|CONNECTOR_USER_ID` (§1.7).
+
+    [UNCONFIRMED] that CONNECTOR_USER_ID is the customer's portal user id for every connector:
+    ONIMCOMMANDADD has no IS_CONNECTOR (§1.5), so this is all a command event tells.
+    """
+    fields = params.CHAT_ENTITY_ID.split("|")
+    return len(fields) > 3 and fields[3] == str(params.FROM_USER_ID)  # noqa: PLR2004
 
 
 def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[IncomingCommand]:
@@ -153,6 +238,8 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
     params = event.data.PARAMS
     if params.SYSTEM == "Y" or event.data.USER.IS_BOT == "Y":
         return []
+    if params.CHAT_ENTITY_TYPE == "LIVECHAT":  # the customer's side of an open line (§0 item 12)
+        return []
     private = str(params.FROM_USER_ID) == params.DIALOG_ID
     route = BitrixRoute(
         dialog_id=params.DIALOG_ID,
@@ -160,7 +247,7 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
         message_id=params.MESSAGE_ID,
         # A group-chat message reaches the bot as a message only when it is a member.
         bot_in_chat=private or isinstance(event, MessageEvent) or bool(params.BOT_IN_CHAT),
-        openline=params.CHAT_ENTITY_TYPE == "LINES",
+        openline=is_openline(params),
     )
     texts: list[tuple[str, str, int | None]] = []  # (key, text, command id)
     if isinstance(event, CommandEvent):
@@ -179,11 +266,13 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
     else:
         found = split_commands(params.MESSAGE) or [params.MESSAGE]
         texts = [(f"b24:{params.MESSAGE_ID}:{i}", text, None) for i, text in enumerate(found)]
+    kind = author_kind(event.data)
     return [
         IncomingCommand(
             key=key,
             source="bitrix",
             author_id=params.FROM_USER_ID,
+            author_kind=kind,
             text=text,
             chat_session_id=chat_session_id(params),
             language=pick_language(params.LANGUAGE),
@@ -194,9 +283,17 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
     ]
 
 
-def welcome_of(event: JoinEvent, received_at: float) -> IncomingCommand:
-    """ONIMBOTJOINCHAT: a short welcome with the syntax, as if `/start` had been sent."""
+def message_key(event: CommandEvent | MessageEvent) -> str:
+    """The key every command of one message starts with, whichever event carried it."""
+    return f"b24:{event.data.PARAMS.MESSAGE_ID}"
+
+
+def welcome_of(event: JoinEvent, received_at: float) -> IncomingCommand | None:
+    """ONIMBOTJOINCHAT: a short welcome with the syntax, as if `/start` had been sent; none in
+    an open line, where the connector would forward it to the customer (§00 item 7)."""
     params = event.data.PARAMS
+    if is_openline(params):
+        return None
     return IncomingCommand(
         key=f"b24:join:{params.DIALOG_ID}:{int(received_at)}",
         source="bitrix",

@@ -50,4 +50,8 @@ class BitrixReplies:
         else:
             # Too late for a command answer: a message, in the chat if the bot is in it.
             params["DIALOG_ID"] = route.dialog_id if route.bot_in_chat else route.author_dialog_id
+            if params["DIALOG_ID"] != route.author_dialog_id:
+                # Outside the private chat, never through a connector to a customer (§00 item
+                # 7): in a chat without one, the flag changes nothing [UNCONFIRMED].
+                params["SKIP_CONNECTOR"] = "Y"
             await self._client.call("imbot.message.add", params)

@@ -20,12 +20,16 @@ from bot.bitrix.events import (
     CommandEvent,
     DeleteEvent,
     JoinEvent,
+    MalformedEvent,
     MessageEvent,
     commands_of,
+    message_key,
     parse_event,
     welcome_of,
 )
 from bot.bitrix.form import FormError, unflatten_form
+from bot.config import UserAllowList
+from bot.intake import admit
 from bot.jobs import JobRunner
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
@@ -47,6 +51,7 @@ class EventIntake:
     application_token: str | None  # checked when configured (application mode, later)
     storage: Storage
     runner: JobRunner
+    supervisors: UserAllowList  # who may rate: the rest get one reply per message
     queue_limit: int  # unfinished jobs at most; beyond it events are refused
     metrics: Metrics
     clock: Callable[[], float]
@@ -74,14 +79,10 @@ async def receive_event(request: web.Request) -> web.Response:
         form = await _read_form(request)
         _verify_application_token(form, intake)
         event = parse_event(form)
+    except MalformedEvent:
+        return _reject(intake, _Rejected(400, "no_event"))
     except _Rejected as rejected:
-        intake.metrics.events_rejected.labels(reason=rejected.reason).inc()
-        log.warning(
-            "event.rejected", status=rejected.status, reason=rejected.reason, **rejected.fields
-        )
-        return web.json_response(
-            {"status": "rejected", "reason": rejected.reason}, status=rejected.status
-        )
+        return _reject(intake, rejected)
     except ValidationError as error:
         intake.metrics.events_rejected.labels(reason="malformed_event").inc()
         log.warning(
@@ -93,6 +94,15 @@ async def receive_event(request: web.Request) -> web.Response:
         log.info("event.ignored", bitrix_event=str(form.get("event", ""))[:64])
         return web.json_response({"status": "ignored"})
     return await _accept(intake, event)
+
+
+def _reject(intake: EventIntake, rejected: _Rejected) -> web.Response:
+    intake.metrics.events_rejected.labels(reason=rejected.reason).inc()
+    fields = rejected.fields
+    log.warning("event.rejected", status=rejected.status, reason=rejected.reason, **fields)
+    return web.json_response(
+        {"status": "rejected", "reason": rejected.reason}, status=rejected.status
+    )
 
 
 def _verify_source(request: web.Request, intake: EventIntake) -> None:
@@ -133,13 +143,23 @@ async def _accept(
         log.warning("bitrix.bot_deleted", bot_id=event.data.BOT_ID)
         return web.json_response({"status": "ok"})
     if isinstance(event, JoinEvent):
-        commands = [welcome_of(event, now)]
+        welcome = welcome_of(event, now)
+        commands = [welcome] if welcome else []
     else:
-        commands = commands_of(event, now)
+        commands = admit(
+            commands_of(event, now),
+            message_key=message_key(event),
+            may_rate=intake.supervisors.allows,
+        )
     # Committed before the 200: Bitrix24 never sends an event again (§1.1).
     fresh = None
     if intake.runner.accepting:
-        fresh = await intake.storage.enqueue(commands, limit=intake.queue_limit)
+        try:
+            fresh = await intake.storage.enqueue(commands, limit=intake.queue_limit)
+        except Exception as error:  # noqa: BLE001 - whatever the engine raises, never a 500
+            # 503, not a 500: the event is lost either way (§1.1), and the answer says why.
+            refused = _Rejected(503, "storage_error", error=type(error).__name__, exc_info=True)
+            return _reject(intake, refused)
     if fresh is None:
         reason = "queue_full" if intake.runner.accepting else "shutting_down"
         intake.metrics.events_rejected.labels(reason=reason).inc()

@@ -295,6 +295,7 @@ def _by_command(
 
 
 def _user_block(user: User, *, full: bool) -> dict[str, Any]:
+    """`data[USER]`; ONIMCOMMANDADD's (`full=False`) has no WORK_POSITION and no IS_* (§1.5)."""
     block: dict[str, Any] = {
         "ID": user.id,
         "NAME": user.name,
@@ -306,8 +307,8 @@ def _user_block(user: User, *, full: bool) -> dict[str, Any]:
         block |= {
             "WORK_POSITION": user.work_position,
             "IS_BOT": "N",
-            "IS_CONNECTOR": "N",
+            "IS_CONNECTOR": "Y" if user.connector else "N",
             "IS_NETWORK": "N",
-            "IS_EXTRANET": "N",
+            "IS_EXTRANET": "Y" if user.extranet else "N",
         }
     return block

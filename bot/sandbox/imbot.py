@@ -236,8 +236,8 @@ def _message_fields(params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:
-    """imbot.message.add -> message id. In an open line, without SKIP_CONNECTOR=Y the
-    connector forwards the message to the customer (§6.7)."""
+    """imbot.message.add -> message id. In an open line, the connector forwards a message that
+    is neither SYSTEM=Y nor SKIP_CONNECTOR=Y to the customer (§00 item 7)."""
     app_id = app_of(ctx, params)
     bot = _bot_for_message(ctx, params, app_id)
     dialog_id = php.trim(params.get("DIALOG_ID"))
@@ -248,12 +248,13 @@ async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:
         # [UNCONFIRMED] the code and text: a bot posts only into chats it is a member of.
         raise RestError("ACCESS_ERROR", "Bot is not a member of the chat")
     fields = _message_fields(params)
-    to_customer = chat.entity_type == "LINES" and not php.yes(params.get("SKIP_CONNECTOR"))
+    system = php.yes(params.get("SYSTEM"))
+    skip = php.yes(params.get("SKIP_CONNECTOR"))
     message = ctx.portal.post(
         chat.id,
         bot.id,
-        system=php.yes(params.get("SYSTEM")),
-        to_customer=to_customer,
+        system=system,
+        to_customer=chat.forwards_to_customer(system=system, skip_connector=skip),
         via="imbot.message.add",
         **fields,
     )
@@ -305,7 +306,8 @@ async def command_answer(ctx: CallContext, params: dict[str, Any]) -> Any:
         chat.id,
         command.bot_id,
         system=system,
-        to_customer=chat.entity_type == "LINES",
+        # A command answer has no SKIP_CONNECTOR (§00 item 7).
+        to_customer=chat.forwards_to_customer(system=system, skip_connector=False),
         via="imbot.command.answer",
         **fields,
     )

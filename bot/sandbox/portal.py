@@ -31,6 +31,8 @@ class User:
     gender: str = "M"
     is_admin: bool = False
     work_position: str = ""
+    connector: bool = False  # an open line's customer, writing through a connector
+    extranet: bool = False  # a guest account (a partner's), not the portal's staff
 
     @property
     def name(self) -> str:
@@ -65,6 +67,13 @@ class Chat:
     @property
     def dialog_id(self) -> str:
         return f"chat{self.id}"
+
+    def forwards_to_customer(self, *, system: bool, skip_connector: bool) -> bool:
+        """The open-line connector forwards every non-system message to the customer, unless
+        it is SKIP_CONNECTOR=Y (then an operator-only note) or the chat is silent (§00 item 7;
+        CHAT_ENTITY_DATA_3 is the silent-mode flag, §1.7)."""
+        line = self.entity_type == "LINES" or self.type == "L"
+        return line and not system and not skip_connector and self.entity_data_3 != "Y"
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 Users: 1 the administrator (owner of the main webhook, head of both lines), 27 a supervisor who
 may rate on line 1, 28 a supervisor who sees line 1 without the right to rate, 101/102
-operators. Line 1
+operators, 301 an extranet (guest) user. Line 1
 "Сайт" and line 2 "Telegram"; open-line chats 1157-1159 holding sessions 494-496 (495 already
-rated 4, "Вежливо"); group chat 2001 of the supervisors.
+rated 4, "Вежливо"), each with its customer (users 1211-1213, connector users); group chat 2001
+of the supervisors.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def seeded_portal(*, webhook_code: str | None = None, language: str = "ru") -> P
             entity_data_3="N",
         )
         portal.sessions[session_id] = Session(session_id, line_id, chat_id, operator_id)
+        customer = chat_id + 54  # the connector user, the last field of CHAT_ENTITY_ID
+        portal.users[customer] = User(customer, "Клиент", str(session_id), connector=True)
+        portal.chats[chat_id].members.add(customer)
     portal.sessions[495].vote_head, portal.sessions[495].comment_head = 4, "Вежливо"
+    portal.users[301] = User(301, "Гость", "Партнёров", extranet=True)
     portal.chats[2001] = Chat(2001, "Руководители", type="C", members={1, 27, 28}, author_id=1)
     portal.webhooks.append(Webhook(1, webhook_code or secrets.token_hex(8), SCOPES))
     portal.webhooks.append(Webhook(28, secrets.token_hex(8), SCOPES))

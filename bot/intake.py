@@ -1,0 +1,59 @@
+"""What one message may cost, whichever transport carried it: the core's rules for turning a
+message's commands into jobs.
+
+A transport's adapter translates one message into IncomingCommands, one per command line, and
+hands them to `admit` before they are stored:
+
+- a customer (an open line's connector user) gets nothing at all: any reply could reach them;
+- someone who may not rate (not on the supervisors' list, or an extranet user) gets at most one
+  reply per message: the first command's (help, a parse error or the refusal);
+- a supervisor's message runs at most MAX_COMMANDS_PER_MESSAGE commands, and the rest get one
+  notice saying how many were not run.
+
+So one message of 3,300 `/help` lines is at most 11 jobs and 11 replies, never 3,300.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import structlog
+
+from bot.models import IncomingCommand, TooManyCommands
+
+log = structlog.get_logger(__name__)
+
+MAX_COMMANDS_PER_MESSAGE: Final = 10
+
+
+def admit(
+    commands: Sequence[IncomingCommand], *, message_key: str, may_rate: Callable[[int], bool]
+) -> list[IncomingCommand]:
+    """The jobs to store for the commands of ONE message (one author).
+
+    `message_key` is the prefix every command key of the message shares, whichever event
+    delivered it: the notice is keyed by it, so a redelivery adds no second notice.
+    """
+    if not commands:
+        return []
+    first = commands[0]
+    if first.author_kind == "customer":
+        log.info("intake.customer_ignored", user_id=first.author_id, commands=len(commands))
+        return []
+    if first.author_kind != "staff" or not may_rate(first.author_id):
+        if len(commands) > 1:
+            log.info("intake.one_reply", user_id=first.author_id, commands=len(commands))
+        return [first]
+    if len(commands) <= MAX_COMMANDS_PER_MESSAGE:
+        return list(commands)
+    skipped = len(commands) - MAX_COMMANDS_PER_MESSAGE
+    log.info("intake.commands_skipped", user_id=first.author_id, skipped=skipped)
+    notice = first.model_copy(
+        update={
+            "key": f"{message_key}:more",
+            "text": "",
+            "notice": TooManyCommands(taken=MAX_COMMANDS_PER_MESSAGE, skipped=skipped),
+        }
+    )
+    return [*commands[:MAX_COMMANDS_PER_MESSAGE], notice]
