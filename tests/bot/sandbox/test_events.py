@@ -189,6 +189,46 @@ async def test_a_mention_in_an_open_line_chat_is_onimbotmessageadd_with_the_sess
     )
 
 
+@pytest.mark.parametrize(
+    ("author", "is_connector", "is_extranet"),
+    [(27, "N", "N"), (301, "N", "Y"), (1211, "Y", "N")],
+    ids=["staff", "extranet", "a line's customer"],
+)
+async def test_a_message_event_says_whether_its_author_is_a_customer_or_extranet(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    handler: tuple[TestServer, list[Received]],
+    author: int,
+    is_connector: str,
+    is_extranet: str,
+) -> None:
+    s = await setup_bot(http, sandbox, handler)
+    await s.sender.join(s.bot_id, 101, 1157)
+    await s.sender.send_message(author, "chat1157", "оцени", mention=s.bot_id)
+    message = s.received[-1].form["data"]
+    assert (message["USER"]["IS_CONNECTOR"], message["USER"]["IS_EXTRANET"]) == (
+        is_connector,
+        is_extranet,
+    )
+    assert (message["PARAMS"]["CHAT_TYPE"], message["PARAMS"]["CHAT_ENTITY_TYPE"]) == (
+        "L",
+        "LINES",
+    )
+
+
+async def test_a_command_event_s_user_block_has_no_is_fields(
+    http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
+) -> None:
+    """As in the docs' example of ONIMCOMMANDADD (§1.5): a customer's command looks like
+    anyone's, except that the author is the last field of the chat's CHAT_ENTITY_ID."""
+    s = await setup_bot(http, sandbox, handler)
+    await s.sender.send_message(1211, "chat1157", "/rate 5")
+    data = s.received[-1].form["data"]
+    assert s.received[-1].form["event"] == "ONIMCOMMANDADD"
+    assert not {"IS_CONNECTOR", "IS_EXTRANET"} & set(data["USER"])
+    assert data["PARAMS"]["CHAT_ENTITY_ID"].split("|")[3] == data["PARAMS"]["FROM_USER_ID"]
+
+
 async def test_a_message_that_is_no_command_is_onimbotmessageadd(
     http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
 ) -> None:

@@ -239,26 +239,39 @@ async def test_command_registration_errors(
 
 
 @pytest.mark.parametrize(
-    ("dialog", "skip", "to_customer"),
+    ("dialog", "extra", "to_customer"),
     [
-        ("27", None, False),
-        ("chat2001", None, False),
-        ("chat1157", None, True),
-        ("chat1157", "Y", False),
+        ("27", {}, False),
+        ("chat2001", {}, False),
+        ("chat1157", {}, True),
+        ("chat1157", {"SKIP_CONNECTOR": "Y"}, False),
+        ("chat1157", {"SYSTEM": "Y"}, False),
+        ("chat1157 silent", {}, False),
+        ("chat1157 marked only by CHAT_TYPE=L", {}, True),
+        ("chat1157 marked only by ENTITY_TYPE=LINES", {}, True),
     ],
 )
-async def test_messages_reach_the_customer_of_an_open_line_unless_skip_connector(
+async def test_the_connector_forwards_to_the_customer_what_is_not_system_or_skip_connector(
     http: aiohttp.ClientSession,
     sandbox: TestServer,
     portal: Portal,
     dialog: str,
-    skip: str | None,
+    extra: dict[str, str],
     to_customer: bool,
 ) -> None:
+    """§00 item 7: every non-system message of an open line goes to the customer, unless
+    SKIP_CONNECTOR=Y or the chat is in silent mode (CHAT_ENTITY_DATA_3)."""
     bot_id = await register_bot(http, sandbox)
-    portal.chats[1157].members.add(bot_id)
+    line = portal.chats[1157]
+    line.members.add(bot_id)
     portal.chats[2001].members.add(bot_id)
-    extra = {"SKIP_CONNECTOR": skip} if skip else {}
+    if "silent" in dialog:
+        line.entity_data_3 = "Y"
+    if "CHAT_TYPE" in dialog:
+        line.entity_type = ""
+    if "ENTITY_TYPE" in dialog:
+        line.type = "C"
+    dialog = dialog.split()[0]
     status, body = await call(
         http,
         sandbox,
