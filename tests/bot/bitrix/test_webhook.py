@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import itertools
+import json
+import sqlite3
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from bot.bitrix.events import MAX_MESSAGE_CHARS
 from bot.bitrix.registration import handler_url
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES
+from bot.logs import configure_logging
 from bot.sandbox.portal import Fault
 from tests.harness import FAST, Service, ServiceFactory, eventually, post_form
 
@@ -61,11 +69,19 @@ async def test_forged_events_are_refused_and_nothing_runs(
     assert service.bot_messages() == []
 
 
+def _message(**params: str) -> dict[str, str]:
+    """A flat ONIMBOTMESSAGEADD body, its fields replaced by `params`."""
+    fields = {"MESSAGE": "/help", "MESSAGE_ID": "7", "DIALOG_ID": "27", "FROM_USER_ID": "27"}
+    return {"event": "ONIMBOTMESSAGEADD"} | {
+        f"data[PARAMS][{k}]": v for k, v in (fields | params).items()
+    }
+
+
 GARBAGE: list[tuple[str, dict[str, Any], int]] = [
     (
         "empty body",
         {"data": b"", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-        200,
+        400,
     ),
     (
         "binary",
@@ -100,7 +116,18 @@ GARBAGE: list[tuple[str, dict[str, Any], int]] = [
         400,
     ),
     ("unknown event", {"data": {"event": "ONIMBOTMESSAGEUPDATE", "data[PARAMS][ID]": "1"}}, 200),
-    ("no event at all", {"data": {"hello": "world"}}, 200),
+    ("no event at all", {"data": {"hello": "world"}}, 400),
+    ("an event that is a table", {"data": {"event[0]": "ONIMCOMMANDADD"}}, 400),
+    ("an event name with a space", {"data": {"event": "ONIMBOTMESSAGEADD x"}}, 400),
+    (
+        "a message id in other digits",
+        {"data": _message(MESSAGE_ID="１２３")},
+        400,
+    ),
+    ("a user id past 2^31", {"data": _message(FROM_USER_ID="2147483648")}, 400),
+    ("a dialog in other digits", {"data": _message(DIALOG_ID="chat٥")}, 400),
+    ("a message past the bound", {"data": _message(MESSAGE="ж" * (MAX_MESSAGE_CHARS + 1))}, 400),
+    ("a bot id in other digits", {"data": {"event": "ONIMBOTDELETE", "data[BOT_ID]": "٥"}}, 400),
     ("a known event without its data", {"data": {"event": "ONIMCOMMANDADD"}}, 400),
     (
         "ids that are not numbers",
@@ -209,3 +236,134 @@ async def test_a_configured_application_token_is_checked(
     else:
         await asyncio.sleep(0.05)
         assert service.bot_messages() == []
+
+
+def _lock_the_database(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN EXCLUSIVE")  # as a second process writing would
+
+
+def _refuse_inserts(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(FAIL, 'full'); END")
+
+
+@pytest.mark.usefixtures("reset_logging")
+@pytest.mark.parametrize(
+    "fault",
+    [_lock_the_database, _refuse_inserts],
+    ids=["another process holds the write lock", "the database refuses the insert"],
+)
+async def test_a_storage_error_while_accepting_is_a_logged_503_never_a_500(
+    service: Service, http: aiohttp.ClientSession, fault: Callable[[sqlite3.Connection], None]
+) -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+    path = service.settings.bot_database_url.removeprefix("sqlite:///")
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        fault(db)
+        form = command_form(service)
+        refused = await service.events.post(event_url(service), form)
+        assert (refused.status, json.loads(refused.body)) == (
+            503,
+            {"status": "rejected", "reason": "storage_error"},
+        )
+    finally:
+        db.execute("DROP TRIGGER IF EXISTS refuse")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines() if "event.rejected" in x]
+    assert (line["status"], line["reason"], line["level"]) == (503, "storage_error", "warning")
+    async with http.get(service.server.make_url("/metrics")) as answer:
+        assert 'bot_events_rejected_total{reason="storage_error"} 1.0' in await answer.text()
+    # Refused, so not remembered: once the database writes again, the same event is accepted.
+    assert (await service.events.post(event_url(service), form)).status == 200
+
+
+_EVIL = (
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "27",
+            "-1",
+            "１２３",
+            "٥",
+            "²",
+            "1_000",
+            " 12",
+            "+5",
+            "12.0",
+            "2147483648",
+            "chat٥",
+        ]
+    )
+    | st.sampled_from(
+        ["chat1157", "chat2001", "L", "LINES", "LIVECHAT", "Y", "KEYBOARD", "livechat|1|1373|27"]
+    )
+    | st.sampled_from(
+        ["Y|LEAD|1209|N|N|٥|1", "/rate 494 5\n/rate 495 1", "/help\n" * 30, "[USER=1]x[/USER]"]
+    )
+)
+_FIELDS = st.sampled_from(
+    [
+        "data[PARAMS][MESSAGE]",
+        "data[PARAMS][MESSAGE_ID]",
+        "data[PARAMS][DIALOG_ID]",
+        "data[PARAMS][FROM_USER_ID]",
+        "data[PARAMS][CHAT_TYPE]",
+        "data[PARAMS][CHAT_ENTITY_TYPE]",
+        "data[PARAMS][CHAT_ENTITY_ID]",
+        "data[PARAMS][CHAT_ENTITY_DATA_1]",
+        "data[PARAMS][SYSTEM]",
+        "data[USER][ID]",
+        "data[USER][IS_CONNECTOR]",
+        "data[USER][IS_EXTRANET]",
+        "data[COMMAND][9][COMMAND]",
+        "data[COMMAND][9][COMMAND_ID]",
+        "data[COMMAND][9][COMMAND_CONTEXT]",
+        "data[COMMAND][9][COMMAND_PARAMS]",
+        "data[COMMAND][9][MESSAGE_ID]",
+        "data[PARAMS][BOT_IN_CHAT][1]",
+    ]
+)
+_MESSAGE_IDS = itertools.count(100_000)
+_BASES = {
+    "ONIMCOMMANDADD": {
+        "data[COMMAND][9][COMMAND]": "rate",
+        "data[COMMAND][9][COMMAND_ID]": "9",
+        "data[COMMAND][9][MESSAGE_ID]": "7",
+    },
+    "ONIMBOTMESSAGEADD": {},
+    "ONIMBOTJOINCHAT": {"data[PARAMS][USER_ID]": "27"},
+}
+
+
+@settings(
+    max_examples=150,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    event=st.sampled_from([*_BASES, "ONIMBOTDELETE", "ONAPPINSTALL", "", "ONIM BOT"]),
+    changes=st.dictionaries(_FIELDS, _EVIL | st.text(max_size=30), max_size=6),
+    dropped=st.sets(_FIELDS, max_size=3),
+)
+async def test_forged_bodies_get_4xx_or_200_and_every_accepted_job_finishes(
+    service: Service, event: str, changes: dict[str, str], dropped: set[str]
+) -> None:
+    """A fuzz of forged bodies over HTTP: never a 5xx, and nothing accepted fails forever."""
+    message_id = str(next(_MESSAGE_IDS))  # a new message each time, not a duplicate
+    base = _message(MESSAGE="/rate 494 5", MESSAGE_ID=message_id) | _BASES.get(event, {})
+    base = {k: message_id if k.endswith("[MESSAGE_ID]") else v for k, v in base.items()}
+    body = {k: v for k, v in (base | changes | {"event": event}).items() if k not in dropped}
+    delivery = await service.events.post(event_url(service), body)
+    assert delivery.status is not None
+    assert delivery.status < 500, delivery.body
+    if delivery.status == 200:
+        assert json.loads(delivery.body)["status"] in {"ok", "ignored"}
+    storage = service.server.app[INTAKE].storage
+    deadline = asyncio.get_running_loop().time() + 10
+    while await storage.unfinished():
+        assert asyncio.get_running_loop().time() < deadline, "a job did not finish"
+        await asyncio.sleep(0.01)
+    assert all(entry.outcome != "crashed" for entry in await storage.audit())
