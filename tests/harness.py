@@ -21,6 +21,7 @@ from pytest_aiohttp import AiohttpServer
 
 from bot.app import BITRIX, Tuning, create_app
 from bot.bitrix.client import BitrixClient, PortalLimiters, RestAuth, RetryPolicy, WebhookAuth
+from bot.bitrix.webhook import INTAKE
 from bot.config import Settings
 from bot.jobs import RetryRules
 from bot.sandbox.app import EVENTS, create_sandbox_app
@@ -198,3 +199,13 @@ async def post_form(http: aiohttp.ClientSession, url: str, **request: Any) -> in
     """POST anything (data=, json=, headers=) and return the status."""
     async with http.post(url, **request) as answer:
         return answer.status
+
+
+async def drained(service: Service, within: float = 10.0) -> None:
+    """Wait until every accepted job is finished."""
+    storage = service.server.app[INTAKE].storage
+    deadline = asyncio.get_running_loop().time() + within
+    while await storage.unfinished():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("a job did not finish in time")
+        await asyncio.sleep(0.01)

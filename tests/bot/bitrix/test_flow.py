@@ -13,6 +13,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from bot.bitrix.registration import handler_url
+from bot.bitrix.webhook import INTAKE
 from bot.logs import configure_logging
 from bot.sandbox.portal import Fault
 from tests.harness import FAST, Service, ServiceFactory, eventually
@@ -161,10 +162,24 @@ async def test_a_wrong_command_is_explained_and_costs_no_vote(
     assert service.votes() == 0
 
 
+def mark_line(service: Service, chat_id: int, marks: str) -> None:
+    """Leave only some of the marks of an open line (§1.7, §1.8): either alone suffices."""
+    chat = service.portal.chats[chat_id]
+    if "CHAT_TYPE" not in marks:
+        chat.type = "C"
+    if "ENTITY_TYPE" not in marks:
+        chat.entity_type = ""
+
+
+LINE_MARKS = ["CHAT_TYPE=L and CHAT_ENTITY_TYPE=LINES", "CHAT_TYPE=L", "CHAT_ENTITY_TYPE=LINES"]
+
+
+@pytest.mark.parametrize("marks", LINE_MARKS)
 async def test_inside_an_open_line_chat_the_session_is_the_chat_s_and_the_customer_sees_nothing(
-    service: Service,
+    service: Service, marks: str
 ) -> None:
     """The answer goes to the supervisor's private chat with the bot: nothing into the line."""
+    mark_line(service, 1157, marks)
     reply = await service.reply_to(27, "chat1157", "/rate 5 Молодец")
     assert stored(service, 494) == (5, "Молодец")
     assert reply.chat_id == service.portal.private_chat(27, service.bot_id).id
@@ -185,6 +200,25 @@ async def test_a_group_chat_mention_works_too(service: Service) -> None:
     reply = await service.reply_to(27, "chat2001", "/rate 494 4 Хорошо", mention=service.bot_id)
     assert stored(service, 494) == (4, "Хорошо")
     assert reply.chat_id == 2001
+
+
+@pytest.mark.parametrize("marks", LINE_MARKS)
+async def test_joining_an_open_line_posts_nothing_at_all(service: Service, marks: str) -> None:
+    """The welcome would reach the customer through the connector (§00 item 7)."""
+    mark_line(service, 1157, marks)
+    assert (await service.events.join(service.bot_id, 27, 1157)).status == 200
+    storage = service.server.app[INTAKE].storage
+    assert (await storage.unfinished(), await storage.audit()) == (0, [])
+    assert service.bot_messages() == []
+
+
+async def test_a_comment_line_that_starts_with_a_slash_stays_in_the_comment(
+    service: Service,
+) -> None:
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Итог:\n/путь к файлу не тот")
+    assert stored(service, 494) == (5, "Итог:\n/путь к файлу не тот")
+    assert reply.text.startswith("✅ Сохранено. Сессия 494")
+    assert len(service.bot_messages()) == 1
 
 
 async def test_joining_a_chat_gets_a_short_welcome(service: Service) -> None:
@@ -260,6 +294,9 @@ async def test_a_late_reply_is_a_message_where_the_bot_may_post(
     assert reply.via == "imbot.message.add"
     private = service.portal.private_chat(27, service.bot_id).id
     assert reply.chat_id == (2001 if where == "group" else private)
+    # Outside the private chat, never through a connector (§00 item 7).
+    [call] = [c for c in service.portal.calls if c.method == "imbot.message.add"]
+    assert call.params.get("SKIP_CONNECTOR") == ("Y" if where == "group" else None)
 
 
 async def test_english_portals_get_english(service: Service) -> None:

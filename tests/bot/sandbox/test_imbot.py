@@ -271,7 +271,7 @@ async def test_the_connector_forwards_to_the_customer_what_is_not_system_or_skip
         line.entity_type = ""
     if "ENTITY_TYPE" in dialog:
         line.type = "C"
-    dialog = dialog.split()[0]
+    dialog = dialog.split(maxsplit=1)[0]
     status, body = await call(
         http,
         sandbox,

@@ -1,0 +1,109 @@
+"""What one message may cost (bot/intake.py), end to end over HTTP against the sandbox portal.
+
+The attack: one message of 3,300 `/help` lines used to become 3,300 jobs and 3,301 bot messages,
+and delayed every supervisor behind it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.bitrix.webhook import INTAKE
+from bot.intake import MAX_COMMANDS_PER_MESSAGE
+from tests.harness import Service, ServiceFactory, drained, eventually
+
+FLOOD = "/help\n" * 3300  # 19,800 characters: inside Bitrix24's 20,000
+
+
+@pytest.mark.parametrize(
+    ("author", "replies"),
+    [(27, MAX_COMMANDS_PER_MESSAGE + 1), (28, 1)],
+    ids=["a supervisor: 10 and one notice", "not a supervisor: one reply"],
+)
+async def test_one_message_of_3300_commands_costs_at_most_eleven_jobs_and_replies(
+    service: Service, author: int, replies: int
+) -> None:
+    await service.say(author, service.bot_id, FLOOD)
+    storage = service.server.app[INTAKE].storage
+    assert await storage.unfinished() <= replies  # stored before the event was answered
+    await eventually(lambda: len(service.bot_messages()) >= replies)
+    await drained(service)
+    texts = [m.text for m in service.bot_messages()]
+    assert len(texts) == len(await storage.audit()) == replies
+    assert sum(t.startswith("[b]Оценка диалогов") for t in texts) == min(replies, 10)
+    if author == 27:
+        assert (
+            texts.count(
+                "Из одного сообщения выполняются только первые 10 команд; ещё 3\u00a0290 не "
+                "выполнены: отправьте их другим сообщением."
+            )
+            == 1
+        )
+
+
+async def test_another_supervisor_is_answered_right_after_a_flood(service: Service) -> None:
+    for author in (27, 28):
+        await service.say(author, service.bot_id, FLOOD)
+    await service.say(1, service.bot_id, "/rate 494 5 Молодец")
+    private = service.portal.private_chat(1, service.bot_id).id
+    [reply] = await eventually(lambda: service.bot_messages(private))
+    assert reply.text.startswith("✅ Сохранено. Сессия 494")
+    assert service.portal.sessions[494].vote_head == 5
+
+
+async def test_a_message_delivered_twice_adds_no_second_notice(service: Service) -> None:
+    portal, events = service.portal, service.events
+    chat = portal.private_chat(27, service.bot_id)
+    message = portal.post(chat.id, 27, "/rate 494 5\n" + FLOOD, via="user")
+    form = events.message_form(portal.bots[service.bot_id], message, portal.users[27], chat, "")
+    handler = portal.bots[service.bot_id].handlers["EVENT_MESSAGE_ADD"]
+    for _ in range(2):
+        assert (await events.post(handler, form)).status == 200
+    await eventually(lambda: len(service.bot_messages()) >= MAX_COMMANDS_PER_MESSAGE + 1)
+    await drained(service)
+    assert len(service.bot_messages()) == MAX_COMMANDS_PER_MESSAGE + 1
+    assert service.portal.sessions[494].vote_head == 5
+
+
+@pytest.mark.parametrize(
+    ("supervisors", "author", "event", "answer"),
+    [
+        ("*", 1211, "command", None),
+        ("*", 1211, "message", None),
+        ("1211", 1211, "message", None),
+        ("*", 301, "message", "Оценивать сессии могут только сотрудники портала"),
+        ("301", 301, "message", "Оценивать сессии могут только сотрудники портала"),
+        ("*", 27, "command", "✅ Сохранено. Сессия 494"),
+    ],
+    ids=[
+        "a customer's command, everyone may rate",
+        "a customer's message (IS_CONNECTOR), everyone may rate",
+        "a customer on the list",
+        "an extranet user (IS_EXTRANET), everyone may rate",
+        "an extranet user on the list",
+        "staff, everyone may rate",
+    ],
+)
+async def test_customers_and_extranet_users_never_rate(
+    start_service: ServiceFactory, supervisors: str, author: int, event: str, answer: str | None
+) -> None:
+    """A customer gets no reply at all (any reply could reach them); an extranet user is told."""
+    service = await start_service(B24_SUPERVISOR_IDS=supervisors)
+    portal, events = service.portal, service.events
+    line = portal.chats[1157]
+    line.members.add(service.bot_id)
+    if event == "command":
+        await service.say(author, "chat1157", "/rate 5 Молодец")
+    else:  # a plain message event, as when the command is typed before it is registered
+        message = portal.post(line.id, author, "/rate 5 Молодец", via="user")
+        bot = portal.bots[service.bot_id]
+        form = events.message_form(bot, message, portal.users[author], line, message.text)
+        assert (await events.post(bot.handlers["EVENT_MESSAGE_ADD"], form)).status == 200
+    if answer is None:
+        storage = service.server.app[INTAKE].storage
+        assert (await storage.unfinished(), await storage.audit()) == (0, [])
+    else:
+        await eventually(service.bot_messages)
+        assert service.bot_messages()[-1].text.startswith(answer)
+    assert service.portal.sessions[494].vote_head == (5 if author == 27 else 0)
+    assert not any(m.to_customer for m in portal.messages.values() if m.author_id != author)
