@@ -6,13 +6,57 @@ and delayed every supervisor behind it.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bot.bitrix.webhook import INTAKE
-from bot.intake import MAX_COMMANDS_PER_MESSAGE
+from bot.intake import MAX_COMMANDS_PER_MESSAGE, admit
+from bot.models import AuthorKind, BitrixRoute, IncomingCommand, TooManyCommands
 from tests.harness import Service, ServiceFactory, drained, eventually
 
 FLOOD = "/help\n" * 3300  # 19,800 characters: inside Bitrix24's 20,000
+
+
+def message(count: int, kind: AuthorKind = "staff") -> list[IncomingCommand]:
+    route = BitrixRoute(dialog_id="27", author_dialog_id="27")
+    return [
+        IncomingCommand(
+            key=f"m:{n}",
+            source="bitrix",
+            author_id=27,
+            author_kind=kind,
+            text="/help",
+            received_at=time.time(),
+            route=route,
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "kind", "supervisor", "keys", "notice"),
+    [
+        (0, "staff", True, [], None),
+        (3, "staff", True, ["m:0", "m:1", "m:2"], None),
+        (10, "staff", True, [f"m:{n}" for n in range(10)], None),
+        (11, "staff", True, [*(f"m:{n}" for n in range(10)), "m:more"], 1),
+        (3300, "staff", True, [*(f"m:{n}" for n in range(10)), "m:more"], 3290),
+        (3300, "staff", False, ["m:0"], None),
+        (3300, "extranet", True, ["m:0"], None),
+        (1, "extranet", False, ["m:0"], None),
+        (3300, "customer", True, [], None),
+        (1, "customer", True, [], None),
+    ],
+)
+def test_what_one_message_may_cost(
+    count: int, kind: AuthorKind, supervisor: bool, keys: list[str], notice: int | None
+) -> None:
+    admitted = admit(message(count, kind), message_key="m", may_rate=lambda _: supervisor)
+    assert [c.key for c in admitted] == keys
+    notices = [c.notice for c in admitted if c.notice is not None]
+    assert notices == ([TooManyCommands(taken=10, skipped=notice)] if notice else [])
+    assert all(c.text == "" for c in admitted if c.notice is not None)
 
 
 @pytest.mark.parametrize(
