@@ -2,7 +2,9 @@
 and answer at once. It translates; the core (dispatch) decides.
 
 Bitrix24 never re-sends an event (protocol notes §1.1), so the answer is quick and the work
-runs behind the job queue; a full queue is refused with 503 rather than held in memory.
+runs behind the job queue; a full queue is refused with 503 rather than held in memory, and so
+is an event the storage failed to take (never a 500). What one message may cost is the core's
+decision (bot/intake.py).
 """
 
 from __future__ import annotations

@@ -107,16 +107,17 @@ async def test_rate_alone_offers_stars_and_a_click_completes_the_vote(service: S
     assert "★★★★☆ 4/5" in service.bot_messages()[-1].text
 
 
+@pytest.mark.parametrize("text", ["/rate 494 5 Молодец", "/rate 494 5 Итог:\n/путь не тот"])
 @pytest.mark.parametrize("how", ["the same event twice", "as command and as message"])
 async def test_a_command_delivered_twice_votes_once_and_answers_once(
-    service: Service, http: aiohttp.ClientSession, how: str
+    service: Service, http: aiohttp.ClientSession, how: str, text: str
 ) -> None:
     portal, events = service.portal, service.events
     chat = portal.private_chat(27, service.bot_id)
-    message = portal.post(chat.id, 27, "/rate 494 5 Молодец", via="user")
+    message = portal.post(chat.id, 27, text, via="user")
     command = next(c for c in portal.commands.values() if c.command == "rate")
     first = events.command_form(
-        message, portal.users[27], chat, [(command, "494 5 Молодец", "TEXTAREA")]
+        message, portal.users[27], chat, [(command, text.partition("\n")[0][6:], "TEXTAREA")]
     )
     second = (
         first
@@ -131,6 +132,7 @@ async def test_a_command_delivered_twice_votes_once_and_answers_once(
     await eventually(lambda: service.votes() >= 1)
     assert service.votes() == 1
     assert len(service.bot_messages()) == 1
+    assert stored(service, 494) == (5, text.removeprefix("/rate 494 5 "))
 
 
 async def test_someone_not_on_the_list_is_refused_with_their_user_id(service: Service) -> None:
