@@ -160,6 +160,15 @@ class BitrixUnavailable(BitrixError):
         super().__init__(method, reason)
 
 
+class BitrixRequestFailed(BitrixError):
+    """Our side failed while building or sending a request, or reading its answer (a bug, or
+    an answer no code path expected): the calls in it fail with this, and it is not retried,
+    since the same request would fail the same way."""
+
+    def __init__(self, method: str, *, reason: str) -> None:
+        super().__init__(method, "REQUEST_FAILED", description=reason)
+
+
 class NotSupervisor(UserFacingError):
     """In webhook mode only B24_SUPERVISOR_IDS may rate. Params: user_id."""
 

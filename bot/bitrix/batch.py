@@ -1,21 +1,58 @@
-"""`batch`: up to 50 calls in one request, counted once by the rate limit (protocol notes §4.3)."""
+"""`batch`: up to 50 calls in one request, counted once by the rate limit (protocol notes §4.3).
+
+References between calls are values our code builds (`BatchRef`), never text: no string is
+ever looked into for `$result[...]`. And since Bitrix24 itself rewrites batch syntax inside
+every value of a batch command, a call carrying a `$` in its text is not sent through batch
+at all (`needs_direct`).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bot.bitrix.envelope import classify_error
-from bot.bitrix.form import encode_query, flatten_form
+from bot.bitrix.form import encode_query, form_leaves
 from bot.errors import BitrixError, BitrixMethodError
 
 MAX_BATCH: Final = 50
 
-# `$result[key]` optionally followed by `[field]…`: Bitrix24 substitutes it before reading the
-# call's parameters, so it must reach the portal unencoded.
-RESULT_REFERENCE: Final = re.compile(r"\$result\[([^\[\]]+)\](?:\[[^\[\]]*\])*")
+# What a reference may name: our own call keys and result fields, nothing that could end the
+# reference early or start another parameter.
+_NAME: Final = re.compile(r"[A-Za-z0-9_]+")
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """`$result[key][field]…`: a value taken from an earlier call's result by Bitrix24.
+
+    Only our code builds these; user text is a plain string and stays one.
+    """
+
+    key: str
+    fields: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not all(_NAME.fullmatch(name) for name in (self.key, *self.fields)):
+            raise ValueError(f"a batch reference names keys and fields in [A-Za-z0-9_]: {self}")
+
+    def render(self) -> str:
+        return "$result" + "".join(f"[{name}]" for name in (self.key, *self.fields))
+
+    def pick(self, result: Any) -> Any:
+        """The referenced value within the result of call `key`; None where it has no such
+        field (the parameter is then left out, as Bitrix24 sends no usable value either)."""
+        value = result
+        for name in self.fields:
+            if isinstance(value, Mapping) and name in value:
+                value = value[name]
+            elif isinstance(value, list) and name.isdigit() and int(name) < len(value):
+                value = value[int(name)]
+            else:
+                return None
+        return value
 
 
 @dataclass(frozen=True)
@@ -25,6 +62,12 @@ class BatchCall:
     key: str
     method: str
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def references(self) -> list[BatchRef]:
+        return [value for _, value in form_leaves(self.params) if isinstance(value, BatchRef)]
+
+    def with_params(self, params: Mapping[str, Any]) -> BatchCall:
+        return BatchCall(self.key, self.method, params)
 
 
 @dataclass
@@ -44,19 +87,75 @@ class BatchResult:
         raise BitrixMethodError(self.calls[key].method, "NOT_EXECUTED")
 
 
+def needs_direct(call: BatchCall) -> bool:
+    """Whether the call must go as its own request rather than inside `batch`.
+
+    Bitrix24 decodes each batch command and then rewrites `$result[…]`, `$error[…]`,
+    `$total[…]`, `$next[…]`, `$time[…]` (any case, so `$result_error[…]` too) in every value,
+    and `$…[…]` in a key (`CRestUtil::processBatchStructure`/`processBatchElement`, rest
+    module 2026; the docs show `$result[…]` only): percent-encoding does not protect text.
+    So any `$` in a key or a text value keeps the call out of batch: a wider net than the
+    platform's pattern, which is built from its result tables and has grown before.
+    """
+    return any(
+        "$" in key or (isinstance(value, str) and "$" in value)
+        for key, value in form_leaves(call.params)
+    )
+
+
+def map_references(params: Mapping[str, Any], replace: Callable[[BatchRef], Any]) -> Any:
+    """The parameters with every reference replaced by `replace(ref)`."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, BatchRef):
+            return replace(value)
+        if isinstance(value, Mapping):
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(item) for item in value]
+        return value
+
+    return walk(params)
+
+
+def resolve_references(
+    call: BatchCall, outcome: BatchResult, pending: Collection[str] = ()
+) -> BatchCall:
+    """The call with its references to calls already run replaced by their values.
+
+    References to `pending` calls (earlier in the request being built) stay. Raises
+    NOT_EXECUTED when a referenced call failed or never ran, so the call is not made either.
+    """
+
+    def value_of(ref: BatchRef) -> Any:
+        if ref.key in pending:
+            return ref
+        if ref.key in outcome.results:
+            return ref.pick(outcome.results[ref.key])
+        if ref.key in outcome.errors:
+            raise BitrixMethodError(call.method, "NOT_EXECUTED")
+        raise ValueError(f"batch call {call.key!r} refers to {ref.key!r}, not an earlier call")
+
+    return call.with_params(map_references(call.params, value_of))
+
+
 def command_text(call: BatchCall, chunk: Sequence[BatchCall]) -> str:
-    """`method?KEY=value&…` as `batch` expects it in `cmd`."""
+    """`method?KEY=value&…` as `batch` expects it in `cmd`; references rendered as written."""
     earlier = {c.key for c in chunk[: chunk.index(call)]}
+    for ref in call.references():
+        if ref.key not in earlier:
+            # Our own code built this reference: a bug, not bad input.
+            raise ValueError(
+                f"batch call {call.key!r} refers to {ref.key!r}, which is not an earlier call "
+                "of the same request"
+            )
     params = {key.upper(): value for key, value in call.params.items()}
-    for _, value in flatten_form(params):
-        for ref in RESULT_REFERENCE.finditer(value):
-            if ref.group(1) not in earlier:
-                raise ValueError(
-                    f"batch call {call.key!r} refers to {ref.group(1)!r}, which is not an "
-                    "earlier call of the same request of 50"
-                )
-    query = encode_query(params, raw_values=RESULT_REFERENCE)
+    query = encode_query(params, verbatim=_rendered)
     return f"{call.method}?{query}" if query else call.method
+
+
+def _rendered(value: Any) -> str | None:
+    return value.render() if isinstance(value, BatchRef) else None
 
 
 def read_batch(result: Any, chunk: Sequence[BatchCall], outcome: BatchResult) -> None:

@@ -28,7 +28,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bot.bitrix.batch import MAX_BATCH, BatchCall, BatchResult, command_text, read_batch
+from bot.bitrix.batch import (
+    MAX_BATCH,
+    BatchCall,
+    BatchResult,
+    command_text,
+    needs_direct,
+    read_batch,
+    resolve_references,
+)
 from bot.bitrix.envelope import RestResponse, read_envelope
 from bot.config import is_loopback_host
 from bot.errors import BitrixError, BitrixUnavailable
@@ -185,25 +193,66 @@ class BitrixClient:
         return await self._with_retries(method, body)
 
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
-        """Run calls through `batch`, 50 per request; per-call results and per-call errors.
+        """Run calls in order, through `batch` 50 per request; per-call results and errors.
 
-        A `$result[key]` reference must point to an earlier call of the same request of 50.
+        A call with a `$` in its text goes as a request of its own (`needs_direct`), between
+        the batch requests of the calls around it. A reference to a call of an earlier request
+        is filled in here with that call's value. With `halt`, no call after a failed one is
+        made.
         """
         keys = [call.key for call in calls]
         if len(set(keys)) != len(keys):
             raise ValueError("batch call keys must be unique")
         outcome = BatchResult(calls={call.key: call for call in calls})
-        for start in range(0, len(calls), MAX_BATCH):
-            chunk = calls[start : start + MAX_BATCH]
+        chunk: list[BatchCall] = []
+        for call in calls:
+            if len(chunk) == MAX_BATCH:
+                chunk = await self._send_chunk(chunk, outcome, halt=halt)
+            if halt and outcome.errors:
+                return outcome
+            ready = self._resolve(call, outcome, pending=[c.key for c in chunk])
+            if ready is not None and needs_direct(ready):
+                chunk = await self._send_chunk(chunk, outcome, halt=halt)
+                ready = None if halt and outcome.errors else self._resolve(call, outcome)
+                if ready is not None:
+                    await self._call_direct(ready, outcome)
+            elif ready is not None:
+                chunk.append(ready)
+        await self._send_chunk(chunk, outcome, halt=halt)
+        return outcome
+
+    @staticmethod
+    def _resolve(
+        call: BatchCall, outcome: BatchResult, pending: Sequence[str] = ()
+    ) -> BatchCall | None:
+        try:
+            return resolve_references(call, outcome, pending)
+        except BitrixError as error:
+            outcome.errors[call.key] = error
+            return None
+
+    async def _send_chunk(
+        self, chunk: list[BatchCall], outcome: BatchResult, *, halt: bool
+    ) -> list[BatchCall]:
+        """One `batch` request for the calls of `chunk`; the next, empty chunk."""
+        if chunk:
             body = {
                 "halt": 1 if halt else 0,
                 "cmd": {c.key: command_text(c, chunk) for c in chunk},
             }
             response = await self._with_retries("batch", body)
             read_batch(response.result, chunk, outcome)
-            if halt and outcome.errors:
-                break
-        return outcome
+        return []
+
+    async def _call_direct(self, call: BatchCall, outcome: BatchResult) -> None:
+        """A call outside batch, its failure kept as its own; a passing failure of the portal
+        fails the whole batch, as it would have failed a batch request."""
+        try:
+            outcome.results[call.key] = await self.call(call.method, call.params)
+        except BitrixError as error:
+            if error.retryable:
+                raise
+            outcome.errors[call.key] = error
 
     async def _with_retries(self, method: str, body: dict[str, Any]) -> RestResponse:
         policy = self._retry

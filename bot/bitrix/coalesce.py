@@ -6,10 +6,15 @@ and waits; senders wait for the leaky bucket to have room and then pack every wa
 they can into one `batch` of up to 50 calls (counted once by the limit, protocol notes §4.3).
 When nothing is waiting, a call leaves at once, as it would without coalescing.
 
-Groups keep their `$result[...]` references (keys are prefixed per group). A merged request
+Groups keep their references (`BatchRef` keys are prefixed per group). A merged request
 has one `halt` for everything, so a group's own `halt` is not kept; the only group with a
 reference is the rating-only vote, whose vote on a session the first read could not see
-saves nothing, and its read-back reports that.
+saves nothing, and its read-back reports that. A group with a call that must not go through
+batch (`needs_direct`: a `$` in its text) is not merged: the client runs it in order, with
+its own `halt`.
+
+A sender never dies: whatever goes wrong with one request fails that request's calls with
+a typed error, and the sender takes the next.
 """
 
 from __future__ import annotations
@@ -22,15 +27,26 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Final, Protocol
 
+import structlog
 from aiolimiter import AsyncLimiter
 
-from bot.bitrix.batch import MAX_BATCH, RESULT_REFERENCE, BatchCall, BatchResult
+from bot.bitrix.batch import (
+    MAX_BATCH,
+    BatchCall,
+    BatchRef,
+    BatchResult,
+    map_references,
+    needs_direct,
+)
 from bot.bitrix.client import BitrixClient
-from bot.errors import BitrixError
+from bot.errors import BitrixError, BitrixRequestFailed
 from bot.usage import count_rest_request
+
+log = structlog.get_logger(__name__)
 
 _POLL: Final = 0.01  # seconds between looks at the bucket while it is full
 _GATHER: Final = 0.02  # seconds a request waits for more calls to join it
+_PAUSE: Final = 1.0  # seconds a sender rests after a failure of its own loop
 
 
 class RestCaller(Protocol):
@@ -65,7 +81,7 @@ class Coalescer:
         return result.value("call")
 
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
-        if len(calls) > MAX_BATCH:
+        if len(calls) > MAX_BATCH or any(needs_direct(call) for call in calls):
             return await self._client.batch(calls, halt=halt)
         # Counted as the request this command would have made alone (it may share it).
         count_rest_request()
@@ -73,6 +89,10 @@ class Coalescer:
         self._waiting.append(group)
         self._arrived.set()
         return await group.done
+
+    def alive(self) -> bool:
+        """Every sender is still running."""
+        return all(not task.done() for task in self._senders)
 
     async def close(self) -> None:
         for task in self._senders:
@@ -83,39 +103,55 @@ class Coalescer:
 
     async def _send_loop(self) -> None:
         while True:
-            while not self._waiting:
-                self._arrived.clear()
-                await self._arrived.wait()
-            # Commands arrive in bursts: a moment's wait lets the rest of a burst join this
-            # request instead of spending the bucket on requests of one call each.
-            await asyncio.sleep(_GATHER)
-            # aiolimiter can wait for room only by taking it, and the client takes it when it
-            # sends; so look, and while the bucket is full let more work gather.
-            while not self._limiter.has_capacity():  # noqa: ASYNC110
-                await asyncio.sleep(_POLL)
-            groups: list[_Group] = []
-            size = 0
-            while self._waiting and size + len(self._waiting[0].calls) <= MAX_BATCH:
-                group = self._waiting.popleft()
-                groups.append(group)
-                size += len(group.calls)
-            if groups:
-                await self._send(groups)
+            try:
+                await self._send_next()
+            except Exception:  # the last guard: _send fails its groups itself
+                log.exception("coalesce.sender_failed")
+                await asyncio.sleep(_PAUSE)
+
+    async def _send_next(self) -> None:
+        while not self._waiting:
+            self._arrived.clear()
+            await self._arrived.wait()
+        # Commands arrive in bursts: a moment's wait lets the rest of a burst join this
+        # request instead of spending the bucket on requests of one call each.
+        await asyncio.sleep(_GATHER)
+        # aiolimiter can wait for room only by taking it, and the client takes it when it
+        # sends; so look, and while the bucket is full let more work gather.
+        while not self._limiter.has_capacity():  # noqa: ASYNC110
+            await asyncio.sleep(_POLL)
+        groups: list[_Group] = []
+        size = 0
+        while self._waiting and size + len(self._waiting[0].calls) <= MAX_BATCH:
+            group = self._waiting.popleft()
+            groups.append(group)
+            size += len(group.calls)
+        if groups:
+            await self._send(groups)
 
     async def _send(self, groups: list[_Group]) -> None:
+        """One merged request for `groups`; any failure becomes the groups' error."""
+        try:
+            await self._send_merged(groups)
+        except Exception as error:  # no failure may end the sender
+            if not isinstance(error, BitrixError):
+                log.exception(
+                    "coalesce.request_failed",
+                    methods=sorted({c.method for g in groups for c in g.calls}),
+                )
+                error = BitrixRequestFailed("batch", reason=type(error).__name__)
+            for group in groups:
+                if not group.done.done():
+                    group.done.set_exception(error)
+
+    async def _send_merged(self, groups: list[_Group]) -> None:
         prefixed: list[tuple[_Group, str]] = [(g, f"g{next(self._ids)}_") for g in groups]
         calls = [
             BatchCall(prefix + call.key, call.method, _prefix_references(call.params, prefix))
             for group, prefix in prefixed
             for call in group.calls
         ]
-        try:
-            merged = await self._client.batch(calls)
-        except (BitrixError, OSError) as error:
-            for group, _ in prefixed:
-                if not group.done.done():
-                    group.done.set_exception(error)
-            return
+        merged = await self._client.batch(calls)
         for group, prefix in prefixed:
             own = BatchResult(calls={c.key: c for c in group.calls})
             for call in group.calls:
@@ -127,17 +163,5 @@ class Coalescer:
                 group.done.set_result(own)
 
 
-def _prefix_references(params: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    def rewrite(value: Any) -> Any:
-        if isinstance(value, str):
-            return RESULT_REFERENCE.sub(
-                lambda m: m.group(0).replace(f"[{m.group(1)}]", f"[{prefix}{m.group(1)}]", 1),
-                value,
-            )
-        if isinstance(value, Mapping):
-            return {k: rewrite(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [rewrite(v) for v in value]
-        return value
-
-    return {key: rewrite(value) for key, value in params.items()}
+def _prefix_references(params: Mapping[str, Any], prefix: str) -> Any:
+    return map_references(params, lambda ref: BatchRef(prefix + ref.key, ref.fields))

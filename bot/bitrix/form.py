@@ -9,7 +9,7 @@ numeric segments as dictionary keys: `data[BOT][567]` is a bot id, not index 567
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -77,13 +77,25 @@ def flatten_form(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     Lists become integer keys, booleans "1"/"0", None and empty tables are left out (PHP
     drops them too).
     """
-    pairs: list[tuple[str, str]] = []
+    return [(key, form_scalar(value)) for key, value in form_leaves(data)]
+
+
+def form_leaves(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The leaves of nested data under their `a[b][c]` keys, values as they are (no None)."""
+    pairs: list[tuple[str, Any]] = []
     for key, value in data.items():
         _flatten(str(key), value, pairs)
     return pairs
 
 
-def _flatten(prefix: str, value: Any, pairs: list[tuple[str, str]]) -> None:
+def form_scalar(value: Any) -> str:
+    """A leaf as PHP writes it in a form: booleans "1"/"0", anything else as text."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _flatten(prefix: str, value: Any, pairs: list[tuple[str, Any]]) -> None:
     if value is None:
         return
     if isinstance(value, Mapping):
@@ -92,20 +104,21 @@ def _flatten(prefix: str, value: Any, pairs: list[tuple[str, str]]) -> None:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             _flatten(f"{prefix}[{index}]", item, pairs)
-    elif isinstance(value, bool):
-        pairs.append((prefix, "1" if value else "0"))
     else:
-        pairs.append((prefix, str(value)))
+        pairs.append((prefix, value))
 
 
-def encode_query(data: Mapping[str, Any], *, raw_values: re.Pattern[str] | None = None) -> str:
+def encode_query(
+    data: Mapping[str, Any], *, verbatim: Callable[[Any], str | None] = lambda _: None
+) -> str:
     """`http_build_query`: percent-encoded `key=value` pairs joined by `&`.
 
-    Values matching `raw_values` are left unencoded (batch `$result[...]` references must reach
-    Bitrix24 as written, protocol notes §4.3).
+    A leaf for which `verbatim` returns text is written as that text, unencoded: batch builds
+    its `$result[...]` references so (protocol notes §4.3); no string is ever looked into.
     """
     parts = []
-    for key, value in flatten_form(data):
-        encoded = value if raw_values and raw_values.fullmatch(value) else quote(value, safe="")
+    for key, value in form_leaves(data):
+        raw = verbatim(value)
+        encoded = raw if raw is not None else quote(form_scalar(value), safe="")
         parts.append(f"{quote(key, safe='[]')}={encoded}")
     return "&".join(parts)

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import structlog
 
-from bot.bitrix.batch import BatchCall
+from bot.bitrix.batch import BatchCall, BatchRef
 from bot.bitrix.client import BitrixClient
 from bot.config import Settings
 
@@ -67,7 +67,7 @@ async def register(client: BitrixClient, settings: Settings) -> Registration:
     existing = await find_bot(client, settings.b24_bot_code)
     calls: list[BatchCall] = []
     if existing is None:
-        bot_ref: str | int = "$result[bot]"
+        bot_ref: BatchRef | int = BatchRef("bot")
         calls.append(
             BatchCall(
                 "bot",
@@ -121,7 +121,7 @@ async def register(client: BitrixClient, settings: Settings) -> Registration:
                 f"upd_{name}",
                 "imbot.command.update",
                 {
-                    "COMMAND_ID": f"$result[reg_{name}]",
+                    "COMMAND_ID": BatchRef(f"reg_{name}"),
                     "FIELDS": fields,
                     "CLIENT_ID": client_id,
                 },

@@ -1,7 +1,7 @@
 """The SessionVotes port over Bitrix24 REST: history.get to read, head.vote to write (§7).
 
 A vote is one `batch` request: vote and read back; a rating alone first reads the stored vote
-and sends its comment back through a `$result[...]` reference, because a rating-only
+and sends its comment back through a reference (`BatchRef`), because a rating-only
 head.vote wipes the comment (§7.3).
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.bitrix.batch import BatchCall, BatchResult
+from bot.bitrix.batch import BatchCall, BatchRef, BatchResult
 from bot.bitrix.coalesce import RestCaller
 from bot.errors import (
     BitrixBadResponse,
@@ -63,7 +63,7 @@ class BitrixSessionVotes:
             params["RATING"] = rating
             # Rating only: send the stored comment back, or head.vote wipes it.
             params["COMMENT"] = (
-                comment if comment is not None else "$result[before][sessionCommentHead]"
+                comment if comment is not None else BatchRef("before", ("sessionCommentHead",))
             )
         elif comment is not None:
             params["COMMENT"] = comment  # comment only: the rating is left as it is

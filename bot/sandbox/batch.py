@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
-from bot.bitrix.batch import RESULT_REFERENCE
 from bot.bitrix.form import unflatten_form
 from bot.sandbox import php
 from bot.sandbox.portal import RestError
@@ -34,9 +34,8 @@ async def batch(ctx: CallContext, params: dict[str, Any]) -> Any:
         method, _, query = str(command).partition("?")
         method = method.lower().removesuffix(".json")
         try:
-            call_params = unflatten_form(
-                parse_qsl(_substitute(query, results), keep_blank_values=True)
-            )
+            decoded = unflatten_form(parse_qsl(query, keep_blank_values=True))
+            call_params = _substitute(decoded, {"result": results, "error": errors})
             results[key] = await _run(inner, method, call_params)
         except RestError as error:
             errors[key] = _failure(error.code, error.description)
@@ -57,22 +56,42 @@ async def _run(ctx: CallContext, method: str, params: dict[str, Any]) -> Any:
     return await call_method(ctx, method, params)
 
 
-def _substitute(query: str, results: Mapping[str, Any]) -> str:
-    """Replace `$result[key][field]…` by the (url-encoded) value from an earlier call."""
+# CRestUtil::processBatchElement: `$` and a name of the batch's result tables, in any case,
+# then everything up to the next whitespace, whose `[…]` segments are the path.
+_BATCH_SYNTAX: Final = re.compile(r"\$(result|next|total|time|error)(\S*)", re.IGNORECASE)
+_PATH_SEGMENT: Final = re.compile(r"\[([^\]]+)\]")
 
-    def value_of(match: Any) -> str:
-        path = [match.group(1), *[p.strip("[]") for p in match.group(0).split("]")[1:] if p]]
-        value: Any = results
+
+def _substitute(value: Any, tables: Mapping[str, Any]) -> Any:
+    """Rewrite batch syntax in every value of a decoded command, as Bitrix24 does (§4.3).
+
+    It runs after the command's query is decoded, so percent-encoding protects nothing: a
+    value that is nothing but a reference becomes the referenced value itself, whatever its
+    type; inside longer text a string or number replaces the reference and anything else
+    leaves it as it was.
+    """
+    if isinstance(value, dict):
+        return {key: _substitute(item, tables) for key, item in value.items()}
+    if not isinstance(value, str):
+        return value
+    text: Any = value
+    for match in _BATCH_SYNTAX.finditer(value):
+        path = _PATH_SEGMENT.findall(match.group(2))
+        if not path:
+            continue
+        found: Any = tables.get(match.group(1))  # looked up as typed: `$RESULT` finds nothing
         for step in path:
-            if isinstance(value, Mapping):
-                value = value.get(step)
-            elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
-                value = value[int(step)]
+            if isinstance(found, Mapping) and step in found:
+                found = found[step]
+            elif isinstance(found, list) and step.isdigit() and int(step) < len(found):
+                found = found[int(step)]
             else:
-                value = None
-        return "" if value is None else quote(str(value), safe="")
-
-    return RESULT_REFERENCE.sub(value_of, query)
+                break
+        if match.group(0) == text:
+            text = found
+        elif isinstance(text, str) and isinstance(found, str | int | float):
+            text = text.replace(match.group(0), str(found))
+    return text
 
 
 def _failure(code: str, description: str) -> dict[str, str]:

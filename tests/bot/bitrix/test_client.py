@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from bot.bitrix.batch import BatchCall
+from bot.bitrix.batch import BatchCall, BatchRef
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, TokenAuth, WebhookAuth
 from bot.errors import (
     BitrixAccessDenied,
@@ -276,7 +276,9 @@ async def test_batch_passes_result_references_through(make_client: ClientFactory
         [
             BatchCall("dialog", "imopenlines.dialog.get", {"SESSION_ID": 495}),
             BatchCall(
-                "history", "imopenlines.session.history.get", {"CHAT_ID": "$result[dialog][id]"}
+                "history",
+                "imopenlines.session.history.get",
+                {"CHAT_ID": BatchRef("dialog", ("id",))},
             ),
         ]
     )
@@ -307,10 +309,29 @@ async def test_batch_halt_stops_at_the_first_error(make_client: ClientFactory) -
     assert caught.value.code == "NOT_EXECUTED"
 
 
-async def test_batch_refuses_references_across_requests(make_client: ClientFactory) -> None:
-    calls = [BatchCall(f"p{i}", "profile") for i in range(50)]
-    calls.append(BatchCall("late", "imopenlines.dialog.get", {"CHAT_ID": "$result[p0][ID]"}))
-    with pytest.raises(ValueError, match="not an earlier call of the same request"):
+async def test_a_reference_to_a_call_of_an_earlier_request_is_filled_in(
+    make_client: ClientFactory, portal: Portal
+) -> None:
+    calls = [BatchCall(f"p{i}", "profile") for i in range(49)]
+    calls.append(BatchCall("dialog", "imopenlines.dialog.get", {"SESSION_ID": 495}))
+    calls.append(
+        BatchCall(
+            "late", "imopenlines.session.history.get", {"CHAT_ID": BatchRef("dialog", ("id",))}
+        )
+    )
+    result = await make_client().batch(calls)
+    assert result.value("late")["sessionId"] == 495
+    assert calls_to(portal, "batch") == 2
+
+
+async def test_a_reference_to_a_later_call_is_a_programming_error(
+    make_client: ClientFactory,
+) -> None:
+    calls = [
+        BatchCall("early", "imopenlines.dialog.get", {"CHAT_ID": BatchRef("late", ("ID",))}),
+        BatchCall("late", "profile"),
+    ]
+    with pytest.raises(ValueError, match="not an earlier call"):
         await make_client().batch(calls)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.bitrix.batch import RESULT_REFERENCE
+from bot.bitrix.batch import BatchRef
 from bot.bitrix.form import MAX_DEPTH, FormError, encode_query, flatten_form, unflatten_form
 
 
@@ -64,14 +64,14 @@ def test_flatten(data: dict[str, Any], pairs: list[tuple[str, str]]) -> None:
     assert flatten_form(data) == pairs
 
 
-def test_encode_query_percent_encodes_values_but_keeps_result_references() -> None:
+def test_encode_query_percent_encodes_text_and_writes_verbatim_leaves_as_given() -> None:
     query = encode_query(
-        {"COMMENT": "Молодец & co", "ID": "$result[get][0][ID]", "X": "$result[a] tail"},
-        raw_values=RESULT_REFERENCE,
+        {"COMMENT": "Молодец & co", "ID": BatchRef("get", ("0", "ID")), "X": "$result[a]"},
+        verbatim=lambda value: value.render() if isinstance(value, BatchRef) else None,
     )
     assert query.split("&")[0] == "COMMENT=%D0%9C%D0%BE%D0%BB%D0%BE%D0%B4%D0%B5%D1%86%20%26%20co"
     assert "ID=$result[get][0][ID]" in query
-    assert "X=%24result%5Ba%5D%20tail" in query  # not a whole reference: encoded
+    assert "X=%24result%5Ba%5D" in query  # text is text, whatever it looks like
     assert dict(parse_qsl(query))["COMMENT"] == "Молодец & co"
 
 
