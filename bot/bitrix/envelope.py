@@ -69,7 +69,9 @@ class RestResponse:
 def read_envelope(method: str, status: int, content_type: str, raw: bytes) -> RestResponse:
     try:
         payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # Besides broken JSON (a ValueError): nesting deeper than the decoder's recursion
+        # limit, and numbers longer than Python's 4300-digit limit for ints.
         raise BitrixBadResponse(method, status=status, content_type=content_type) from None
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
         description = payload.get("error_description")
