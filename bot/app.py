@@ -78,7 +78,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: storage answers, the portal was reachable, the workers run (webhook mode)."""
+    """Readiness: storage answers, the portal was reachable, the workers and the coalescer's
+    senders run (webhook mode)."""
     checks: dict[str, str] = {}
     app = request.app
     if BITRIX in app:
@@ -92,6 +93,8 @@ async def readyz(request: web.Request) -> web.Response:
             "ok" if reachable else ("unreachable" if registered else "not registered")
         )
         checks["workers"] = "ok" if intake and intake.runner.alive() else "stopped"
+        if COALESCER in app:
+            checks["senders"] = "ok" if app[COALESCER].alive() else "stopped"
     ready = all(value == "ok" for value in checks.values())
     return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
 
@@ -147,6 +150,7 @@ class BitrixState:
 
 
 BITRIX = web.AppKey("bitrix_state", BitrixState)
+COALESCER = web.AppKey("coalescer", Coalescer)
 
 
 def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Application:
@@ -180,6 +184,8 @@ def _bitrix_webhook_mode(
                 session, auth, limiters, retry=tuning.retry, observer=app[METRICS]
             )
             coalescer = Coalescer(client, client.limiter) if tuning.coalesce else None
+            if coalescer is not None:
+                app[COALESCER] = coalescer
             caller: RestCaller = coalescer or client
             services = Services(BitrixSessionVotes(caller), settings.b24_supervisor_ids)
             client_id = settings.b24_client_id.get_secret_value()

@@ -42,12 +42,12 @@ async def test_readyz_without_a_portal_checks_nothing(
     assert (answer.status, await answer.json()) == (200, {"ready": True})
 
 
-async def test_readyz_reports_storage_portal_and_workers(
+async def test_readyz_reports_storage_portal_workers_and_senders(
     service: Service, http: aiohttp.ClientSession
 ) -> None:
     assert await readiness(http, service) == (
         200,
-        {"ready": True, "storage": "ok", "portal": "ok", "workers": "ok"},
+        {"ready": True, "storage": "ok", "portal": "ok", "workers": "ok", "senders": "ok"},
     )
     service.portal.faults.append(Fault(status=502, times=-1))
     await service.say(27, service.bot_id, "/rate 494 5")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.bitrix.batch import BatchCall, BatchRef, needs_direct
@@ -178,7 +179,9 @@ async def answer_in_private(service: Service, author_id: int, text: str) -> Mess
     return answers[0]
 
 
-async def test_batch_syntax_from_anyone_never_stops_the_service(service: Service) -> None:
+async def test_batch_syntax_from_anyone_never_stops_the_service(
+    service: Service, http: aiohttp.ClientSession
+) -> None:
     """Eight `/rat$result[a1]` from an operator (more than the coalescer's four senders),
     then a supervisor's vote: it is saved and answered, and every hostile message answered."""
     for _ in range(8):
@@ -190,6 +193,8 @@ async def test_batch_syntax_from_anyone_never_stops_the_service(service: Service
     chat = service.portal.private_chat(101, service.bot_id)
     await eventually(lambda: len(service.bot_messages(chat.id)) == 8)
     assert all("rat$result" in m.text for m in service.bot_messages(chat.id))
+    async with http.get(service.server.make_url("/readyz")) as answer:
+        assert (answer.status, (await answer.json())["senders"]) == (200, "ok")
 
 
 @pytest.mark.parametrize("comment", HOSTILE_COMMENTS[:4])

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import pytest
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from bot.bitrix.batch import BatchCall
-from bot.bitrix.client import BitrixClient
+from bot.bitrix.client import BitrixClient, WebhookAuth
 from bot.bitrix.coalesce import Coalescer
 from bot.bitrix.votes import BitrixSessionVotes
-from bot.errors import BitrixError, BitrixMethodError
+from bot.errors import BitrixBadResponse, BitrixError, BitrixMethodError, BitrixRequestFailed
 from bot.sandbox.portal import Fault, Portal
+from tests.harness import webhook_url
 
 
 def requests_to(portal: Portal, method: str) -> int:
@@ -77,3 +81,80 @@ async def test_a_failed_request_fails_every_caller_in_it(
         coalescer.call("profile"), coalescer.call("profile"), return_exceptions=True
     )
     assert all(isinstance(o, BitrixError) and o.code == "WRONG_REQUEST" for o in outcomes)
+
+
+@dataclass
+class BuggyAuth:
+    """The webhook's auth, except that its first `bugs` requests hit an unexpected error: a
+    stand-in for a bug anywhere on the way out, provided through the client's RestAuth port."""
+
+    inner: WebhookAuth
+    bugs: int = 1
+
+    @property
+    def portal(self) -> str:
+        return self.inner.portal
+
+    def url_for(self, method: str) -> str:
+        if self.bugs > 0:
+            self.bugs -= 1
+            raise RuntimeError(method)
+        return self.inner.url_for(method)
+
+    def auth_params(self) -> dict[str, str]:
+        return self.inner.auth_params()
+
+
+HOSTILE_ANSWERS = [
+    "[" * 100_000 + "]" * 100_000,  # deeper than the JSON decoder's recursion limit
+    '{"result": ' + "9" * 5000 + "}",  # past Python's 4300-digit limit for ints
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_ANSWERS)
+async def test_a_hostile_answer_fails_its_callers_and_the_senders_go_on(
+    coalescer: Coalescer, portal: Portal, body: str
+) -> None:
+    portal.faults.append(
+        Fault(method="batch", status=200, body=body, content_type="application/json")
+    )
+    outcomes = await asyncio.gather(
+        coalescer.call("profile"), coalescer.call("profile"), return_exceptions=True
+    )
+    assert all(isinstance(o, BitrixBadResponse) for o in outcomes), outcomes
+    assert (await coalescer.call("profile"))["ID"] == "1"
+    assert coalescer.alive()
+
+
+async def test_an_unexpected_error_fails_its_callers_with_a_typed_error_and_the_senders_go_on(
+    make_client: Callable[..., BitrixClient], sandbox: TestServer
+) -> None:
+    client = make_client(BuggyAuth(WebhookAuth(SecretStr(webhook_url(sandbox))), bugs=4))
+    coalescer = Coalescer(client, client.limiter, senders=2)
+    try:
+        for _ in range(4):  # more failures than senders
+            with pytest.raises(BitrixRequestFailed) as caught:
+                # A dead sender would leave the caller waiting for ever: bound the wait.
+                await asyncio.wait_for(coalescer.call("profile"), 10)
+            assert (caught.value.code, caught.value.retryable) == ("REQUEST_FAILED", False)
+        assert (await asyncio.wait_for(coalescer.call("profile"), 10))["ID"] == "1"
+        assert coalescer.alive()
+    finally:
+        await coalescer.close()
+    assert not coalescer.alive()
+
+
+async def test_a_group_with_a_dollar_in_its_text_runs_on_its_own_with_its_halt(
+    coalescer: Coalescer, portal: Portal
+) -> None:
+    result = await coalescer.batch(
+        [
+            BatchCall("bad", "imopenlines.session.head.vote", {"COMMENT": "$result[x]"}),
+            BatchCall("after", "imopenlines.session.history.get", {"SESSION_ID": 494}),
+        ],
+        halt=True,
+    )
+    assert result.errors["bad"].code == "EMPTY_SESSION_ID"
+    assert "after" not in result.results
+    assert requests_to(portal, "batch") == 0
+    assert requests_to(portal, "imopenlines.session.head.vote") == 1
