@@ -20,8 +20,9 @@ import structlog
 from bot.dispatch import Handled, RetryLater, SendReply, command_fields
 from bot.errors import BitrixError
 from bot.metrics import Metrics
-from bot.models import IncomingCommand
+from bot.models import IncomingCommand, Reply
 from bot.storage import AuditEntry, Job, Storage
+from bot.texts import render
 from bot.usage import counting_rest_requests
 
 log = structlog.get_logger(__name__)
@@ -36,6 +37,9 @@ class RetryRules:
     first_wait: float = 2.0
     longest_wait: float = 300.0
     give_up_after: float = 1800.0  # then the supervisor is told it failed and why
+    # A job whose run crashed (a bug, storage failing) is tried again; once it has been tried
+    # this many times in all, a crash ends it with the internal-error reply.
+    crash_attempts: int = 3
 
     def wait(self, attempts: int) -> float:
         base: float = min(self.first_wait * 2.0 ** max(attempts - 1, 0), self.longest_wait)
@@ -75,8 +79,16 @@ class JobRunner:
         self._wake.set()
 
     async def _loop(self) -> None:
+        failures = 0  # storage failures in a row: the worker backs off, and goes on
         while self.accepting:
-            job = await self._storage.claim(time.time())
+            try:
+                job = await self._storage.claim(time.time())
+            except Exception:
+                failures += 1
+                log.exception("job.claim_failed", failures=failures)
+                await asyncio.sleep(self._rules.wait(failures))
+                continue
+            failures = 0
             if job is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
@@ -87,13 +99,42 @@ class JobRunner:
             try:
                 await self._run(job)
             except Exception:  # the steps map their own errors; this is the last guard
-                self._metrics.jobs_failed.labels(reason="crashed").inc()
-                log.exception("job.crashed", key=job.key)
-                await self._storage.postpone(job.key, until=time.time() + 60, error="crashed")
+                log.exception("job.crashed", key=job.key, attempt=job.attempts)
+                await self._after_crash(job)
             finally:
                 self._busy -= 1
                 if self._busy == 0:
                     self._idle.set()
+
+    async def _after_crash(self, job: Job) -> None:
+        """Try a crashed job again later, or after `crash_attempts` give it up with a reply;
+        if even that fails (storage down), the job stays claimed for the next start."""
+        self._metrics.jobs_failed.labels(reason="crashed").inc()
+        try:
+            if job.attempts < self._rules.crash_attempts:
+                wait = self._rules.wait(job.attempts)
+                await self._storage.postpone(job.key, until=time.time() + wait, error="crashed")
+            else:
+                await self._give_up(job)
+        except Exception:
+            log.exception("job.crash_not_recorded", key=job.key)
+            await asyncio.sleep(self._rules.wait(job.attempts))
+
+    async def _give_up(self, job: Job) -> None:
+        """End a job that keeps crashing: the internal-error reply, outcome `crashed`."""
+        started = time.monotonic()
+        reply = Reply(text=render("error.internal", job.incoming.language))
+        delivered = True
+        with counting_rest_requests() as requests:
+            try:
+                await self._send(job.incoming.route, reply, job.incoming.received_at)
+            except Exception:
+                delivered = False
+                log.exception("reply.failed", key=job.key)
+        self._metrics.jobs_failed.labels(reason="gave_up").inc()
+        await self._finish(
+            job, reply.text, "crashed", delivered=delivered, requests=requests[0], started=started
+        )
 
     async def _run(self, job: Job) -> None:
         started = time.monotonic()

@@ -6,14 +6,22 @@ import asyncio
 import dataclasses
 import os
 import signal
+import sqlite3
 import sys
+import time
 from pathlib import Path
 
+import aiohttp
 from aiohttp.test_utils import TestServer
 
-from bot.jobs import RetryRules
+from bot.dispatch import Handled
+from bot.jobs import JobRunner, RetryRules
+from bot.metrics import Metrics
+from bot.models import BitrixRoute, IncomingCommand, Reply, Route
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Message, Portal
+from bot.storage import open_storage
+from bot.texts import render
 from tests.harness import FAST, Service, ServiceFactory, eventually, free_port, webhook_url
 
 
@@ -155,3 +163,67 @@ async def test_kill_9_in_mid_flight_then_restart_completes_every_command_once(
         second.send_signal(signal.SIGTERM)
         await asyncio.wait_for(second.wait(), 20)
     assert second.returncode == 0
+
+
+async def test_a_job_that_crashes_on_every_attempt_ends_with_the_internal_error_reply(
+    tmp_path: Path,
+) -> None:
+    """The work is a port: here one that always raises, as a bug would."""
+    storage = await open_storage(f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    runs: list[str] = []
+    sent: list[Reply] = []
+
+    async def execute(incoming: IncomingCommand, may_retry: bool) -> Handled:
+        runs.append(incoming.key)
+        raise RuntimeError("a bug in the work")
+
+    async def send(_route: Route, reply: Reply, _received_at: float) -> None:
+        sent.append(reply)
+
+    metrics = Metrics()
+    rules = RetryRules(first_wait=0.01, longest_wait=0.02, crash_attempts=3)
+    runner = JobRunner(storage, execute, send, workers=2, rules=rules, metrics=metrics)
+    try:
+        route = BitrixRoute(dialog_id="27", author_dialog_id="27")
+        command = IncomingCommand(
+            key="k1",
+            source="bitrix",
+            author_id=27,
+            text="/rate 494 5",
+            language="ru",
+            received_at=time.time(),
+            route=route,
+        )
+        await storage.enqueue([command], limit=10)
+        runner.wake()
+        await eventually(lambda: sent)
+        await runner.stop(grace=2)
+        assert runs == ["k1"] * 3
+        assert [r.text for r in sent] == [render("error.internal", "ru")]
+        [entry] = await storage.audit()
+        assert (entry.key, entry.outcome, entry.reply) == ("k1", "crashed", sent[0].text)
+        assert await storage.unfinished() == 0
+        failed = "bot_jobs_failed_total"
+        assert metrics.registry.get_sample_value(failed, {"reason": "crashed"}) == 3
+        assert metrics.registry.get_sample_value(failed, {"reason": "gave_up"}) == 1
+    finally:
+        await runner.stop(grace=0)
+        await storage.close()
+
+
+async def test_jobs_the_storage_cannot_read_do_not_stop_the_workers(
+    service: Service, http: aiohttp.ClientSession
+) -> None:
+    """Rows that no longer parse (a downgrade, a hand edit): claiming them fails; every worker
+    of the two survives that, and the next command is served."""
+    path = service.settings.bot_database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
+            "VALUES (?, '{\"not\": \"a command\"}', 'queued', 0, 0, 0)",
+            [(f"poison{n}",) for n in range(3)],
+        )
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.text.startswith("✅")
+    async with http.get(service.server.make_url("/readyz")) as answer:
+        assert (await answer.json())["workers"] == "ok"
