@@ -35,7 +35,7 @@ async def batch(ctx: CallContext, params: dict[str, Any]) -> Any:
         method = method.lower().removesuffix(".json")
         try:
             decoded = unflatten_form(parse_qsl(query, keep_blank_values=True))
-            call_params = _substitute(decoded, {"result": results, "error": errors})
+            call_params = rewrite_batch_syntax(decoded, {"result": results, "error": errors})
             results[key] = await _run(inner, method, call_params)
         except RestError as error:
             errors[key] = _failure(error.code, error.description)
@@ -62,7 +62,7 @@ _BATCH_SYNTAX: Final = re.compile(r"\$(result|next|total|time|error)(\S*)", re.I
 _PATH_SEGMENT: Final = re.compile(r"\[([^\]]+)\]")
 
 
-def _substitute(value: Any, tables: Mapping[str, Any]) -> Any:
+def rewrite_batch_syntax(value: Any, tables: Mapping[str, Any]) -> Any:
     """Rewrite batch syntax in every value of a decoded command, as Bitrix24 does (§4.3).
 
     It runs after the command's query is decoded, so percent-encoding protects nothing: a
@@ -71,7 +71,7 @@ def _substitute(value: Any, tables: Mapping[str, Any]) -> Any:
     leaves it as it was.
     """
     if isinstance(value, dict):
-        return {key: _substitute(item, tables) for key, item in value.items()}
+        return {key: rewrite_batch_syntax(item, tables) for key, item in value.items()}
     if not isinstance(value, str):
         return value
     text: Any = value

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bot.bitrix.batch import BatchCall, BatchRef, needs_direct
+from bot.bitrix.batch import BatchCall, BatchRef, command_text, needs_direct
 from bot.bitrix.client import BitrixClient
+from bot.bitrix.form import unflatten_form
 from bot.errors import BitrixMethodError
+from bot.sandbox.batch import rewrite_batch_syntax
 from bot.sandbox.portal import Message, Portal
 from tests.harness import Service, ServiceFactory, eventually
 
@@ -242,3 +247,22 @@ async def test_registration_with_batch_syntax_in_the_bot_s_name(
     assert {c.command for c in portal.commands.values()} == {"rate", "help"}
     reply = await answer_in_private(service, 27, "/rate 494 4")
     assert reply.text.startswith("✅")
+
+
+_PIECES = st.sampled_from(
+    ["$", "$result", "$RESULT", "$time", "$error", "_error", "[vote]", "[x]", "[", "]", " ", "%24"]
+)
+_BATCH_TEXT = st.lists(_PIECES | st.characters(codec="utf-8"), max_size=20).map("".join)
+
+
+@given(text=_BATCH_TEXT)
+def test_text_either_goes_outside_batch_or_arrives_as_written(text: str) -> None:
+    """Whatever a user writes: through batch, Bitrix24's rewriting (as the sandbox does it)
+    leaves it as written; or the call does not go through batch."""
+    call = BatchCall("vote", VOTE, {"COMMENT": text, "FIELDS": {"NOTE": text}})
+    if needs_direct(call):
+        return
+    query = command_text(call, [call]).partition("?")[2]
+    decoded = unflatten_form(parse_qsl(query, keep_blank_values=True))
+    tables = {"result": {"vote": {"x": "SUBSTITUTED"}}, "error": {}}
+    assert rewrite_batch_syntax(decoded, tables) == {"COMMENT": text, "FIELDS": {"NOTE": text}}

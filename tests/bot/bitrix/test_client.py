@@ -161,7 +161,17 @@ async def test_an_html_page_with_200_is_a_bad_response_and_not_retried(
 
 
 @pytest.mark.parametrize(
-    "body", ['{"nothing": 1}', "[1, 2]", '"result"', "{broken json", "\xff\xfe"], ids=repr
+    "body",
+    [
+        '{"nothing": 1}',
+        "[1, 2]",
+        '"result"',
+        "{broken json",
+        "\xff\xfe",
+        "[" * 100_000 + "]" * 100_000,  # deeper than the decoder's recursion limit
+        '{"result": ' + "9" * 5000 + "}",  # past Python's 4300-digit limit for ints
+    ],
+    ids=lambda body: repr(body[:20]),
 )
 async def test_json_that_is_not_the_envelope_is_a_bad_response(
     make_client: ClientFactory, portal: Portal, body: str
