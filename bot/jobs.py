@@ -121,8 +121,23 @@ class JobRunner:
             await asyncio.sleep(self._rules.wait(job.attempts))
 
     async def _give_up(self, job: Job) -> None:
-        """End a job that keeps crashing: the internal-error reply, outcome `crashed`."""
+        """End a job that keeps crashing. Its work undone: the internal-error reply, outcome
+        `crashed`. Its reply decided (the crash was in sending it or after): that reply and
+        outcome stand, not sent again, since sending is what may be failing; never an
+        internal-error reply about a vote that was saved."""
+        self._metrics.jobs_failed.labels(reason="gave_up").inc()
         started = time.monotonic()
+        if job.reply is not None:
+            log.error("job.given_up", key=job.key, outcome=job.outcome, attempts=job.attempts)
+            await self._finish(
+                job,
+                job.reply.text,
+                job.outcome or "",
+                delivered=False,
+                requests=0,
+                started=started,
+            )
+            return
         reply = Reply(text=render("error.internal", job.incoming.language))
         delivered = True
         with counting_rest_requests() as requests:
@@ -131,7 +146,6 @@ class JobRunner:
             except Exception:
                 delivered = False
                 log.exception("reply.failed", key=job.key)
-        self._metrics.jobs_failed.labels(reason="gave_up").inc()
         await self._finish(
             job, reply.text, "crashed", delivered=delivered, requests=requests[0], started=started
         )

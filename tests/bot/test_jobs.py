@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.dispatch import Handled
@@ -23,6 +24,8 @@ from bot.sandbox.portal import Fault, Message, Portal
 from bot.storage import open_storage
 from bot.texts import render
 from tests.harness import FAST, Service, ServiceFactory, eventually, free_port, webhook_url
+
+INTERNAL_RU = render("error.internal", "ru")
 
 
 def votes_of(portal: Portal, session_id: int) -> int:
@@ -165,20 +168,34 @@ async def test_kill_9_in_mid_flight_then_restart_completes_every_command_once(
     assert second.returncode == 0
 
 
-async def test_a_job_that_crashes_on_every_attempt_ends_with_the_internal_error_reply(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("crashes_in", "outcome", "audit_reply", "sent"),
+    [
+        # The work never finishes: the internal-error reply is sent and the job ends.
+        ("work", "crashed", INTERNAL_RU, [INTERNAL_RU]),
+        # The work was done (the vote saved), sending crashes: its outcome stands, and no
+        # internal-error reply contradicts it.
+        ("send", "saved", "✅ saved", []),
+    ],
+)
+async def test_a_job_that_crashes_on_every_attempt_is_given_up_after_the_bound(
+    tmp_path: Path, crashes_in: str, outcome: str, audit_reply: str, sent: list[str]
 ) -> None:
-    """The work is a port: here one that always raises, as a bug would."""
+    """The work and the sending are ports: here ones that raise, as a bug would."""
     storage = await open_storage(f"sqlite:///{tmp_path / 'bot.sqlite3'}")
     runs: list[str] = []
-    sent: list[Reply] = []
+    delivered: list[str] = []
 
     async def execute(incoming: IncomingCommand, may_retry: bool) -> Handled:
         runs.append(incoming.key)
-        raise RuntimeError("a bug in the work")
+        if crashes_in == "work":
+            raise RuntimeError("a bug in the work")
+        return Handled(Reply(text="✅ saved"), "saved")
 
     async def send(_route: Route, reply: Reply, _received_at: float) -> None:
-        sent.append(reply)
+        if crashes_in == "send":
+            raise RuntimeError("a bug in sending")
+        delivered.append(reply.text)
 
     metrics = Metrics()
     rules = RetryRules(first_wait=0.01, longest_wait=0.02, crash_attempts=3)
@@ -196,18 +213,20 @@ async def test_a_job_that_crashes_on_every_attempt_ends_with_the_internal_error_
         )
         await storage.enqueue([command], limit=10)
         runner.wake()
-        await eventually(lambda: sent)
-        await runner.stop(grace=2)
-        assert runs == ["k1"] * 3
-        assert [r.text for r in sent] == [render("error.internal", "ru")]
+        for _ in range(500):
+            if await storage.audit():
+                break
+            await asyncio.sleep(0.01)
         [entry] = await storage.audit()
-        assert (entry.key, entry.outcome, entry.reply) == ("k1", "crashed", sent[0].text)
+        assert (entry.key, entry.outcome, entry.reply) == ("k1", outcome, audit_reply)
+        assert delivered == sent
+        assert runs == ["k1"] * (3 if crashes_in == "work" else 1)
         assert await storage.unfinished() == 0
         failed = "bot_jobs_failed_total"
         assert metrics.registry.get_sample_value(failed, {"reason": "crashed"}) == 3
         assert metrics.registry.get_sample_value(failed, {"reason": "gave_up"}) == 1
     finally:
-        await runner.stop(grace=0)
+        await runner.stop(grace=1)
         await storage.close()
 
 
