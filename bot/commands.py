@@ -13,11 +13,15 @@
   there is the rating unless another rating follows it (`/rate 494 5`); `#5` is always session 5.
 - A comment-only command cannot start with a rating-shaped token (it would be read as the
   rating), so `format_command` is the inverse of `parse_command` on every other command.
+- Digits mean what they look like whatever the keyboard: full-width `４９４`, other scripts'
+  `٥`/`५`, superscript and circled `⁵`/`⑤`, keycaps `5️⃣` are read as ASCII digits when a token is
+  classified; the comment itself is kept exactly as typed.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Annotated, Final, Literal, Self
@@ -35,6 +39,7 @@ from bot.errors import (
     SessionOutOfRange,
     UnknownCommand,
 )
+from bot.markup import shorten
 
 MAX_SESSION_ID: Final = 2**31 - 1  # Bitrix24 keeps session ids in a signed 32-bit column.
 MAX_RATING: Final = 5
@@ -63,6 +68,13 @@ _STARS = re.compile(r"(?:[★☆]|⭐\ufe0f?)+")
 _SESSION_MARKS: Final = ("#", "№")
 # Longer digit runs are out of range anyway; int() of thousands of digits is slow and refused.
 _MAX_DIGITS: Final = 12
+# A keycap digit is the digit, U+FE0F and U+20E3 (`5️⃣`); the marks are dropped after a digit.
+_KEYCAP_MARKS: Final = "\ufe0f\u20e3"
+# Lookalikes NFKC leaves alone: the keycap ten, the Arabic decimal separator, the minus sign.
+_LOOKALIKES: Final = {"\U0001f51f": "10", "\u066b": ".", "\u2212": "-"}
+# What a compatibility form may fold into to be taken as it looks (NFKC folds `№` into "No":
+# that one stays a session mark of its own).
+_NUMERIC_ASCII: Final = frozenset("0123456789#+-.,/")
 
 SessionId = Annotated[int, Field(ge=1, le=MAX_SESSION_ID)]
 Rating = Annotated[int, Field(ge=1, le=MAX_RATING)]
@@ -131,16 +143,17 @@ class _Kind(Enum):
 
 @dataclass(frozen=True)
 class _Token:
-    text: str
+    text: str  # as typed: what an error quotes
     rest: str  # everything after the token, separators stripped from its start
+    value: str  # the text with its digits in ASCII: what is classified and read as a number
 
     @property
     def kind(self) -> _Kind:
-        if self.text.startswith(_SESSION_MARKS):
+        if self.value.startswith(_SESSION_MARKS):
             return _Kind.MARKED_SESSION
-        if _DIGITS.fullmatch(self.text):
+        if _DIGITS.fullmatch(self.value):
             return _Kind.NUMBER
-        if any(p.fullmatch(self.text) for p in (_SIGNED, _DECIMAL, _FRACTION, _STARS)):
+        if any(p.fullmatch(self.value) for p in (_SIGNED, _DECIMAL, _FRACTION, _STARS)):
             return _Kind.RATING
         return _Kind.WORD
 
@@ -149,7 +162,32 @@ def _next_token(text: str) -> _Token | None:
     match = _TOKEN.match(text)
     if match is None:
         return None
-    return _Token(match.group(), _trim(text[match.end() :]))
+    token = match.group()
+    return _Token(token, _trim(text[match.end() :]), _ascii_digits(token))
+
+
+def _ascii_digits(token: str) -> str:
+    """`token` with every digit, of any script or form, written as an ASCII digit."""
+    if token.isascii():
+        return token
+    chars: list[str] = []
+    for char in token:
+        if char in _KEYCAP_MARKS and chars and chars[-1][-1:].isdigit():
+            continue
+        chars.append(_ascii_digit(char))
+    return "".join(chars)
+
+
+def _ascii_digit(char: str) -> str:
+    # NFKC folds full-width, superscript and circled digits, but not other scripts' own digits
+    # (Arabic-Indic `٥`, Devanagari `५`, …): those carry a decimal value instead.
+    value = unicodedata.decimal(char, None)
+    if value is not None:
+        return str(value)
+    if char in _LOOKALIKES:
+        return _LOOKALIKES[char]
+    folded = unicodedata.normalize("NFKC", char)
+    return folded if set(folded) <= _NUMERIC_ASCII else char
 
 
 def parse_command(text: str, *, chat_session_id: int | None = None) -> Command:
@@ -181,10 +219,10 @@ def _parse_rate(args: str, chat_session_id: int | None) -> Command:
     if first is None:
         raise MissingSession
     if first.kind in (_Kind.MARKED_SESSION, _Kind.NUMBER):
-        return _after_session(_session_id(first.text), first.rest, explicit=True)
-    if first.kind is _Kind.WORD and not first.text[:1].isdigit():
+        return _after_session(_session_id(first), first.rest, explicit=True)
+    if first.kind is _Kind.WORD and not first.value[:1].isdigit():
         raise MissingSession
-    if _STARS.fullmatch(first.text) or _FRACTION.fullmatch(first.text):
+    if _STARS.fullmatch(first.value) or _FRACTION.fullmatch(first.value):
         raise MissingSession  # a rating with no session before it
     raise InvalidSession(token=first.text)
 
@@ -193,11 +231,11 @@ def _parse_rate_in_chat(first: _Token | None, args: str, chat_session_id: int) -
     if first is None:
         return RatePrompt(session_id=chat_session_id)
     if first.kind is _Kind.MARKED_SESSION:
-        return _after_session(_session_id(first.text), first.rest, explicit=True)
+        return _after_session(_session_id(first), first.rest, explicit=True)
     if first.kind is _Kind.NUMBER:
         following = _next_token(first.rest)
         if following is not None and following.kind in (_Kind.NUMBER, _Kind.RATING):
-            return _after_session(_session_id(first.text), first.rest, explicit=True)
+            return _after_session(_session_id(first), first.rest, explicit=True)
     return _after_session(chat_session_id, args, explicit=False)
 
 
@@ -208,20 +246,20 @@ def _after_session(session_id: int, args: str, *, explicit: bool) -> Command:
     rating: int | None = None
     comment = args
     if token.kind in (_Kind.NUMBER, _Kind.RATING):
-        rating = _rating(token.text)
+        rating = _rating(token.value)
         if rating is None:
             wanted = RateCommand(
                 session_id=session_id,
-                rating=_nearest_rating(token.text),
+                rating=_nearest_rating(token.value),
                 comment=_shortened(token.rest) or None,
             )
             example = _example(wanted, explicit=explicit)
-            if not explicit and token.kind is _Kind.NUMBER and _is_session_id(token.text):
+            if not explicit and token.kind is _Kind.NUMBER and _is_session_id(token):
                 # In a session's chat `/rate 494 Долго` may mean session 494: show both fixes.
                 raise RatingOrSession(
                     token=token.text,
                     example=example,
-                    session_example=_marked_example(_session_id(token.text), token.rest),
+                    session_example=_marked_example(_session_id(token), token.rest),
                 )
             raise RatingOutOfRange(token=token.text, example=example)
         comment = token.rest
@@ -252,17 +290,18 @@ def _example(command: RateCommand, *, explicit: bool) -> str:
     return short if same else format_command(command, session="marked")
 
 
-def _session_id(token: str) -> int:
-    digits = token[1:] if token.startswith(_SESSION_MARKS) else token
+def _session_id(token: _Token) -> int:
+    value = token.value
+    digits = value[1:] if value.startswith(_SESSION_MARKS) else value
     if not _DIGITS.fullmatch(digits) or not digits.lstrip("0"):
-        raise InvalidSession(token=token)
+        raise InvalidSession(token=token.text)
     digits = digits.lstrip("0")
     if len(digits) > _MAX_DIGITS or int(digits) > MAX_SESSION_ID:
-        raise SessionOutOfRange(token=token, maximum=MAX_SESSION_ID)
+        raise SessionOutOfRange(token=token.text, maximum=MAX_SESSION_ID)
     return int(digits)
 
 
-def _is_session_id(token: str) -> bool:
+def _is_session_id(token: _Token) -> bool:
     try:
         _session_id(token)
     except CommandParseError:
@@ -308,9 +347,12 @@ def _nearest_rating(token: str) -> int:
 
 
 def _shortened(comment: str, limit: int = 30) -> str:
-    """The start of a comment's first line, for an example that must stay short."""
+    """The start of a comment's first line, for an example that must stay short.
+
+    Neutralised before it is cut (bot/markup.py): the cut can never leave a tag open.
+    """
     first_line = _trim(comment[: limit * 4]).split("\n", 1)[0]
-    return first_line if len(first_line) <= limit else _trim(first_line[:limit]) + "…"
+    return shorten(first_line, limit)
 
 
 def format_command(

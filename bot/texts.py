@@ -2,7 +2,9 @@
 
 Texts use Bitrix24's BB-codes sparingly ([b]); the Telegram side converts what it needs.
 Parameters are filled with `str.format`; a supervisor's own words (a comment in an example)
-are substituted, never interpreted as a template.
+are substituted, never interpreted as a template, and never as markup: `render` neutralises
+every string parameter (bot/markup.py), so our own markup belongs in templates, never in
+parameters.
 """
 
 from __future__ import annotations
@@ -10,12 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
+from bot.markup import neutralise, shorten
+
 Lang = Literal["ru", "en"]
 
 DEFAULT_LANG: Final[Lang] = "en"
 
 # Parameters that are counts and read better grouped (10 000 / 10,000).
 _GROUPED_PARAMS = frozenset({"length", "limit", "skipped"})
+# Parameters that quote a token the user typed: cut, so `/rat<10,000 letters>` is answered in
+# a line, not with the 10,000 letters.
+_ECHOED_TOKENS = frozenset({"token", "command"})
+TOKEN_LIMIT: Final = 40
 
 _HELP_RU = """\
 [b]Оценка диалогов открытых линий[/b]
@@ -176,12 +184,19 @@ def pick_language(code: str | None) -> Lang:
 
 
 def render(key: str, lang: Lang, **params: str | int) -> str:
-    """The text for `key` in `lang`, with its parameters filled in."""
-    values = {
-        name: _group(value, lang) if name in _GROUPED_PARAMS and isinstance(value, int) else value
-        for name, value in params.items()
-    }
+    """The text for `key` in `lang`, with its parameters filled in.
+
+    Every string parameter is taken for user text and neutralised (quoted tokens also cut);
+    neutralising is idempotent, so a text rendered into another keeps a single set of marks.
+    """
+    values = {name: _value(name, value, lang) for name, value in params.items()}
     return TEXTS[key][lang].format_map(values)
+
+
+def _value(name: str, value: str | int, lang: Lang) -> str | int:
+    if isinstance(value, int):
+        return _group(value, lang) if name in _GROUPED_PARAMS else value
+    return shorten(value, TOKEN_LIMIT) if name in _ECHOED_TOKENS else neutralise(value)
 
 
 def _group(number: int, lang: Lang) -> str:

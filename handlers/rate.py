@@ -10,12 +10,15 @@ from typing import Final
 
 from bot.commands import RateCommand, RatePrompt
 from bot.errors import VoteNotAllowed, VoteNotSaved
+from bot.markup import shorten
 from bot.models import Reply, ReplyButton
 from bot.ports import SessionVote, SessionVotes
 from bot.texts import Lang, render
 
 STARS: Final = "★★★★★"
 NO_STARS: Final = "☆☆☆☆☆"
+# A stored comment is shown up to this many characters; anyone may have written it in the UI.
+COMMENT_SHOWN: Final = 300
 
 
 async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
@@ -51,11 +54,8 @@ def describe(vote: SessionVote, lang: Lang) -> dict[str, str | int]:
     else:
         rating = render("rate.no_rating", lang)
     if vote.comment:
-        comment = render("rate.comment", lang, comment=_short(vote.comment))
+        # Neutralised, then cut (bot/markup.py): a cut can never leave a tag open.
+        comment = render("rate.comment", lang, comment=shorten(vote.comment, COMMENT_SHOWN))
     else:
         comment = render("rate.no_comment", lang)
     return {"session": vote.session_id, "rating": rating, "comment": comment}
-
-
-def _short(comment: str, limit: int = 300) -> str:
-    return comment if len(comment) <= limit else comment[:limit].rstrip() + "…"

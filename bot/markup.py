@@ -1,0 +1,56 @@
+"""User text inside a bot message: shown as written, never read as Bitrix24 markup.
+
+Bitrix24 renders BB-codes in a bot's message, case-insensitively, and has no escape: `[USER=1]`
+pings user 1, `[SEND=…]`/`[PUT=…]` become clickable commands, `[URL=…]` a link, `>>` a quote,
+and a `[/CODE]` breaks out of `[CODE]` (protocol notes §00 item 4). So every piece of text a
+user wrote (a comment, a quoted token, a command name, the stored comment anyone may have typed
+in the portal's UI) goes through `neutralise` before it is put into a reply.
+
+The technique: a WORD JOINER (U+2060) after every `[`, between two `>` or two `-` in a row, and
+after an `&` that starts an HTML entity (`&#91;` is `[`). Every tag pattern needs its name right
+after `[` (`\\[USER=`, `\\[SEND`, …: `Bitrix\\Im\\Text` in the mirrored source), a quote needs
+`>>`, a quote block 54 dashes in a row; the joiner breaks each of them and is invisible, so
+the supervisor reads exactly what was written. Why a word joiner: it has no width and, unlike a
+zero-width joiner, does not change how neighbouring letters are shaped (Arabic, Indic scripts,
+emoji sequences); a full-width `［` would be visible.
+[UNCONFIRMED] that a real portal keeps U+2060 in a bot's message and does not strip it before
+the BB-code parser runs (the mirrored `Im\\Text::parse` strips only \\x01, \\x02, \\v and \\f),
+and that every client (web, desktop, mobile) draws it as nothing.
+
+`neutralise` is idempotent: a neutralised text is left as it is, so texts rendered into texts
+never stack marks. `shorten` neutralises first and cuts afterwards, so a cut can neither split
+a tag open nor separate a mark from the `[` it protects.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+JOINER: Final = "\u2060"
+ELLIPSIS: Final = "…"
+
+# `[` not already followed by the joiner; `>>` and `--` pairs; `&#…` and `&name;` entities.
+_LIVE: Final = re.compile(rf"\[(?!{JOINER})|([>-])(?=\1)|&(?=#|[A-Za-z][A-Za-z0-9]*;)")
+
+
+def neutralise(text: str) -> str:
+    """`text` with every BB-code, quote and entity made inert; it reads the same."""
+    return _LIVE.sub(lambda match: match.group() + JOINER, text)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` neutralised, cut to at most `limit` visible characters plus "…" when longer.
+
+    Joiners do not count: they are invisible, and a cut keeps each with the character it
+    follows.
+    """
+    safe = neutralise(text)
+    visible = 0
+    for index, char in enumerate(safe):
+        if char == JOINER:
+            continue
+        if visible == limit:
+            return safe[:index].rstrip() + ELLIPSIS
+        visible += 1
+    return safe
