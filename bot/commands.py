@@ -179,9 +179,10 @@ def _ascii_digits(token: str) -> str:
 
 
 def _ascii_digit(char: str) -> str:
-    # NFKC folds full-width, superscript and circled digits, but not other scripts' own digits
-    # (Arabic-Indic `٥`, Devanagari `५`, …): those carry a decimal value instead.
-    value = unicodedata.decimal(char, None)
+    # Every digit of any script or form has a digit value: full-width `５`, Arabic-Indic `٥`,
+    # Devanagari `५`, superscript `⁵`, circled `⑤`, `⑸`, `⒌` (NFKC would miss the scripts'
+    # own digits and fold `⑸` into "(5)"). NFKC then folds numbers and signs: `⑩`, `＃`, `／`.
+    value = unicodedata.digit(char, None)
     if value is not None:
         return str(value)
     if char in _LOOKALIKES:

@@ -24,9 +24,11 @@ from bot.errors import (
     SessionOutOfRange,
     UnknownCommand,
 )
+from bot.markup import JOINER
 from bot.texts import render
 
 CHAT = 343  # the session of the open-line chat a command is typed in, when there is one
+J = JOINER  # the invisible mark that keeps a `[` a user wrote from opening a tag
 
 
 def rate(session: int, rating: int | None = None, comment: str | None = None) -> RateCommand:
@@ -88,6 +90,27 @@ PARSED: list[tuple[str, int | None, Command]] = [
     ("/rate #5 4", CHAT, rate(5, 4)),
     ("/rate 494 5 Молодец", CHAT, rate(494, 5, "Молодец")),
     ("/rate 494 ★★", CHAT, rate(494, 2)),
+    # Digits of any script or form mean what they look like; the comment stays as typed.
+    ("/rate ４９４ ５ Молодец", None, rate(494, 5, "Молодец")),  # full-width
+    ("/rate ٤٩٤ ٥ Молодец", None, rate(494, 5, "Молодец")),  # Arabic-Indic
+    ("/rate ۴۹۴ ۵", None, rate(494, 5)),  # Persian
+    ("/rate ४९४ ५", None, rate(494, 5)),  # Devanagari
+    ("/rate ৪৯৪ ৫", None, rate(494, 5)),  # Bengali
+    ("/rate ๔๙๔ ๕", None, rate(494, 5)),  # Thai
+    ("/rate 𝟒𝟗𝟒 𝟓", None, rate(494, 5)),  # mathematical bold
+    ("/rate 4٩4 5", None, rate(494, 5)),  # mixed
+    ("/rate 494 ⁵", None, rate(494, 5)),  # superscript
+    ("/rate 494 ⑤ Молодец", None, rate(494, 5, "Молодец")),  # circled
+    ("/rate 494 5️⃣ Молодец", None, rate(494, 5, "Молодец")),  # keycap
+    ("/rate 494 5⃣", None, rate(494, 5)),  # keycap without the emoji selector
+    ("/rate ＃494 ５／５", None, rate(494, 5)),  # full-width mark and slash
+    ("/rate №٤٩٤ ٣/٥", None, rate(494, 3)),
+    ("/rate 494 ٥ ٥ минут ждал", None, rate(494, 5, "٥ минут ждал")),
+    ("/rate 494 ⒌ пункт", None, rate(494, 5, "пункт")),  # digit five full stop
+    ("/rate 494 ❹ ⑷", None, rate(494, 4, "⑷")),
+    ("/rate ٥ Молодец", CHAT, rate(CHAT, 5, "Молодец")),
+    ("/rate #٤٩٤", CHAT, RatePrompt(session_id=494)),
+    ("/rate ٤٩٤ ٥", CHAT, rate(494, 5)),
     # Help and its aliases; arguments to help are ignored.
     ("/help", None, HelpCommand()),
     ("/start", None, HelpCommand(welcome=True)),
@@ -159,6 +182,27 @@ REFUSED: list[tuple[str, int | None, type[CommandParseError], dict[str, str | in
     ("/rate 494 ★★★★★★", None, RatingOutOfRange, {"token": "★★★★★★", "example": "/rate 494 5"}),
     ("/rate 494 ☆☆☆☆☆", None, RatingOutOfRange, {"token": "☆☆☆☆☆", "example": "/rate 494 1"}),
     ("/rate 494 99999999999999999999999", None, RatingOutOfRange, {"example": "/rate 494 5"}),
+    # Digits of other scripts are refused as their ASCII twins are, quoted as typed.
+    ("/rate ٠ 5", None, InvalidSession, {"token": "٠"}),
+    ("/rate ٤٩٤abc 5", None, InvalidSession, {"token": "٤٩٤abc"}),
+    ("/rate ٢١٤٧٤٨٣٦٤٨ 5", None, SessionOutOfRange, {"token": "٢١٤٧٤٨٣٦٤٨"}),
+    (
+        "/rate 494 ٧ Молодец",
+        None,
+        RatingOutOfRange,
+        {"token": "٧", "example": "/rate 494 5 Молодец"},
+    ),
+    ("/rate 494 ⓪", None, RatingOutOfRange, {"token": "⓪", "example": "/rate 494 1"}),
+    ("/rate 494 🔟", None, RatingOutOfRange, {"token": "🔟", "example": "/rate 494 5"}),
+    ("/rate 494 7️⃣", None, RatingOutOfRange, {"token": "7️⃣", "example": "/rate 494 5"}),
+    ("/rate 494 ٤٫٥ Хорошо", None, RatingOutOfRange, {"example": "/rate 494 4 Хорошо"}),
+    ("/rate 494 −1", None, RatingOutOfRange, {"token": "−1", "example": "/rate 494 1"}),
+    (
+        "/rate ٤٩٤ Долго",
+        CHAT,
+        RatingOrSession,
+        {"token": "٤٩٤", "example": "/rate 5 Долго", "session_example": "/rate #494 Долго"},
+    ),
     # In a session's chat the corrected example keeps the short form...
     ("/rate 0 Плохо", CHAT, RatingOutOfRange, {"token": "0", "example": "/rate 1 Плохо"}),
     ("/rate 4,5 Хорошо", CHAT, RatingOutOfRange, {"token": "4,5", "example": "/rate 4 Хорошо"}),
@@ -293,6 +337,50 @@ def test_refuses(
             (
                 "The comment is too long: 12,345 characters, and Bitrix24 keeps at most 10,000. "
                 "Shorten it and send again: /rate 494 5 " + "ж" * 30 + "…"
+            ),
+        ),
+        # What the user wrote is echoed as plain text (a word joiner after each `[`), and cut
+        # after that: a tag at the cut stays inert.
+        (
+            "/rat[USER=1]",
+            None,
+            f"Не знаю команду /rat[{J}USER=1]. Список команд: /help",
+            f"Unknown command /rat[{J}USER=1]. The list of commands: /help",
+        ),
+        (
+            "/rate 494 7 [SEND=/rate 1 1]x[/SEND]",
+            None,
+            (
+                "Оценка «7» не подходит: нужно целое число от 1 до 5. Исправленный "
+                f"вариант: /rate 494 5 [{J}SEND=/rate 1 1]x[{J}/SEND]"
+            ),
+            (
+                "Rating “7” does not fit: it must be a whole number from 1 to 5. "
+                f"Corrected: /rate 494 5 [{J}SEND=/rate 1 1]x[{J}/SEND]"
+            ),
+        ),
+        (
+            "/rate 494 5 " + "ж" * 29 + "[URL=https://x]" + "ж" * 10_000,
+            None,
+            (
+                "Комментарий слишком длинный: 10\u00a0044 символов, а Битрикс24 хранит не больше "
+                f"10\u00a0000. Сократите его и отправьте снова: /rate 494 5 {'ж' * 29}[{J}…"
+            ),
+            (
+                "The comment is too long: 10,044 characters, and Bitrix24 keeps at most 10,000. "
+                f"Shorten it and send again: /rate 494 5 {'ж' * 29}[{J}…"
+            ),
+        ),
+        (
+            "/rate 1[USER=1] 5",
+            None,
+            (
+                f"«1[{J}USER=1]» — не номер сессии: нужно целое число больше нуля, например: "
+                "/rate 494 5 Молодец"
+            ),
+            (
+                f"“1[{J}USER=1]” is not a session number: it must be a whole number above zero, "
+                "for example: /rate 494 5 Well done"
             ),
         ),
     ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -52,15 +54,31 @@ def test_any_text_parses_or_raises_a_parse_error_that_renders(
 
 
 # A comment-only command whose comment starts with something rating-shaped cannot be written:
-# that token would be read as the rating (the grammar's documented rule).
+# that token would be read as the rating (the grammar's documented rule), whatever script or
+# form its digits are written in.
 _RATING_SHAPED = re.compile(r"[+-]?[0-9]+([.,/][0-9]+)?|(?:[★☆]|⭐\ufe0f?)+")
 _BLANK = re.compile(r"[\s\u200b\u2060\ufeff]*")
 _TOKEN = re.compile(r"[^\s\u200b\u2060\ufeff]+")
+# Every character that is a digit in some script or form, and the keycap marks.
+_ANY_DIGIT = [
+    chr(c) for c in range(sys.maxunicode + 1) if unicodedata.digit(chr(c), None) is not None
+]
 
 
 def _first_token(text: str) -> str:
     match = _TOKEN.search(text)
     return match.group() if match else ""
+
+
+def _may_read_as_a_number(token: str) -> bool:
+    """Whether the grammar may take a token for a number: rating-shaped, or holding a digit or
+    number of any script or form, or the keycap ten (a generous over-approximation)."""
+    folded = unicodedata.normalize("NFKC", token)
+    return (
+        bool(_RATING_SHAPED.fullmatch(token))
+        or any(unicodedata.numeric(char, None) is not None for char in token + folded)
+        or "\U0001f51f" in token
+    )
 
 
 _COMMENTS = st.text(min_size=1, max_size=200) | st.text(min_size=1, max_size=40).map(
@@ -83,7 +101,7 @@ def _commands(draw: st.DrawFn) -> Command:
     assume(rating is not None or comment is not None)
     command = RateCommand(session_id=session_id, rating=rating, comment=comment)
     if command.rating is None:
-        assume(not _RATING_SHAPED.fullmatch(_first_token(command.comment or "")))
+        assume(not _may_read_as_a_number(_first_token(command.comment or "")))
     return command
 
 
@@ -100,3 +118,29 @@ def test_a_marked_session_means_the_same_in_any_chat(
 ) -> None:
     text = format_command(command, session="marked")
     assert parse_command(text, chat_session_id=chat_session_id) == command
+
+
+_DIGIT_TOKENS = st.lists(
+    st.tuples(st.sampled_from(_ANY_DIGIT), st.sampled_from(["", "\ufe0f\u20e3", "\u20e3"])),
+    min_size=1,
+    max_size=12,
+).map(lambda pairs: "".join(digit + keycap for digit, keycap in pairs))
+
+
+@settings(max_examples=1000)
+@given(
+    token=_DIGIT_TOKENS,
+    before=st.sampled_from(["/rate 494 ", "/rate ", "/rate #494 ", "/оценка 7 "]),
+    after=st.sampled_from(["", " Молодец", " 5", "\nвторая строка"]),
+    chat_session_id=_CHAT_SESSION,
+)
+def test_digits_of_any_script_are_never_stored_as_a_comment(
+    token: str, before: str, after: str, chat_session_id: int | None
+) -> None:
+    """A token of digits (any script, any form, keycaps) means a number or is refused."""
+    try:
+        command = parse_command(before + token + after, chat_session_id=chat_session_id)
+    except CommandParseError:
+        return
+    if isinstance(command, RateCommand) and command.comment is not None:
+        assert not command.comment.startswith(token)

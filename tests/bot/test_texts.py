@@ -7,7 +7,9 @@ import string
 import pytest
 
 from bot import errors
-from bot.texts import TEXTS, Lang, pick_language, render
+from bot.markup import JOINER
+from bot.texts import TEXTS, TOKEN_LIMIT, Lang, pick_language, render
+from tests.bbcodes import live_markup
 
 
 @pytest.mark.parametrize(
@@ -74,3 +76,49 @@ def test_help_shows_the_syntax_in_both_languages() -> None:
         help_text = render("help", lang)
         for example in ("/rate 494 5", "/rate 494", "#494", "★★★★★", "/оценка"):
             assert example in help_text
+
+
+@pytest.mark.parametrize(
+    ("key", "params"),
+    [
+        ("parse.unknown_command", {"command": "/[USER=1]"}),
+        ("parse.invalid_session", {"token": "1[SEND=/rate 1 1]x[/SEND]"}),
+        ("parse.rating_out_of_range", {"token": "7", "example": "/rate 494 5 [URL=https://x]a"}),
+        ("rate.comment", {"comment": "[/CODE][CALL]123[/CALL]\n>>quote"}),
+        ("rate.saved", {"session": 494, "rating": "★★★★★ 5/5", "comment": "[PUT=/x]y[/PUT]"}),
+    ],
+)
+def test_every_string_parameter_is_shown_as_plain_text(
+    key: str, params: dict[str, str | int]
+) -> None:
+    for lang in ("ru", "en"):
+        text = render(key, lang, **params)
+        assert live_markup(text) == []
+        assert text.replace(JOINER, "") == TEXTS[key][lang].format_map(params)
+
+
+def test_our_own_templates_keep_their_markup() -> None:
+    assert live_markup(render("help", "en")) == ["[b]", "[/b]"]
+
+
+def test_a_text_rendered_into_another_keeps_one_mark_per_bracket() -> None:
+    comment = render("rate.comment", "en", comment="[USER=1]")
+    saved = render("rate.saved", "en", session=494, rating="★ 1/5", comment=comment)
+    assert saved == f"✅ Saved. Session 494: ★ 1/5, comment “[{JOINER}USER=1]”."
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("parse.unknown_command", "command"),
+        ("parse.invalid_session", "token"),
+        ("parse.rating_or_session", "token"),
+    ],
+)
+def test_a_quoted_token_is_cut_to_a_sane_length(key: str, name: str) -> None:
+    token = "/rat" + "[" * 10_000
+    params = {"example": "/rate 5", "session_example": "/rate #7", name: token}
+    text = render(key, "en", **params)
+    assert f"{'[' + JOINER}" * (TOKEN_LIMIT - 4) + "…" in text
+    assert len(text.replace(JOINER, "")) < len(TEXTS[key]["en"]) + 2 * (TOKEN_LIMIT + 1)
+    assert live_markup(text) == []

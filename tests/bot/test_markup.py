@@ -1,0 +1,110 @@
+"""User text in a bot message is shown as written and never rendered as Bitrix24 markup."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.markup import JOINER, neutralise, shorten
+from tests.bbcodes import live_markup
+
+# What a user (or anyone editing a comment in the portal's UI) might write to make the bot
+# ping, link, post a clickable command, show an image, quote, or break out of a code block.
+HOSTILE: list[str] = [
+    "[USER=1]",
+    "[user=all]",
+    "[USER=1][/USER]",
+    "[url=https://x]a[/url]",
+    "[URL]https://evil.example[/URL]",
+    "[SEND=/rate 1 1]x[/SEND]",
+    "[PUT=/rate 494 1 плохо]Нажми[/PUT]",
+    "[CHAT=5]чат[/CHAT]",
+    "[CALL]123[/CALL]",
+    "[CALL=+79990000000]позвонить[/CALL]",
+    "[IMG]https://x/a.png [/IMG]",
+    "[img size=large]https://x/a.png [/img]",
+    "[DISK=1]",
+    "[CODE]x[/CODE]",
+    "[/CODE][USER=1]",
+    "[b]жирный[/b] [i]i[/i] [u]u[/u] [s]s[/s]",
+    "[size=30]big[/size][color=#ff0000]red[/color]",
+    "[ICON=https://x/i.png size=20 title=t]",
+    "[TIMESTAMP=1700000000 FORMAT=SHORT_TIME_FORMAT]",
+    "[context=chat1/2]c[/context][DIALOG=chat1]d[/DIALOG]",
+    "[RATING=5][ATTACH=1][PCH=1]p[/PCH][BR]",
+    "[UsEr=1]MiXeD[/uSeR]",
+    "[[USER=1]]",
+    "[b][url=https://x][USER=1]nested[/USER][/url][/b]",
+    ">>quote",
+    "first line\n>>second line",
+    "  >>indented",
+    "-" * 54 + "\nquoted\n" + "-" * 54,
+    "&#91;USER=1&#93;",
+    "&#x5b;USER=1]",
+    "&lbrack;USER=1&rbrack;",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_text_is_live_as_written_and_inert_once_neutralised(text: str) -> None:
+    assert live_markup(text)
+    assert live_markup(neutralise(text)) == []
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_neutralising_only_adds_invisible_marks(text: str) -> None:
+    assert neutralise(text).replace(JOINER, "") == text
+
+
+@pytest.mark.parametrize("text", [*HOSTILE, "Молодец", "a > b - c & d"])
+def test_neutralising_twice_changes_nothing(text: str) -> None:
+    assert neutralise(neutralise(text)) == neutralise(text)
+
+
+@pytest.mark.parametrize("text", ["Молодец", "5 > 4 - 1", "R&D", "x [ y", "a]b", "👍🏻"])
+def test_plain_text_stays_plain(text: str) -> None:
+    assert live_markup(neutralise(text)) == []
+    assert neutralise(text).replace(JOINER, "") == text
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("Молодец", 30, "Молодец"),
+        ("ж" * 30, 30, "ж" * 30),
+        ("ж" * 31, 30, "ж" * 30 + "…"),
+        ("слово " * 10, 30, ("слово " * 5).rstrip() + "…"),
+        # A tag at the cut: the cut lands after the mark, never between `[` and its mark.
+        ("ж" * 29 + "[USER=1]", 30, "ж" * 29 + f"[{JOINER}…"),
+        ("ж" * 28 + "[USER=1]", 30, "ж" * 28 + f"[{JOINER}U…"),
+        ("ж" * 29 + ">>q", 30, "ж" * 29 + f">{JOINER}…"),
+        ("x" * 299 + "[URL=https://x]a[/URL]", 300, "x" * 299 + f"[{JOINER}…"),
+        # Marks do not count: 40 brackets stay 40 visible brackets.
+        ("[" * 41, 40, f"[{JOINER}" * 40 + "…"),
+    ],
+)
+def test_shorten_neutralises_then_cuts(text: str, limit: int, expected: str) -> None:
+    assert shorten(text, limit) == expected
+
+
+_PIECES = st.sampled_from(
+    [
+        "[", "]", "/", "=", ">", ">>", "-", "-" * 27, "&", "#", "91;", "\n", " ", JOINER, "5",
+        "user", "USER", "Url", "send", "code", "img", "b", "br", "=1", "https://x", "|all",
+        "[USER=1]", "[/CODE]", "&#91;", "&lbrack;", "Молодец", "👍🏻",
+    ]
+)  # fmt: skip
+_MARKUP_TEXT = st.one_of(st.text(), st.lists(_PIECES, max_size=30).map("".join))
+
+
+@settings(max_examples=1500)
+@given(text=_MARKUP_TEXT, limit=st.integers(0, 60))
+def test_no_text_keeps_live_markup(text: str, limit: int) -> None:
+    safe = neutralise(text)
+    assert live_markup(safe) == []
+    assert neutralise(safe) == safe
+    assert safe.replace(JOINER, "") == text.replace(JOINER, "")
+    short = shorten(text, limit)
+    assert live_markup(short) == []
+    assert len(short.replace(JOINER, "")) <= limit + 1
