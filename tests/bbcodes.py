@@ -34,3 +34,40 @@ def live_markup(text: str) -> list[str]:
         for pattern in (_TAG, _QUOTE, _QUOTE_BLOCK):
             found += (match.group() for match in pattern.finditer(variant))
     return found
+
+
+# What a user (or anyone editing a comment in the portal's UI) might write to make the bot
+# ping, link, post a clickable command, show an image, quote, or break out of a code block.
+HOSTILE: Final[list[str]] = [
+    "[USER=1]",
+    "[user=all]",
+    "[USER=1][/USER]",
+    "[url=https://x]a[/url]",
+    "[URL]https://evil.example[/URL]",
+    "[SEND=/rate 1 1]x[/SEND]",
+    "[PUT=/rate 494 1 плохо]Нажми[/PUT]",
+    "[CHAT=5]чат[/CHAT]",
+    "[CALL]123[/CALL]",
+    "[CALL=+79990000000]позвонить[/CALL]",
+    "[IMG]https://x/a.png [/IMG]",
+    "[img size=large]https://x/a.png [/img]",
+    "[DISK=1]",
+    "[CODE]x[/CODE]",
+    "[/CODE][USER=1]",
+    "[b]жирный[/b] [i]i[/i] [u]u[/u] [s]s[/s]",
+    "[size=30]big[/size][color=#ff0000]red[/color]",
+    "[ICON=https://x/i.png size=20 title=t]",
+    "[TIMESTAMP=1700000000 FORMAT=SHORT_TIME_FORMAT]",
+    "[context=chat1/2]c[/context][DIALOG=chat1]d[/DIALOG]",
+    "[RATING=5][ATTACH=1][PCH=1]p[/PCH][BR]",
+    "[UsEr=1]MiXeD[/uSeR]",
+    "[[USER=1]]",
+    "[b][url=https://x][USER=1]nested[/USER][/url][/b]",
+    ">>quote",
+    "first line\n>>second line",
+    "  >>indented",
+    "-" * 54 + "\nquoted\n" + "-" * 54,
+    "&#91;USER=1&#93;",
+    "&#x5b;USER=1]",
+    "&lbrack;USER=1&rbrack;",
+]

@@ -1,0 +1,106 @@
+"""What users write, end to end over HTTP: the bot echoes it as plain text (never a live
+BB-code, protocol notes §00 item 4), cut to a sane length, while Bitrix24 stores the comment
+exactly as written; digits of every script mean what they look like."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.markup import JOINER
+from tests.bbcodes import HOSTILE, live_markup
+from tests.harness import Service, ServiceFactory
+
+# Every hostile text at once, with a line of its own for each: what anyone may have typed into
+# a session's comment in the portal's UI.
+EVERYTHING: str = "\n".join(HOSTILE)
+
+
+def shown(text: str) -> str:
+    """A reply as the supervisor reads it: the invisible marks are not seen."""
+    return text.replace(JOINER, "")
+
+
+@pytest.mark.parametrize("comment", HOSTILE)
+async def test_a_hostile_comment_is_stored_verbatim_and_echoed_as_plain_text(
+    service: Service, comment: str
+) -> None:
+    reply = await service.reply_to(27, service.bot_id, f"/rate 494 5 {comment}")
+    assert service.portal.sessions[494].comment_head == comment.strip()
+    assert reply.text.startswith("✅ Сохранено.")
+    assert live_markup(reply.text) == []
+    assert comment.strip() in shown(reply.text)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["the /rate prompt", "a vote Bitrix24 did not store", "a line the bot may not rate on"],
+)
+async def test_a_stored_comment_is_shown_as_plain_text(
+    start_service: ServiceFactory, where: str
+) -> None:
+    """The stored comment comes from Bitrix24: anyone may have written it in the UI."""
+    service = await start_service()
+    portal = service.portal
+    portal.sessions[494].comment_head = EVERYTHING
+    text = "/rate 494 5"
+    if where == "the /rate prompt":
+        text = "/rate 494"
+    elif where == "a vote Bitrix24 did not store":
+        portal.votes_ignored = True
+    else:
+        portal.lines[1].heads.discard(1)
+        portal.lines[1].supervisors.add(1)
+    reply = await service.reply_to(27, service.bot_id, text)
+    assert live_markup(reply.text) == []
+    assert EVERYTHING[:200] in shown(reply.text)
+    assert portal.sessions[494].comment_head == EVERYTHING
+
+
+@pytest.mark.parametrize(
+    ("text", "echo"),
+    [
+        # A tag exactly at the cut of a stored comment (300) and of an example (30).
+        ("/rate 494", "x" * 299 + "[…"),
+        ("/rate 494 5 " + "ж" * 29 + "[URL=https://x]" + "ж" * 10_000, "ж" * 29 + "[…"),
+        ("/rate 494 7 [SEND=/rate 1 1]x[/SEND]", "/rate 494 5 [SEND=/rate 1 1]x[/SEND]"),
+        ("/rat[USER=1]", "/rat[USER=1]"),
+        ("/rate 1[CALL]123[/CALL] 5", "1[CALL]123[/CALL]"),
+        # A 10,000-character token is quoted by its first 40 characters.
+        ("/rat" + "[b]" * 3_400, "/rat" + "[b]" * 12 + "…"),
+        ("/rate 494 " + "4" * 10_000, "4" * 40 + "…"),
+    ],
+)
+async def test_what_a_user_typed_is_quoted_as_plain_text_and_cut(
+    service: Service, text: str, echo: str
+) -> None:
+    service.portal.sessions[494].comment_head = "x" * 299 + "[URL=https://x]a[/URL]"
+    reply = await service.reply_to(27, service.bot_id, text)
+    assert live_markup(reply.text) == []
+    assert echo in shown(reply.text)
+    assert len(reply.text) < 600
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/rate ４９４ ٥ Молодец",
+        "/rate ٤٩٤ ५ Молодец",
+        "/rate #494 5️⃣ Молодец",
+        "/rate 494 ⑤ Молодец",
+    ],
+)
+async def test_digits_of_every_script_mean_what_they_look_like(
+    service: Service, text: str
+) -> None:
+    reply = await service.reply_to(27, service.bot_id, text)
+    session = service.portal.sessions[494]
+    assert (session.vote_head, session.comment_head) == (5, "Молодец")
+    assert reply.text == "✅ Сохранено. Сессия 494: ★★★★★ 5/5, комментарий «Молодец»."
+
+
+async def test_a_digit_out_of_range_in_another_script_is_refused_not_stored(
+    service: Service,
+) -> None:
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 ٧ Молодец")
+    assert reply.text.startswith("Оценка «٧» не подходит")
+    assert service.votes() == 0
