@@ -5,11 +5,13 @@ from __future__ import annotations
 import string
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot import errors
 from bot.markup import JOINER
 from bot.texts import TEXTS, TOKEN_LIMIT, Lang, pick_language, render
-from tests.bbcodes import live_markup
+from tests.bbcodes import HOSTILE, live_markup
 
 
 @pytest.mark.parametrize(
@@ -122,3 +124,20 @@ def test_a_quoted_token_is_cut_to_a_sane_length(key: str, name: str) -> None:
     assert f"{'[' + JOINER}" * (TOKEN_LIMIT - 4) + "…" in text
     assert len(text.replace(JOINER, "")) < len(TEXTS[key]["en"]) + 2 * (TOKEN_LIMIT + 1)
     assert live_markup(text) == []
+
+
+_USER_TEXT = st.one_of(
+    st.text(),
+    st.lists(st.sampled_from([*HOSTILE, "[", ">", "-", "&", "#91;", JOINER])).map("".join),
+)
+_KEYS_WITH_PARAMETERS = sorted(key for key in TEXTS if _fields(TEXTS[key]["en"]))
+
+
+@given(
+    key=st.sampled_from(_KEYS_WITH_PARAMETERS), lang=st.sampled_from(["ru", "en"]), data=st.data()
+)
+def test_no_user_text_in_any_parameter_makes_a_live_tag(
+    key: str, lang: Lang, data: st.DataObject
+) -> None:
+    params = {name: data.draw(_USER_TEXT, label=name) for name in _fields(TEXTS[key][lang])}
+    assert live_markup(render(key, lang, **params)) == []
