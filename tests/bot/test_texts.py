@@ -133,6 +133,7 @@ _USER_TEXT = st.one_of(
 _KEYS_WITH_PARAMETERS = sorted(key for key in TEXTS if _fields(TEXTS[key]["en"]))
 
 
+@settings(max_examples=500)
 @given(
     key=st.sampled_from(_KEYS_WITH_PARAMETERS), lang=st.sampled_from(["ru", "en"]), data=st.data()
 )
