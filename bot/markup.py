@@ -30,8 +30,9 @@ from typing import Final
 JOINER: Final = "\u2060"
 ELLIPSIS: Final = "…"
 
-# `[` not already followed by the joiner; `>>` and `--` pairs; `&#…` and `&name;` entities.
-_LIVE: Final = re.compile(rf"\[(?!{JOINER})|([>-])(?=\1)|&(?=#|[A-Za-z][A-Za-z0-9]*;)")
+# `[` not already followed by the joiner; `>>` and `--` pairs; an `&` that may start an entity
+# (`&#91;`, `&lbrack;`, and `&gt` even without its `;`).
+_LIVE: Final = re.compile(rf"\[(?!{JOINER})|([>-])(?=\1)|&(?=[#A-Za-z])")
 
 
 def neutralise(text: str) -> str:

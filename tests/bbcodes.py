@@ -70,4 +70,7 @@ HOSTILE: Final[list[str]] = [
     "&#91;USER=1&#93;",
     "&#x5b;USER=1]",
     "&lbrack;USER=1&rbrack;",
+    "&#91USER=1]",
+    "&gt;&gt;quote",
+    "&gt&gtquote",
 ]
