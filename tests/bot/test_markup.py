@@ -56,7 +56,7 @@ _PIECES = st.sampled_from(
     [
         "[", "]", "/", "=", ">", ">>", "-", "-" * 27, "&", "#", "91;", "\n", " ", JOINER, "5",
         "user", "USER", "Url", "send", "code", "img", "b", "br", "=1", "https://x", "|all",
-        "[USER=1]", "[/CODE]", "&#91;", "&lbrack;", "Молодец", "👍🏻",
+        "[USER=1]", "[/CODE]", "&#91;", "&lbrack;", "gt", "lbrack", ";", "x5b", "Молодец", "👍🏻",
     ]
 )  # fmt: skip
 _MARKUP_TEXT = st.one_of(st.text(), st.lists(_PIECES, max_size=30).map("".join))
