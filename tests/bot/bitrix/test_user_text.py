@@ -31,6 +31,15 @@ async def test_a_hostile_comment_is_stored_verbatim_and_echoed_as_plain_text(
     assert comment.strip() in shown(reply.text)
 
 
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_an_unknown_command_name_is_quoted_as_plain_text(
+    service: Service, name: str
+) -> None:
+    reply = await service.reply_to(27, service.bot_id, f"/{name}")
+    assert reply.text.startswith("Не знаю команду /")
+    assert live_markup(reply.text) == []
+
+
 @pytest.mark.parametrize(
     "where",
     ["the /rate prompt", "a vote Bitrix24 did not store", "a line the bot may not rate on"],
