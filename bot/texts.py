@@ -20,10 +20,6 @@ DEFAULT_LANG: Final[Lang] = "en"
 
 # Parameters that are counts and read better grouped (10 000 / 10,000).
 _GROUPED_PARAMS = frozenset({"length", "limit", "skipped"})
-# Parameters that quote a token the user typed: cut, so `/rat<10,000 letters>` is answered in
-# a line, not with the 10,000 letters.
-_ECHOED_TOKENS = frozenset({"token", "command"})
-TOKEN_LIMIT: Final = 40
 
 _HELP_RU = """\
 [b]Оценка диалогов открытых линий[/b]
@@ -181,6 +177,12 @@ def pick_language(code: str | None) -> Lang:
         return DEFAULT_LANG
     primary = code.strip().replace("_", "-").split("-", 1)[0].casefold()
     return "ru" if primary == "ru" else DEFAULT_LANG
+
+
+# Parameters that quote a token the user typed: cut, so `/rat<10,000 letters>` is answered in
+# a line, not with the 10,000 letters.
+_ECHOED_TOKENS = frozenset({"token", "command"})
+TOKEN_LIMIT: Final = 40
 
 
 def render(key: str, lang: Lang, **params: str | int) -> str:
