@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--since", help="only entries from this date (YYYY-MM-DD, UTC) on")
     audit.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-' for stdout)")
+    audit.add_argument(
+        "--excel",
+        action="store_true",
+        help="with --csv: a CSV that Excel in a Russian locale opens as it is (BOM, ';')",
+    )
     return parser
 
 
@@ -124,8 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             print(f"--since takes a date such as 2026-11-27, not {args.since!r}", file=sys.stderr)
             return EXIT_BAD_SETTINGS
+        if args.excel and args.csv is None:
+            print("--excel shapes a CSV: give it with --csv FILE", file=sys.stderr)
+            return EXIT_BAD_SETTINGS
         entries = asyncio.run(read_audit(settings, since=since))
-        write_audit(entries, csv_path=args.csv, out=sys.stdout)
+        write_audit(entries, csv_path=args.csv, out=sys.stdout, excel=args.excel)
         print(f"{len(entries)} entries", file=sys.stderr)
         return 0
     return asyncio.run(manage_bot(settings, args.command))

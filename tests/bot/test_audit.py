@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.audit import COLUMNS, csv_cell, table_cell
 from tests.harness import Service, eventually
 
 
@@ -50,10 +51,12 @@ async def test_the_audit_lists_every_command_with_its_outcome(
     code, out, _ = await run_audit(
         ["--since", "2999-01-01"], service.settings.bot_database_url, tmp_path
     )
-    assert (code, out) == (0, "")
+    assert (code, out) == (0, " | ".join(COLUMNS) + "\n")
     code, out, _ = await run_audit([], service.settings.bot_database_url, tmp_path)
-    assert out.count("\n") == 4
-    assert "| saved |" in out
+    header, *lines = out.splitlines()
+    assert header == " | ".join(COLUMNS)
+    assert len(lines) == 4
+    assert "| saved |" in lines[0]
 
 
 @pytest.mark.parametrize("since", ["yesterday", "27.11.2026"])
@@ -63,3 +66,83 @@ async def test_a_bad_date_is_one_clear_line(tmp_path: Path, since: str) -> None:
     )
     assert code == 2
     assert err.strip() == f"--since takes a date such as 2026-11-27, not {since!r}"
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+        ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("/rate 494 5 =1+1", "/rate 494 5 =1+1"),
+        ("Молодец", "Молодец"),
+        ("", ""),
+    ],
+)
+def test_a_csv_cell_that_a_spreadsheet_would_evaluate_is_text(text: str, cell: str) -> None:
+    assert csv_cell(text) == cell
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("two\nlines", "two\\nlines"),
+        ("tab\there", "tab\\there"),
+        ("back\rwards", "back\\rwards"),
+        ("\x1b]0;owned\x07title", "\\x1b]0;owned\\x07title"),
+        ("\x1b[2J\x1b[31mred", "\\x1b[2J\\x1b[31mred"),
+        ("nul\x00del\x7fcsi\x9b", "nul\\x00del\\x7fcsi\\x9b"),
+        ("\u202egnp.exe", "\\u202egnp.exe"),
+        ("\u2066iso\u2069 \u200fmark", "\\u2066iso\\u2069 \\u200fmark"),
+        ("line\u2028sep", "line\\u2028sep"),
+        ("C:\\x1b", "C:\\\\x1b"),
+        ("Молодец ★★★★★ 👍", "Молодец ★★★★★ 👍"),
+    ],
+)
+def test_a_table_cell_cannot_drive_the_terminal(text: str, line: str) -> None:
+    assert table_cell(text) == line
+
+
+async def test_hostile_texts_from_a_real_audit_log_are_inert(
+    service: Service, tmp_path: Path
+) -> None:
+    await service.reply_to(27, service.bot_id, '=HYPERLINK("http://evil.example")')
+    await service.reply_to(27, service.bot_id, "/rate 494 5 \x1b]0;owned\x07 \u202eok")
+    await eventually(lambda: len(service.bot_messages()) == 2)
+    await asyncio.sleep(0.1)  # the last job's audit entry is written right after its reply
+    database = service.settings.bot_database_url
+    _, out, _ = await run_audit(["--csv", "-"], database, tmp_path)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["text"] for row in rows] == [
+        '\'=HYPERLINK("http://evil.example")',
+        "/rate 494 5 \x1b]0;owned\x07 \u202eok",
+    ]
+    _, out, _ = await run_audit([], database, tmp_path)
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    assert "/rate 494 5 \\x1b]0;owned\\x07 \\u202eok |" in out
+    assert len(out.splitlines()) == 3
+
+
+async def test_excel_csv_has_a_bom_and_semicolons(service: Service, tmp_path: Path) -> None:
+    await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец; спасибо")
+    await asyncio.sleep(0.1)  # the job's audit entry is written right after its reply
+    target = tmp_path / "audit.csv"
+    code, _, _ = await run_audit(
+        ["--csv", str(target), "--excel"], service.settings.bot_database_url, tmp_path
+    )
+    assert code == 0
+    raw = target.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    assert raw.splitlines()[0] == b"\xef\xbb\xbf" + ";".join(COLUMNS).encode()
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    assert [(r["rating"], r["text"]) for r in rows] == [("5", "/rate 494 5 Молодец; спасибо")]
+
+
+async def test_excel_without_csv_is_one_clear_line(tmp_path: Path) -> None:
+    code, out, err = await run_audit(["--excel"], f"sqlite:///{tmp_path / 'db.sqlite3'}", tmp_path)
+    assert (code, out) == (2, "")
+    assert err.strip() == "--excel shapes a CSV: give it with --csv FILE"
