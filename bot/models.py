@@ -23,6 +23,7 @@ class BitrixRoute(Frozen):
     message_id: int | None = None
     bot_in_chat: bool = True  # the bot may post into `dialog_id`
     openline: bool = False  # an open-line chat: nothing may reach the customer
+    keyboard_message_id: int | None = None  # a click: the bot's message holding the keyboard
 
 
 Route = BitrixRoute  # a discriminated union once Telegram arrives
@@ -69,3 +70,4 @@ class Reply(Frozen):
 
     text: str
     buttons: tuple[ReplyButton, ...] = ()
+    settled: bool = False  # what a keyboard offered is done: its buttons can go

@@ -33,7 +33,7 @@ async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
         raise VoteNotAllowed(**describe(after, lang))
     if (after.rating, after.comment) != (wanted_rating, wanted_comment):
         raise VoteNotSaved(**describe(after, lang))
-    return Reply(text=render("rate.saved", lang, **describe(after, lang)))
+    return Reply(text=render("rate.saved", lang, **describe(after, lang)), settled=True)
 
 
 async def prompt(command: RatePrompt, votes: SessionVotes, lang: Lang) -> Reply:

@@ -128,6 +128,7 @@ class DeleteData(_Model):
 class CommandEvent(_Model):
     event: Literal["ONIMCOMMANDADD"]
     data: CommandData
+    ts: str = Field("", max_length=20, pattern=r"^[0-9]*$")  # when the queue sent it (§1.2)
 
 
 class MessageEvent(_Model):
@@ -255,8 +256,10 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
         clicks = [e for e in entries.values() if e.COMMAND_CONTEXT != "TEXTAREA"]
         if clicks:  # a keyboard button or menu item: the command is in the entry alone
             entry = clicks[0]
-            key = f"b24:{entry.MESSAGE_ID}:click:{entry.COMMAND}:{entry.COMMAND_PARAMS}"
-            texts.append((key, f"/{entry.COMMAND} {entry.COMMAND_PARAMS}", entry.COMMAND_ID))
+            text = f"/{entry.COMMAND} {entry.COMMAND_PARAMS}"
+            texts.append((click_key(event, entry), text, entry.COMMAND_ID))
+            if entry.COMMAND_CONTEXT == "KEYBOARD":
+                route = route.model_copy(update={"keyboard_message_id": entry.MESSAGE_ID})
         else:
             for index, text in enumerate(split_commands(params.MESSAGE)):
                 name = _command_name(text)
@@ -286,6 +289,23 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
 def message_key(event: CommandEvent | MessageEvent) -> str:
     """The key every command of one message starts with, whichever event carried it."""
     return f"b24:{event.data.PARAMS.MESSAGE_ID}"
+
+
+def click_key(event: CommandEvent, entry: CommandEntry) -> str:
+    """The de-dup key of one click: who clicked what, on which keyboard, when.
+
+    A click's MESSAGE_ID is the keyboard's message, the same for every click on it, and its
+    body carries no id of its own (the click is `Im\\Command::onCommandAdd` with the keyboard
+    message's id and no TEMPLATE_ID, §6.9). What tells clicks apart is the clicking user, the
+    button, and `ts`, the second the queue sent the event (§1.2): a redelivered event keeps
+    its `ts` [UNCONFIRMED: Bitrix24 documents no redelivery at all], so it runs once, and a
+    second click on the same button within the same second counts once, like a double-click.
+    """
+    params = event.data.PARAMS
+    return (
+        f"b24:click:{entry.MESSAGE_ID}:{params.FROM_USER_ID}:{event.ts}:"
+        f"{entry.COMMAND}:{entry.COMMAND_PARAMS}"
+    )
 
 
 def welcome_of(event: JoinEvent, received_at: float) -> IncomingCommand | None:

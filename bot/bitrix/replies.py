@@ -5,12 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
+import structlog
+
 from bot.bitrix.coalesce import RestCaller
+from bot.errors import BitrixError
 from bot.models import BitrixRoute, Reply
 
 # Bitrix24 silently drops a command answer after 10 minutes (§0 item 13); anything later than
 # this goes as a plain message instead.
 ANSWER_WINDOW: Final = 300.0
+
+log = structlog.get_logger(__name__)
 
 
 class BitrixReplies:
@@ -24,6 +29,9 @@ class BitrixReplies:
         self._answer_window = answer_window
 
     async def send(self, route: BitrixRoute, reply: Reply, received_at: float) -> None:
+        keyboard = route.keyboard_message_id
+        if keyboard and reply.settled and await self._settle_keyboard(keyboard, route, reply):
+            return
         params: dict[str, Any] = {"MESSAGE": reply.text, "CLIENT_ID": self._client_id}
         if reply.buttons:
             params["KEYBOARD"] = {
@@ -55,3 +63,25 @@ class BitrixReplies:
                 # 7): in a chat without one, the flag changes nothing [UNCONFIRMED].
                 params["SKIP_CONNECTOR"] = "Y"
             await self._client.call("imbot.message.add", params)
+
+    async def _settle_keyboard(self, message_id: int, route: BitrixRoute, reply: Reply) -> bool:
+        """A click completed what its keyboard offered: the keyboard's message becomes the
+        reply, without buttons (§6.7: an `N` KEYBOARD clears them). False when Bitrix24 will
+        not edit it (deleted, older than three days), or for a click in an open line, where
+        the bot never leaves a keyboard: then the reply goes the usual way."""
+        if route.openline:
+            return False
+        params = {
+            "MESSAGE_ID": message_id,
+            "MESSAGE": reply.text,
+            "KEYBOARD": "N",
+            "CLIENT_ID": self._client_id,
+        }
+        try:
+            await self._client.call("imbot.message.update", params)
+        except BitrixError as error:
+            if error.retryable:
+                raise
+            log.warning("reply.keyboard_not_updated", code=error.code, message_id=message_id)
+            return False
+        return True

@@ -75,21 +75,31 @@ class EventSender:
             else message.keyboard
         )
         spec = list(buttons or [])[button]
-        command = next(
+        return await self.press(
+            user_id, message_id, str(spec["COMMAND"]), str(spec.get("COMMAND_PARAMS", ""))
+        )
+
+    async def press(self, user_id: int, message_id: int, command: str, params: str) -> Delivery:
+        """A click as the server receives it: the command and params of a button the user's
+        client shows, which may be a keyboard the bot has removed since (the server checks
+        only that the user is in the chat). Like `Im\\Command::onCommandAdd` for a click, the
+        body has the keyboard message's id and no TEMPLATE_ID of its own (§6.9)."""
+        message = self.portal.messages[message_id]
+        bot_command = next(
             c
             for c in self.portal.commands.values()
-            if c.bot_id == message.author_id and c.command == str(spec["COMMAND"]).lower()
+            if c.bot_id == message.author_id and c.command == command.lower()
         )
         chat = self.portal.chats[message.chat_id]
-        params = str(spec.get("COMMAND_PARAMS", ""))
         form = self.command_form(
             message,
             self.portal.user(user_id),
             chat,
-            [(command, params, "KEYBOARD")],
-            text=f"/{command.command} {params}".strip(),
+            [(bot_command, params, "KEYBOARD")],
+            text=f"/{bot_command.command} {params}".strip(),
         )
-        return await self.post(command.handler, form)
+        del form["data"]["PARAMS"]["TEMPLATE_ID"]
+        return await self.post(bot_command.handler, form)
 
     async def join(self, bot_id: int, user_id: int, chat_id: int | None = None) -> Delivery:
         """A user opens a dialog with the bot, or adds it to a chat: ONIMBOTJOINCHAT."""

@@ -12,6 +12,7 @@ from bot.sandbox.rest import CallContext
 # A command answer is accepted for this long after the command arrived; later it is dropped
 # silently while the method still answers true (§0 item 13).
 ANSWER_WINDOW: Final = 600.0
+EDIT_WINDOW: Final = 3 * 24 * 3600.0  # a bot's message can be edited for three days (§6.7)
 _EVENTS: Final = ("EVENT_MESSAGE_ADD", "EVENT_WELCOME_MESSAGE", "EVENT_BOT_DELETE")
 _OPTIONAL_EVENTS: Final = ("EVENT_MESSAGE_UPDATE", "EVENT_MESSAGE_DELETE")
 
@@ -262,16 +263,32 @@ async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 
 async def message_update(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """imbot.message.update -> true (§6.7): only the calling app's bot's own messages, for three
+    days; an empty MESSAGE deletes the message, an empty or `N` KEYBOARD/ATTACH/MENU clears it."""
     bot = _bot_for_message(ctx, params, app_of(ctx, params))
-    message = ctx.portal.messages.get(php.intval(params.get("MESSAGE_ID")))
-    if message is None or message.author_id != bot.id:
+    message_id = php.intval(params.get("MESSAGE_ID"))
+    if message_id <= 0:
+        raise RestError("MESSAGE_ID_ERROR", "Message ID can't be empty")
+    message = ctx.portal.messages.get(message_id)
+    if (
+        message is None
+        or message.author_id != bot.id
+        or ctx.portal.now() - message.posted_at > EDIT_WINDOW
+    ):
         raise RestError(
             "CANT_EDIT_MESSAGE", "Time has expired for modification or you don't have access"
         )
+    parts = {name: params[name] for name in ("KEYBOARD", "ATTACH", "MENU") if name in params}
+    for name, value in parts.items():
+        if value not in ("", "N") and not isinstance(value, dict | list):
+            raise RestError(f"{name}_ERROR", f"Incorrect {name.lower()} params")
+    if "MESSAGE" in params and not php.trim(params["MESSAGE"]):
+        del ctx.portal.messages[message.id]
+        return True
     if "MESSAGE" in params:
         message.text = php.trim(params["MESSAGE"])
-    if "KEYBOARD" in params:
-        message.keyboard = None if params["KEYBOARD"] in ("", "N") else params["KEYBOARD"]
+    for name, value in parts.items():
+        setattr(message, name.lower(), None if value in ("", "N") else php.as_list(value))
     return True
 
 

@@ -120,6 +120,8 @@ class Message:
     system: bool = False
     keyboard: Any = None
     attach: Any = None
+    menu: Any = None
+    posted_at: float = 0.0  # the portal's clock when it was posted
     to_customer: bool = False  # an open-line message the connector forwards to the customer
     via: str = ""  # the REST method that posted it, or "user"
 
@@ -241,7 +243,9 @@ class Portal:
         return None
 
     def post(self, chat_id: int, author_id: int, text: str, **extra: Any) -> Message:
-        message = Message(id=self.new_id(), chat_id=chat_id, author_id=author_id, text=text)
+        message = Message(
+            id=self.new_id(), chat_id=chat_id, author_id=author_id, text=text, posted_at=self.now()
+        )
         for key, value in extra.items():
             setattr(message, key, value)
         self.messages[message.id] = message

@@ -237,6 +237,54 @@ def test_only_our_command_lines_of_a_command_event_are_taken() -> None:
     ]
 
 
+def click_event(user: str = "27", ts: str = "1772109486", params: str = "494 3") -> dict[str, Any]:
+    """A click on a button of the bot's keyboard message 70 (§6.9): no TEMPLATE_ID of its own."""
+    entry = {
+        "COMMAND": "rate",
+        "COMMAND_ID": "9",
+        "COMMAND_PARAMS": params,
+        "COMMAND_CONTEXT": "KEYBOARD",
+        "MESSAGE_ID": "70",
+    }
+    message = {"MESSAGE": f"/rate {params}", "MESSAGE_ID": "70", "DIALOG_ID": user}
+    return {
+        "event": "ONIMCOMMANDADD",
+        "data": {"COMMAND": {"9": entry}, "PARAMS": message | {"FROM_USER_ID": user}},
+        "ts": ts,
+    }
+
+
+def click_key_of(form: dict[str, Any]) -> str:
+    event = parse_event(form)
+    assert isinstance(event, CommandEvent)
+    [command] = commands_of(event, time.time())
+    assert command.route.keyboard_message_id == 70
+    return command.key
+
+
+def test_a_click_is_keyed_by_user_button_and_second_so_a_redelivery_is_the_same() -> None:
+    assert click_key_of(click_event()) == "b24:click:70:27:1772109486:rate:494 3"
+    assert click_key_of(click_event()) == click_key_of(click_event())
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        click_event(ts="1772109487"),  # the same button a second later: 3, 5, 3
+        click_event(params="494 5"),  # another button in the same second
+        click_event(user="28"),  # another user's click
+    ],
+)
+def test_another_click_has_another_key(other: dict[str, Any]) -> None:
+    assert click_key_of(other) != click_key_of(click_event())
+
+
+@pytest.mark.parametrize("ts", ["17721094860000000000000", "1e9", "-1", "١٢٣"])
+def test_a_forged_ts_is_a_malformed_event(ts: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_event(click_event(ts=ts))
+
+
 _TEXT = st.text(max_size=40)
 _SAMPLES = [
     "0",

@@ -93,20 +93,6 @@ async def test_every_rate_line_of_a_message_is_rated(service: Service) -> None:
     ]
 
 
-async def test_rate_alone_offers_stars_and_a_click_completes_the_vote(service: Service) -> None:
-    prompt = await service.reply_to(27, service.bot_id, "/rate 494")
-    assert prompt.text == "Сессия 494: сейчас без оценки, без комментария. Выберите оценку:"
-    buttons = prompt.keyboard["BUTTONS"]
-    assert [(b["TEXT"], b["COMMAND"], b["COMMAND_PARAMS"]) for b in buttons] == [
-        ("★" * n, "rate", f"494 {n}") for n in range(1, 6)
-    ]
-    before = len(service.bot_messages())
-    await service.events.click(27, prompt.id, 3)
-    await eventually(lambda: len(service.bot_messages()) > before)
-    assert stored(service, 494) == (4, "")
-    assert "★★★★☆ 4/5" in service.bot_messages()[-1].text
-
-
 @pytest.mark.parametrize("text", ["/rate 494 5 Молодец", "/rate 494 5 Итог:\n/путь не тот"])
 @pytest.mark.parametrize("how", ["the same event twice", "as command and as message"])
 async def test_a_command_delivered_twice_votes_once_and_answers_once(

@@ -308,6 +308,10 @@ async def test_a_keyboard_click_is_a_command_with_keyboard_context(
     assert delivery.status == 200
     command = s.received[0].form["data"]["COMMAND"][str(s.command_id)]
     assert (command["COMMAND_CONTEXT"], command["COMMAND_PARAMS"]) == ("KEYBOARD", "494 3")
+    assert command["MESSAGE_ID"] == str(body["result"])  # the keyboard's message
+    params = s.received[0].form["data"]["PARAMS"]
+    assert (params["MESSAGE"], params["FROM_USER_ID"]) == ("/rate 494 3", "27")
+    assert "TEMPLATE_ID" not in params  # a click has no id of its own
     assert (s.command_id, body["result"]) in s.portal.answer_grants
 
 

@@ -345,6 +345,68 @@ async def test_a_message_can_be_updated_by_its_bot(
     )
 
 
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"MESSAGE_ID": 0}, (400, "MESSAGE_ID_ERROR")),
+        ({"MESSAGE_ID": "another bot's"}, (400, "CANT_EDIT_MESSAGE")),
+        ({"MESSAGE_ID": "a user's"}, (400, "CANT_EDIT_MESSAGE")),
+        ({"CLIENT_ID": None}, (403, "ACCESS_DENIED")),
+        ({"CLIENT_ID": "c2"}, (400, "BOT_ID_ERROR")),
+        ({"KEYBOARD": "yes"}, (400, "KEYBOARD_ERROR")),
+    ],
+)
+async def test_a_message_update_is_refused_as_bitrix24_refuses_it(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    portal: Portal,
+    change: dict[str, Any],
+    error: tuple[int, str],
+) -> None:
+    await register_bot(http, sandbox)
+    other = await register_bot(http, sandbox, client_id="c3", CODE="other_bot")
+    _, body = await call(
+        http, sandbox, "imbot.message.add", DIALOG_ID="27", MESSAGE="Оцените", CLIENT_ID="c1"
+    )
+    ids = {
+        "another bot's": portal.post(body["result"], other, "чужое").id,
+        "a user's": portal.post(body["result"], 27, "/rate 494").id,
+    }
+    params = {"MESSAGE_ID": body["result"], "MESSAGE": "Готово", "CLIENT_ID": "c1"} | change
+    params = {k: ids.get(v, v) for k, v in params.items() if v is not None}
+    status, answer = await call(http, sandbox, "imbot.message.update", **params)
+    assert (status, answer["error"]) == error
+    assert portal.messages[body["result"]].text == "Оцените"
+
+
+async def test_a_message_can_be_edited_for_three_days_and_emptied_away(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    await register_bot(http, sandbox)
+    _, body = await call(
+        http, sandbox, "imbot.message.add", DIALOG_ID="27", MESSAGE="Оцените", CLIENT_ID="c1"
+    )
+    update = {"MESSAGE_ID": body["result"], "CLIENT_ID": "c1"}
+    portal.advance_clock(3 * 24 * 3600 - 60)
+    status, _ = await call(http, sandbox, "imbot.message.update", **update, KEYBOARD="")
+    assert status == 200
+    status, _ = await call(http, sandbox, "imbot.message.update", **update, MESSAGE=" ")
+    assert (status, body["result"] in portal.messages) == (200, False)
+    _, body = await call(
+        http, sandbox, "imbot.message.add", DIALOG_ID="27", MESSAGE="Оцените", CLIENT_ID="c1"
+    )
+    portal.advance_clock(3 * 24 * 3600 + 1)
+    status, answer = await call(
+        http,
+        sandbox,
+        "imbot.message.update",
+        MESSAGE_ID=body["result"],
+        MESSAGE="x",
+        CLIENT_ID="c1",
+    )
+    assert (status, answer["error"]) == (400, "CANT_EDIT_MESSAGE")
+
+
 async def _command_message(portal: Portal, command_id: int, chat_id: int, author: int = 27) -> int:
     message = portal.post(chat_id, author, "/rate 494 5", via="user")
     portal.answer_grants[(command_id, message.id)] = portal.now()
