@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 
 import aiohttp
-from aiohttp import web
 from pydantic import ValidationError
 
 from bot.app import AccessLogger, create_app
@@ -25,6 +24,7 @@ from bot.config import (
 )
 from bot.errors import BitrixError
 from bot.logs import configure_logging
+from bot.serving import Limits, rate_limit_server_errors, serve_until_signalled
 
 EXIT_BAD_SETTINGS = 2
 
@@ -89,12 +89,16 @@ def serve(settings: Settings) -> None:
         secrets=secret_literals(settings),
         cache=True,
     )
-    web.run_app(
-        create_app(settings),
-        host=settings.bot_host,
-        port=settings.bot_port,
-        access_log_class=AccessLogger,
-        print=None,
+    rate_limit_server_errors()
+    asyncio.run(
+        serve_until_signalled(
+            create_app(settings),
+            host=settings.bot_host,
+            port=settings.bot_port,
+            limits=Limits(),
+            stop_timeout=settings.bot_shutdown_timeout,
+            access_log_class=AccessLogger,
+        )
     )
 
 

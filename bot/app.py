@@ -34,6 +34,10 @@ from bot.storage import Storage, open_storage
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 
+# What closing the portal session and the database takes at most, kept out of the workers'
+# share of BOT_SHUTDOWN_TIMEOUT.
+_CLOSE_RESERVE = 1.0
+
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -126,7 +130,7 @@ class Tuning:
     # and its reply 1; 50 calls fit in one request). Workers are coroutines: cheap.
     workers: int = 32
     queue_size: int = 10_000  # unfinished jobs at most; beyond it events are refused
-    shutdown_grace: float = 10.0
+    shutdown_grace: float = 10.0  # at most; BOT_SHUTDOWN_TIMEOUT bounds the whole stop
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     jobs: RetryRules = field(default_factory=RetryRules)
     answer_window: float = ANSWER_WINDOW
@@ -153,6 +157,20 @@ BITRIX = web.AppKey("bitrix_state", BitrixState)
 COALESCER = web.AppKey("coalescer", Coalescer)
 
 
+@dataclass
+class Stopping:
+    """The stop in progress: when it began, and what it left for the next start."""
+
+    began: float | None = None  # time.monotonic()
+    jobs_left: int | None = None
+
+    def elapsed(self) -> float:
+        return 0.0 if self.began is None else time.monotonic() - self.began
+
+
+STOPPING = web.AppKey("stopping", Stopping)
+
+
 def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Application:
     """Build the service; nothing is read from the environment here."""
     app = web.Application(middlewares=[bind_request_context], client_max_size=MAX_EVENT_BYTES)
@@ -161,11 +179,14 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Appli
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app[STOPPING] = Stopping()
     app.on_startup.append(_log_startup)
+    app.on_shutdown.append(_stop_begins)
     if settings.b24_webhook_url is not None:
         app[BITRIX] = BitrixState()
         app.router.add_post("/b24/events/{secret}", receive_event)
         app.cleanup_ctx.append(_bitrix_webhook_mode(tuning or Tuning()))
+    app.on_cleanup.append(_log_stopped)  # after every cleanup context has closed
     return app
 
 
@@ -225,12 +246,37 @@ def _bitrix_webhook_mode(
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
-                await runner.stop(tuning.shutdown_grace)
+                stopping = app[STOPPING]
+                left = settings.bot_shutdown_timeout - stopping.elapsed() - _CLOSE_RESERVE
+                await runner.stop(max(0.0, min(tuning.shutdown_grace, left)))
                 if coalescer is not None:
                     await coalescer.close()
+                stopping.jobs_left = await _unfinished_or_none(storage)
                 await storage.close()
 
     return context
+
+
+async def _unfinished_or_none(storage: Storage) -> int | None:
+    try:
+        return await storage.unfinished()
+    except Exception:
+        log.warning("storage.failing", exc_info=True)
+        return None
+
+
+async def _stop_begins(app: web.Application) -> None:
+    if app[STOPPING].began is None:
+        app[STOPPING].began = time.monotonic()
+
+
+async def _log_stopped(app: web.Application) -> None:
+    stopping = app[STOPPING]
+    log.info(
+        "service.stopped",
+        duration_s=round(stopping.elapsed(), 2),
+        jobs_left=stopping.jobs_left,
+    )
 
 
 async def _keep_pruning(storage: Storage, tuning: Tuning) -> None:

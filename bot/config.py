@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     bot_log_format: LogFormat | None = Field(
         None, description="json or console (default: console on a terminal, json otherwise)"
     )
+    bot_shutdown_timeout: float = Field(
+        8.0,
+        gt=0,
+        le=3600,
+        description="seconds a stop (SIGTERM) may take; jobs still running then stay queued "
+        "(docker stop waits 10)",
+    )
 
     b24_webhook_url: SecretStr | None = Field(
         None, description="incoming webhook https://<portal>/rest/<user>/<code>/ (webhook mode)"

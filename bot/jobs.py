@@ -98,6 +98,11 @@ class JobRunner:
             self._idle.clear()
             try:
                 await self._run(job)
+            except asyncio.CancelledError:
+                # Stopped at the shutdown bound: the job goes back to the queue, due at once,
+                # for the next start (a vote run twice stores the same values).
+                await self._storage.postpone(job.key, until=time.time(), error="shutdown")
+                raise
             except Exception:  # the steps map their own errors; this is the last guard
                 log.exception("job.crashed", key=job.key, attempt=job.attempts)
                 await self._after_crash(job)
@@ -225,8 +230,9 @@ class JobRunner:
         return all(not task.done() for task in self._tasks)
 
     async def stop(self, grace: float) -> None:
-        """Refuse new work; let running jobs finish within `grace` seconds; queued ones wait
-        in storage for the next start."""
+        """Refuse new work; let running jobs finish within `grace` seconds, then cancel them
+        (their portal calls with them) and put them back in the queue; queued ones wait in
+        storage for the next start."""
         self.accepting = False
         self._wake.set()
         with contextlib.suppress(TimeoutError):

@@ -35,6 +35,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.bot_database_url == "sqlite:///data/bot.sqlite3"
     assert settings.bot_log_level == "info"
     assert settings.bot_log_format is None
+    assert settings.bot_shutdown_timeout == 8
     assert settings.b24_webhook_url is None
     assert settings.b24_client_id is None
     assert settings.b24_supervisor_ids == UserAllowList()
@@ -67,6 +68,7 @@ def test_defaults_match_the_contract() -> None:
         ),
         ("BOT_LOG_LEVEL", "DEBUG", "bot_log_level", "debug"),
         ("BOT_LOG_FORMAT", "Console", "bot_log_format", "console"),
+        ("BOT_SHUTDOWN_TIMEOUT", "2.5", "bot_shutdown_timeout", 2.5),
         ("B24_WEBHOOK_URL", WEBHOOK.rstrip("/"), "b24_webhook_url", WEBHOOK),
         ("B24_CLIENT_ID", "my_client", "b24_client_id", "my_client"),
         (
@@ -162,6 +164,11 @@ def test_plain_http_webhook_is_accepted_for_loopback(url: str) -> None:
             "BOT_LOG_FORMAT",
             "xml",
             "BOT_LOG_FORMAT = 'xml'\n      Input should be 'json' or 'console'",
+        ),
+        (
+            "BOT_SHUTDOWN_TIMEOUT",
+            "0",
+            "BOT_SHUTDOWN_TIMEOUT = '0'\n      Input should be greater than 0",
         ),
         (
             "BOT_PUBLIC_URL",

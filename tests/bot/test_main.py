@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,9 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from bot.config import Settings
-from tests.harness import free_port
+from bot.sandbox.app import EVENTS
+from bot.sandbox.portal import Fault, Portal
+from tests.harness import eventually, free_port, webhook_url
 
 
 def run_bot(
@@ -85,6 +90,7 @@ def test_serves_healthz_logs_json_and_stops_on_sigterm(tmp_path: Path) -> None:
     events = [json.loads(line)["event"] for line in stdout.splitlines()]
     assert "service.started" in events
     assert "http.request" in events
+    assert events[-1] == "service.stopped"
 
 
 def _get_when_up(url: str, deadline: float) -> str:
@@ -97,3 +103,54 @@ def _get_when_up(url: str, deadline: float) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+async def start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", env={"PYTHONIOENCODING": "utf-8", **env}, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def test_sigterm_stops_within_the_bound_and_the_cut_job_runs_after_a_restart(
+    sandbox: TestServer, portal: Portal, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        "BOT_HOST": "127.0.0.1",
+        "BOT_PORT": str(port),
+        "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "B24_WEBHOOK_URL": webhook_url(sandbox),
+        "B24_SUPERVISOR_IDS": "27",
+        "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+        "BOT_LOG_FORMAT": "json",
+        "BOT_SHUTDOWN_TIMEOUT": "2",
+    }
+    first = await start_bot(env, tmp_path)
+    await eventually(lambda: portal.bots and len(portal.commands) == 2, within=20)
+    portal.faults.append(Fault(method="batch", hang=True))  # the vote's request never ends
+    [delivery] = await sandbox.app[EVENTS].send_message(27, next(iter(portal.bots)), "/rate 494 5")
+    assert delivery.status == 200
+    await eventually(lambda: not portal.faults, within=10)  # the job is waiting on the portal
+    stopping = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    stdout, stderr = await asyncio.wait_for(first.communicate(), 30)
+    # The portal would hang for ten minutes: an exit now means the call was cut at the bound.
+    assert time.monotonic() - stopping < 20
+    assert first.returncode == 0, stderr
+    [stopped] = [
+        e for e in map(json.loads, stdout.splitlines()) if e["event"] == "service.stopped"
+    ]
+    assert stopped["jobs_left"] == 1
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+        assert db.execute("SELECT state FROM jobs").fetchall() == [("queued",)]
+    second = await start_bot(env, tmp_path)
+    try:
+        await eventually(lambda: portal.sessions[494].vote_head == 5, within=20)
+        await eventually(
+            lambda: any(m.text.startswith("✅") for m in portal.messages.values()), within=10
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(second.communicate(), 30)
+    assert second.returncode == 0
