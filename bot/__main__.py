@@ -24,7 +24,7 @@ from bot.config import (
 )
 from bot.errors import BitrixError
 from bot.logs import configure_logging
-from bot.serving import Limits, rate_limit_server_errors, serve_until_signalled
+from bot.serving import Limits, rate_limit_server_errors, serve_until_signalled, start_serving
 
 EXIT_BAD_SETTINGS = 2
 
@@ -90,16 +90,19 @@ def serve(settings: Settings) -> None:
         cache=True,
     )
     rate_limit_server_errors()
-    asyncio.run(
-        serve_until_signalled(
-            create_app(settings),
-            host=settings.bot_host,
-            port=settings.bot_port,
-            limits=Limits(),
-            stop_timeout=settings.bot_shutdown_timeout,
-            access_log_class=AccessLogger,
-        )
+    asyncio.run(run_service(settings))
+
+
+async def run_service(settings: Settings) -> None:
+    served = await start_serving(
+        create_app(settings),
+        host=settings.bot_host,
+        port=settings.bot_port,
+        limits=Limits(),
+        stop_timeout=settings.bot_shutdown_timeout,
+        access_log_class=AccessLogger,
     )
+    await serve_until_signalled(served, stop_timeout=settings.bot_shutdown_timeout)
 
 
 def secret_literals(settings: Settings) -> list[str]:

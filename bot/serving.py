@@ -181,30 +181,14 @@ async def start_serving(
     return Served(runner, site, guard)
 
 
-async def serve_until_signalled(
-    app: web.Application,
-    *,
-    host: str,
-    port: int,
-    limits: Limits,
-    stop_timeout: float,
-    access_log_class: type[AbstractAccessLogger],
-) -> None:
+async def serve_until_signalled(served: Served, *, stop_timeout: float) -> None:
     """Serve until SIGTERM or SIGINT, then stop within `stop_timeout` seconds."""
-    served = await start_serving(
-        app,
-        host=host,
-        port=port,
-        limits=limits,
-        stop_timeout=stop_timeout,
-        access_log_class=access_log_class,
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    app[STOPPING].began = time.monotonic()
+    served.runner.app[STOPPING].began = time.monotonic()
     try:
         # The cleanup keeps to the bound by itself; this is the net under it.
         await asyncio.wait_for(served.stop(), stop_timeout + 1)

@@ -65,6 +65,20 @@ def webhook_url(server: TestServer, user_id: int = 1, code: str = WEBHOOK_CODE) 
     return str(server.make_url(f"/rest/{user_id}/{code}/"))
 
 
+def process_env(sandbox: TestServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of `python -m bot` run as a process against the sandbox, on a free port."""
+    port = free_port()
+    return {
+        "PYTHONIOENCODING": "utf-8",
+        "B24_WEBHOOK_URL": webhook_url(sandbox),
+        "BOT_HOST": "127.0.0.1",
+        "BOT_PORT": str(port),
+        "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "B24_SUPERVISOR_IDS": "27",
+        "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+    } | extra
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:

@@ -23,7 +23,7 @@ from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Message, Portal
 from bot.storage import open_storage
 from bot.texts import render
-from tests.harness import FAST, Service, ServiceFactory, eventually, free_port, webhook_url
+from tests.harness import FAST, Service, ServiceFactory, eventually, process_env
 
 INTERNAL_RU = render("error.internal", "ru")
 
@@ -111,17 +111,7 @@ async def test_kill_9_in_mid_flight_then_restart_completes_every_command_once(
     sandbox: TestServer, portal: Portal, tmp_path: Path
 ) -> None:
     """The service runs as a real process; it is killed while its votes hang in the portal."""
-    port = free_port()
-    env = {
-        "PYTHONIOENCODING": "utf-8",
-        "B24_WEBHOOK_URL": webhook_url(sandbox),
-        "BOT_HOST": "127.0.0.1",
-        "BOT_PORT": str(port),
-        "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "B24_SUPERVISOR_IDS": "27",
-        "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
-        "BOT_LOG_LEVEL": "warning",
-    }
+    env = process_env(sandbox, tmp_path, BOT_LOG_LEVEL="warning")
     events = sandbox.app[EVENTS]
 
     async def start() -> asyncio.subprocess.Process:

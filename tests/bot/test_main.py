@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from bot.config import Settings
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
-from tests.harness import eventually, free_port, webhook_url
+from tests.harness import eventually, free_port, process_env
 
 
 def run_bot(
@@ -107,7 +107,7 @@ def _get_when_up(url: str, deadline: float) -> str:
 
 async def start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", env={"PYTHONIOENCODING": "utf-8", **env}, cwd=cwd,
+        sys.executable, "-m", "bot", env=env, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
@@ -115,17 +115,7 @@ async def start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Proces
 async def test_sigterm_stops_within_the_bound_and_the_cut_job_runs_after_a_restart(
     sandbox: TestServer, portal: Portal, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {
-        "BOT_HOST": "127.0.0.1",
-        "BOT_PORT": str(port),
-        "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "B24_WEBHOOK_URL": webhook_url(sandbox),
-        "B24_SUPERVISOR_IDS": "27",
-        "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
-        "BOT_LOG_FORMAT": "json",
-        "BOT_SHUTDOWN_TIMEOUT": "2",
-    }
+    env = process_env(sandbox, tmp_path, BOT_LOG_FORMAT="json", BOT_SHUTDOWN_TIMEOUT="2")
     first = await start_bot(env, tmp_path)
     await eventually(lambda: portal.bots and len(portal.commands) == 2, within=20)
     portal.faults.append(Fault(method="batch", hang=True))  # the vote's request never ends

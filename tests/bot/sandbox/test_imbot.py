@@ -345,6 +345,15 @@ async def test_a_message_can_be_updated_by_its_bot(
     )
 
 
+async def bot_message(http: aiohttp.ClientSession, sandbox: TestServer) -> int:
+    """A message of the bot (client c1) in its private chat with user 27."""
+    _, body = await call(
+        http, sandbox, "imbot.message.add", DIALOG_ID="27", MESSAGE="Оцените", CLIENT_ID="c1"
+    )
+    message_id: int = body["result"]
+    return message_id
+
+
 @pytest.mark.parametrize(
     ("change", "error"),
     [
@@ -365,46 +374,46 @@ async def test_a_message_update_is_refused_as_bitrix24_refuses_it(
 ) -> None:
     await register_bot(http, sandbox)
     other = await register_bot(http, sandbox, client_id="c3", CODE="other_bot")
-    _, body = await call(
-        http, sandbox, "imbot.message.add", DIALOG_ID="27", MESSAGE="Оцените", CLIENT_ID="c1"
-    )
-    ids = {
-        "another bot's": portal.post(body["result"], other, "чужое").id,
-        "a user's": portal.post(body["result"], 27, "/rate 494").id,
+    message_id = await bot_message(http, sandbox)
+    chat_id = portal.messages[message_id].chat_id
+    ids: dict[Any, Any] = {
+        "another bot's": portal.post(chat_id, other, "чужое").id,
+        "a user's": portal.post(chat_id, 27, "/rate 494").id,
     }
-    params = {"MESSAGE_ID": body["result"], "MESSAGE": "Готово", "CLIENT_ID": "c1"} | change
+    params: dict[str, Any] = {"MESSAGE_ID": message_id, "MESSAGE": "Готово", "CLIENT_ID": "c1"}
+    params |= change
     params = {k: ids.get(v, v) for k, v in params.items() if v is not None}
     status, answer = await call(http, sandbox, "imbot.message.update", **params)
     assert (status, answer["error"]) == error
-    assert portal.messages[body["result"]].text == "Оцените"
+    assert portal.messages[message_id].text == "Оцените"
 
 
+@pytest.mark.parametrize(
+    ("age", "change", "outcome"),
+    [
+        (3 * 24 * 3600 - 60, {"KEYBOARD": ""}, "edited"),
+        (0, {"MESSAGE": " "}, "deleted"),
+        (3 * 24 * 3600 + 1, {"MESSAGE": "x"}, "CANT_EDIT_MESSAGE"),
+    ],
+)
 async def test_a_message_can_be_edited_for_three_days_and_emptied_away(
-    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    portal: Portal,
+    age: float,
+    change: dict[str, str],
+    outcome: str,
 ) -> None:
     await register_bot(http, sandbox)
-    _, body = await call(
-        http, sandbox, "imbot.message.add", DIALOG_ID="27", MESSAGE="Оцените", CLIENT_ID="c1"
-    )
-    update = {"MESSAGE_ID": body["result"], "CLIENT_ID": "c1"}
-    portal.advance_clock(3 * 24 * 3600 - 60)
-    status, _ = await call(http, sandbox, "imbot.message.update", **update, KEYBOARD="")
-    assert status == 200
-    status, _ = await call(http, sandbox, "imbot.message.update", **update, MESSAGE=" ")
-    assert (status, body["result"] in portal.messages) == (200, False)
-    _, body = await call(
-        http, sandbox, "imbot.message.add", DIALOG_ID="27", MESSAGE="Оцените", CLIENT_ID="c1"
-    )
-    portal.advance_clock(3 * 24 * 3600 + 1)
+    message_id = await bot_message(http, sandbox)
+    portal.advance_clock(age)
     status, answer = await call(
-        http,
-        sandbox,
-        "imbot.message.update",
-        MESSAGE_ID=body["result"],
-        MESSAGE="x",
-        CLIENT_ID="c1",
+        http, sandbox, "imbot.message.update", MESSAGE_ID=message_id, CLIENT_ID="c1", **change
     )
-    assert (status, answer["error"]) == (400, "CANT_EDIT_MESSAGE")
+    if outcome == "CANT_EDIT_MESSAGE":
+        assert (status, answer["error"]) == (400, outcome)
+    else:
+        assert (status, message_id in portal.messages) == (200, outcome == "edited")
 
 
 async def _command_message(portal: Portal, command_id: int, chat_id: int, author: int = 27) -> int:
