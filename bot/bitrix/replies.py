@@ -77,6 +77,8 @@ class BitrixReplies:
             "KEYBOARD": "N",
             "CLIENT_ID": self._client_id,
         }
+        if route.dialog_id != route.author_dialog_id:
+            params["SKIP_CONNECTOR"] = "Y"  # as for a new message outside the private chat
         try:
             await self._client.call("imbot.message.update", params)
         except BitrixError as error:

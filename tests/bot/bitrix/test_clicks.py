@@ -91,3 +91,18 @@ async def test_a_keyboard_that_cannot_be_edited_gets_its_answer_as_a_message(
 def _updates(service: Service) -> int:
     calls = service.portal.calls[service.started_at_call :]
     return sum(1 for c in calls if c.method == "imbot.message.update")
+
+
+async def test_a_keyboard_in_a_group_chat_is_settled_in_place_past_any_connector(
+    service: Service,
+) -> None:
+    service.portal.chats[2001].members.add(service.bot_id)
+    prompt = await service.reply_to(27, "chat2001", "/rate 494")
+    assert prompt.chat_id == 2001
+    await service.events.click(27, prompt.id, 4)
+    await eventually(lambda: prompt.keyboard is None)
+    assert "★★★★★ 5/5" in prompt.text
+    [update] = [
+        c for c in service.portal.calls if c.method == "imbot.message.update" and c.status == 200
+    ]
+    assert (update.params["MESSAGE_ID"], update.params["SKIP_CONNECTOR"]) == (str(prompt.id), "Y")
