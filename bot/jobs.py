@@ -101,7 +101,10 @@ class JobRunner:
             except asyncio.CancelledError:
                 # Stopped at the shutdown bound: the job goes back to the queue, due at once,
                 # for the next start (a vote run twice stores the same values).
-                await self._storage.postpone(job.key, until=time.time(), error="shutdown")
+                try:
+                    await self._storage.postpone(job.key, until=time.time(), error="shutdown")
+                except Exception:
+                    log.exception("job.release_failed", key=job.key)
                 raise
             except Exception:  # the steps map their own errors; this is the last guard
                 log.exception("job.crashed", key=job.key, attempt=job.attempts)
