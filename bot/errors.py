@@ -189,7 +189,8 @@ class SessionNotFound(UserFacingError):
 
 
 class SessionNotVisible(UserFacingError):
-    """The account behind the webhook may not open the session. Params: session."""
+    """history.get answered ACCESS_DENIED: no such session, or the account behind the webhook
+    may not open it. Current builds answer both the same way (§00 item 2). Params: session."""
 
     text_key = "rate.session_not_visible"
 
@@ -207,3 +208,11 @@ class VoteNotAllowed(VoteNotSaved):
     """Not stored, and the session's line does not let the webhook's owner vote as head."""
 
     text_key = "rate.not_allowed"
+
+
+class VoteRefused(VoteNotSaved):
+    """head.vote answered ACCESS_DENIED (current builds, §00 item 1): nothing was stored, for
+    a cause Bitrix24 does not name (no such session, no right to rate on the line or to view
+    its history, a plan without the feature). Params: session."""
+
+    text_key = "rate.refused"

@@ -33,5 +33,8 @@ class SessionVotes(Protocol):
     async def vote(
         self, session_id: int, *, rating: int | None, comment: str | None
     ) -> VoteResult:
-        """Store a rating and/or a comment; the other one is kept as it is."""
+        """Store a rating and/or a comment; the other one is kept as it is.
+
+        Raises VoteRefused when Bitrix24 refuses the vote, SessionNotFound or
+        SessionNotVisible when the session cannot be read."""
         ...

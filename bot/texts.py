@@ -119,10 +119,14 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "en": "Session {session} was not found. Check the number: it is on the dialog's card.",
     },
     "rate.session_not_visible": {
-        "ru": "Нет доступа к сессии {session}: у учётной записи бота нет прав на эту открытую "
-        "линию. Обратитесь к администратору.",
-        "en": "No access to session {session}: the bot's account has no rights on this open "
-        "line. Ask the administrator.",
+        "ru": "Сессия {session} не найдена или недоступна учётной записи бота: Битрикс24 "
+        "отвечает на оба случая одинаково. Проверьте номер: он указан в карточке диалога. "
+        "Если номер верный, попросите администратора дать учётной записи бота доступ к "
+        "истории этой открытой линии.",
+        "en": "Session {session} was not found, or the bot's account may not see it: Bitrix24 "
+        "answers both the same way. Check the number: it is on the dialog's card. If it is "
+        "right, ask the administrator to give the bot's account access to this open line's "
+        "history.",
     },
     "rate.not_allowed": {
         "ru": "❌ Не сохранено: в настройках линии сессии {session} у учётной записи бота нет "
@@ -148,6 +152,16 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "выполнены: отправьте их другим сообщением.",
         "en": "Only the first {taken} commands of a message are run; {skipped} were not: send "
         "them in another message.",
+    },
+    "rate.refused": {
+        "ru": "❌ Не сохранено: Битрикс24 отказал в оценке сессии {session}. Возможные "
+        "причины: такой сессии нет; у учётной записи бота нет права оценивать диалоги этой "
+        "линии или смотреть их историю; тариф без оценки руководителем. Проверьте номер "
+        "сессии или обратитесь к администратору.",
+        "en": "❌ Not saved: Bitrix24 refused the vote on session {session}. Possible causes: "
+        "there is no such session; the bot's account has no right to rate this line's dialogs "
+        "or to view their history; the plan does not include rating by a supervisor. Check "
+        "the session number, or ask the administrator.",
     },
     "error.portal_busy": {
         "ru": "Битрикс24 сейчас перегружен запросами, оценка не сохранена. Повторите через "

@@ -1,7 +1,8 @@
 """`/rate`: save a session's head vote and prove it was saved.
 
-Bitrix24 answers `true` even when nothing was stored (protocol notes §7.3), so success is
-claimed only when the vote read back after writing is what was asked.
+Current Bitrix24 builds refuse a vote they cannot store (the port raises VoteRefused, protocol
+notes §00 item 1), but older ones answer `true` even when nothing was stored (§7.3), so
+success is claimed only when the vote read back after writing is what was asked.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 A vote is one `batch` request: vote and read back; a rating alone first reads the stored vote
 and sends its comment back through a reference (`BatchRef`), because a rating-only
 head.vote wipes the comment (§7.3).
+
+Current builds refuse a vote they cannot store with ACCESS_DENIED (§00 item 1): VoteRefused.
+Legacy builds answer true all the same, which only the read-back catches. history.get answers
+ACCESS_DENIED for a missing session as for a hidden one (§00 item 2): SessionNotVisible.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from bot.errors import (
     BitrixError,
     SessionNotFound,
     SessionNotVisible,
+    VoteRefused,
 )
 from bot.ports import SessionVote, VoteResult
 
@@ -72,13 +77,13 @@ class BitrixSessionVotes:
         rating_only = rating is not None and comment is None
         result = await self._vote_batch(session_id, params, with_before=rating_only)
         before = _parse(_value(result, "before", session_id), session_id) if rating_only else None
-        _value(result, "vote", session_id)
+        _voted(result, session_id)
         after = _parse(_value(result, "after", session_id), session_id)
         if before is not None and after.comment != before.comment:
             # The reference did not carry the comment through intact: write it explicitly.
             params["COMMENT"] = before.comment
             retry = await self._vote_batch(session_id, params, with_before=False)
-            _value(retry, "vote", session_id)
+            _voted(retry, session_id)
             after = _parse(_value(retry, "after", session_id), session_id)
         return VoteResult(before=before, after=after)
 
@@ -99,6 +104,16 @@ def _value(result: BatchResult, key: str, session_id: int) -> Any:
         return result.value(key)
     except BitrixError as error:
         raise _session_error(error, session_id) from error
+
+
+def _voted(result: BatchResult, session_id: int) -> None:
+    """head.vote's own answer: ACCESS_DENIED means nothing was stored (§00 item 1)."""
+    try:
+        result.value("vote")
+    except BitrixError as error:
+        if error.code == "ACCESS_DENIED":
+            raise VoteRefused(session=session_id) from error
+        raise
 
 
 def _session_error(error: BitrixError, session_id: int) -> Exception:

@@ -274,7 +274,7 @@ class EventSender:
     def _find_commands(self, chat: Chat, text: str) -> list[tuple[BotCommand, str]]:
         found = []
         for line in _COMMAND_LINE.finditer(text):
-            name = line.group("COMMAND").lower()  # [UNCONFIRMED] matched case-insensitively
+            name = line.group("COMMAND")  # matched case-sensitively (§00 item 5)
             found += [
                 (command, line.group("PARAMS"))
                 for command in self.portal.commands.values()

@@ -245,9 +245,10 @@ async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:
     if not dialog_id:
         raise RestError("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
     chat = _chat_of_dialog(ctx.portal, bot, dialog_id)
-    if chat.type != "P" and bot.id not in chat.members:
-        # [UNCONFIRMED] the code and text: a bot posts only into chats it is a member of.
-        raise RestError("ACCESS_ERROR", "Bot is not a member of the chat")
+    if bot.id not in chat.members and not php.yes(params.get("SYSTEM")):
+        # CIMChat::AddMessage: only members post, unless the message is a system one (§00
+        # item 6).
+        raise RestError("WRONG_REQUEST", "Message isn't added")
     fields = _message_fields(params)
     system = php.yes(params.get("SYSTEM"))
     skip = php.yes(params.get("SKIP_CONNECTOR"))
@@ -294,8 +295,9 @@ async def message_update(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def command_answer(ctx: CallContext, params: dict[str, Any]) -> Any:
     """imbot.command.answer -> message id; `true` and nothing posted after the 10-minute
-    window (§0 item 13). Whether it reaches an open line's customer is unconfirmed (§8): the
-    sandbox assumes the worst, that it does."""
+    window (§0 item 13). A normal message only when the bot is a member of the chat, else a
+    system one; the connector forwards a normal message in an open line to the customer and
+    never a system one (§00 item 7)."""
     app_id = app_of(ctx, params)
     command = ctx.portal.commands.get(php.intval(params.get("COMMAND_ID")))
     if command is None and php.truthy(params.get("COMMAND")):
@@ -315,10 +317,8 @@ async def command_answer(ctx: CallContext, params: dict[str, Any]) -> Any:
     if granted is None or source is None or ctx.portal.now() - granted > ANSWER_WINDOW:
         return True
     chat = ctx.portal.chats[source.chat_id]
-    # In a group chat the bot is not a member of, the answer is a system message.
-    system = php.yes(params.get("SYSTEM")) or (
-        chat.type != "P" and command.bot_id not in chat.members
-    )
+    # In a chat the bot is not a member of, the answer is a system message.
+    system = php.yes(params.get("SYSTEM")) or command.bot_id not in chat.members
     message = ctx.portal.post(
         chat.id,
         command.bot_id,

@@ -12,12 +12,17 @@ from bot.sandbox.rest import CallContext
 COMMENT_LIMIT: Final = 10_000
 
 
-async def head_vote(ctx: CallContext, params: dict[str, Any]) -> Any:
-    """imopenlines.session.head.vote, as the mirrored source behaves (§7.3).
+# Operator::voteAsHead's refusal on current builds (§00 item 1; the docs' error table).
+_NO_RIGHTS: Final = "You cannot open this conversation as you do not have sufficient rights"
 
-    Keys are read case-sensitively; `true` is answered even when nothing was saved (no such
-    session, no right to vote, no tariff feature); a rating above 5 is stored as 0; a call
-    without COMMENT wipes the stored comment, because REST passes `COMMENT ?: ''`.
+
+async def head_vote(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """imopenlines.session.head.vote, as current builds behave (§00 item 1, §7.3).
+
+    Keys are read case-sensitively; when nothing can be stored (no such session, no right to
+    vote, no tariff feature) current builds answer 400 ACCESS_DENIED, and a `legacy` portal
+    answers `true` all the same; a rating above 5 is stored as 0; a call without COMMENT wipes
+    the stored comment, because REST passes `COMMENT ?: ''`.
     """
     session_id = params.get("SESSION_ID")
     if not php.truthy(session_id):
@@ -29,18 +34,21 @@ async def head_vote(ctx: CallContext, params: dict[str, Any]) -> Any:
             "At least one of the parameters RATING or COMMENT must be specified",
         )
     comment_text = str(comment) if php.truthy(comment) else ""
-    _vote_as_head(ctx.portal, ctx.user_id, php.intval(session_id), rating, comment_text)
+    stored = _vote_as_head(ctx.portal, ctx.user_id, php.intval(session_id), rating, comment_text)
+    if not stored and ctx.portal.head_vote == "current":
+        raise RestError("ACCESS_DENIED", _NO_RIGHTS)
     return True
 
 
 def _vote_as_head(
     portal: Portal, user_id: int, session_id: int, rating: Any, comment: str
-) -> None:
+) -> bool:
+    """Session::voteAsHead: whether the vote could be stored."""
     session = portal.sessions.get(session_id)
     if session is None or not portal.can_vote_as_head(user_id, session.line_id):
-        return  # Session::voteAsHead returns false; Operator::voteAsHead ignores it.
+        return False
     if portal.votes_ignored:
-        return  # the core stored nothing, and head.vote answers true all the same
+        return True  # the core stored nothing, and head.vote answers true all the same
     if len(comment) > COMMENT_LIMIT:
         comment = comment[:COMMENT_LIMIT] + "..."
     if rating is not None:
@@ -55,6 +63,7 @@ def _vote_as_head(
             "comment": session.comment_head,
         }
     )
+    return True
 
 
 def _stored_rating(rating: Any) -> int:
@@ -73,8 +82,11 @@ def _find_session(portal: Portal, params: dict[str, Any]) -> Session:
         raise RestError("MISSING_REQUIRED_PARAM", "Session ID or Chat ID must be provided")
     if php.truthy(session_id):
         session = portal.sessions.get(php.intval(session_id))
-    else:
-        session = portal.session_of_chat(php.intval(chat_id))
+        if session is None:
+            # A missing session is refused like a hidden one (§00 item 2).
+            raise RestError("ACCESS_DENIED", _NO_RIGHTS)
+        return session
+    session = portal.session_of_chat(php.intval(chat_id))
     if session is None:
         raise RestError("INVALID_SESSION_ID", "Session not found")
     return session
@@ -85,10 +97,7 @@ async def history_get(ctx: CallContext, params: dict[str, Any]) -> Any:
     portal = ctx.portal
     session = _find_session(portal, params)
     if not portal.can_see_session(ctx.user_id, session):
-        raise RestError(
-            "ACCESS_DENIED",
-            "You cannot open this conversation as you do not have sufficient rights",
-        )
+        raise RestError("ACCESS_DENIED", _NO_RIGHTS)
     can_vote = portal.can_vote_as_head(ctx.user_id, session.line_id)
     messages = {
         str(m.id): {"id": m.id, "chat_id": m.chat_id, "author_id": m.author_id, "text": m.text}

@@ -10,17 +10,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any
+from typing import Any, Literal
 
 
 class RestError(Exception):
     """A REST error the sandbox answers with: `{"error", "error_description"}` and a status."""
 
-    def __init__(self, code: str, description: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        code: str,
+        description: str,
+        status: int = 400,
+        *,
+        time: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.description = description
         self.status = status
+        self.time = time  # the answer's `time`, when the error carries one (429 operating)
 
 
 @dataclass
@@ -169,6 +177,9 @@ class Portal:
     language: str = "ru"
     member_id: str = field(default_factory=lambda: secrets.token_hex(16))
     can_use_vote_head: bool = True  # the tariff feature imopenlines_can_use_vote_head
+    # "current": head.vote answers 400 ACCESS_DENIED when it stores nothing (protocol notes
+    # §00 item 1); "legacy": older builds answer true regardless (§7.3).
+    head_vote: Literal["current", "legacy"] = "current"
     # A build of the core that stores no head vote for reasons the REST answer does not show
     # (protocol notes §9 item 3): head.vote still answers true.
     votes_ignored: bool = False
@@ -187,7 +198,13 @@ class Portal:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     # (command id, message id) -> when the bot was granted its 10-minute answer window.
     answer_grants: dict[tuple[int, int], float] = field(default_factory=dict)
-    operating: dict[str, float] = field(default_factory=dict)
+    # The operating-time limit (§00 item 10, §4.2): seconds of execution per method within a
+    # window of ten buckets; a method that has used `operating_limit` answers 429.
+    operating_limit: float = 480.0
+    operating_window: float = 600.0
+    # Seconds one call of a method counts (by lower-case name); unlisted: its real duration.
+    operating_cost: dict[str, float] = field(default_factory=dict)
+    operating: dict[str, dict[int, float]] = field(default_factory=dict)  # method -> bucket
     clock_offset: float = 0.0
     _ids: Callable[[], int] = field(default_factory=lambda: count(5000).__next__)
 

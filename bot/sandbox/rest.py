@@ -12,13 +12,13 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 from aiolimiter import AsyncLimiter
 
 from bot.bitrix.form import FormError, unflatten_form
+from bot.sandbox import operating
 from bot.sandbox.portal import Call, Fault, Portal, RestError
 
 MethodImpl = Callable[["CallContext", dict[str, Any]], Awaitable[Any]]
@@ -76,7 +76,9 @@ class RestServer:
             self._record(method, params, context.auth, context.user_id, error)
             return _error(error)
         self._record(method, params, context.auth, context.user_id, None)
-        return web.json_response({"result": result, "time": self._time(method, started)})
+        duration = time.monotonic() - started
+        answer_time = operating.time_block(self.portal, method, self.portal.now(), duration)
+        return web.json_response({"result": result, "time": answer_time})
 
     def _authenticate(self, tail: list[str], params: dict[str, Any]) -> CallContext:
         if len(tail) == 3:  # noqa: PLR2004 - <user>/<code>/<method>
@@ -110,22 +112,6 @@ class RestServer:
         code = error.code if error else None
         self.portal.calls.append(Call(method, params, auth, user_id, status, code))
 
-    def _time(self, method: str, started: float) -> dict[str, Any]:
-        finish = time.monotonic()
-        duration = finish - started
-        self.portal.operating[method] = self.portal.operating.get(method, 0.0) + duration
-        now = self.portal.now()
-        return {
-            "start": now - duration,
-            "finish": now,
-            "duration": duration,
-            "processing": duration,
-            "date_start": _iso(now - duration),
-            "date_finish": _iso(now),
-            "operating_reset_at": int(now) + 600,
-            "operating": round(self.portal.operating[method], 6),
-        }
-
 
 async def call_method(context: CallContext, method: str, params: dict[str, Any]) -> Any:
     """Run one method for an authenticated caller (also used by `batch` for its calls)."""
@@ -143,7 +129,10 @@ async def call_method(context: CallContext, method: str, params: dict[str, Any])
                 "The request requires higher privileges than provided by the webhook token",
                 403,
             )
+    operating.check(context.portal, method)
+    started = time.monotonic()
     result = await impl(context, params)
+    operating.charge(context.portal, method, time.monotonic() - started)
     if context.batch_of is not None:
         context.portal.calls.append(
             Call(method, params, context.auth, context.user_id, 200, None, context.batch_of)
@@ -184,10 +173,7 @@ async def _injected(fault: Fault) -> web.Response | None:
 
 
 def _error(error: RestError) -> web.Response:
-    return web.json_response(
-        {"error": error.code, "error_description": error.description}, status=error.status
-    )
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="seconds")
+    body: dict[str, Any] = {"error": error.code, "error_description": error.description}
+    if error.time is not None:
+        body["time"] = error.time
+    return web.json_response(body, status=error.status)

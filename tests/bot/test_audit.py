@@ -41,7 +41,7 @@ async def test_the_audit_lists_every_command_with_its_outcome(
         (r["user_id"], r["command"], r["session_id"], r["rating"], r["outcome"]) for r in rows
     ] == [
         ("27", "rate", "494", "5", "saved"),
-        ("27", "rate", "999", "1", "session_not_found"),
+        ("27", "rate", "999", "1", "session_not_visible"),
         ("28", "rate", "494", "1", "not_supervisor"),
         ("27", "", "", "", "parse.rating_out_of_range"),
     ]

@@ -64,7 +64,8 @@ async def test_votes_that_queue_up_share_batch_requests_and_each_gets_its_own_re
 async def test_a_call_s_error_stays_with_its_caller(coalescer: Coalescer, portal: Portal) -> None:
     good = coalescer.call("profile")
     bad = coalescer.batch(
-        [BatchCall("read", "imopenlines.session.history.get", {"SESSION_ID": 999})]
+        # A chat without a session: a method error (§00 item 2).
+        [BatchCall("read", "imopenlines.session.history.get", {"CHAT_ID": 2001})]
     )
     profile, result = await asyncio.gather(good, bad)
     assert profile["ID"] == "1"

@@ -245,6 +245,30 @@ async def test_a_message_that_is_no_command_is_onimbotmessageadd(
     assert events[1]["data"]["USER"]["IS_BOT"] == "N"
 
 
+@pytest.mark.parametrize(
+    ("to", "text", "events"),
+    [
+        ("bot", "/rate 494 5", ["ONIMCOMMANDADD"]),
+        ("bot", "/Rate 494 5", ["ONIMBOTMESSAGEADD"]),  # a plain message in the private chat
+        ("bot", "/RATE 494 5", ["ONIMBOTMESSAGEADD"]),
+        ("chat2001", "/rate 494 5", ["ONIMCOMMANDADD"]),
+        ("chat2001", "/Rate 494 5", []),  # in a group: no command at all
+    ],
+)
+async def test_command_names_are_matched_case_sensitively(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    handler: tuple[TestServer, list[Received]],
+    to: str,
+    text: str,
+    events: list[str],
+) -> None:
+    """`Im\\Command::findCommands` compares names with `==` (§00 item 5)."""
+    s = await setup_bot(http, sandbox, handler)
+    await s.sender.send_message(27, s.bot_id if to == "bot" else to, text)
+    assert [e.form["event"] for e in s.received] == events
+
+
 async def test_group_chats_tell_the_bot_only_when_it_is_mentioned(
     http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
 ) -> None:

@@ -306,14 +306,44 @@ async def test_message_errors(
     assert (status, body["error"]) == (400, code)
 
 
-async def test_a_bot_posts_only_into_chats_it_is_a_member_of(
-    http: aiohttp.ClientSession, sandbox: TestServer
+# (dialog, the bot is a member, SYSTEM, status, posted as a system message)
+MEMBERSHIP: list[tuple[str, bool, str | None, int, bool | None]] = [
+    ("27", False, None, 200, False),  # the private chat with the bot
+    ("chat2001", True, None, 200, False),
+    ("chat2001", False, None, 400, None),
+    ("chat2001", False, "Y", 200, True),
+    ("chat1157", False, None, 400, None),
+    ("chat1157", True, None, 200, False),
+]
+
+
+@pytest.mark.parametrize(("dialog", "member", "system", "status", "posted_system"), MEMBERSHIP)
+async def test_a_bot_posts_only_into_chats_it_is_a_member_of_unless_system(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    portal: Portal,
+    dialog: str,
+    member: bool,
+    system: str | None,
+    status: int,
+    posted_system: bool | None,
 ) -> None:
-    await register_bot(http, sandbox)
-    status, body = await call(
-        http, sandbox, "imbot.message.add", DIALOG_ID="chat2001", MESSAGE="x", CLIENT_ID="c1"
+    """A refused post is 400 WRONG_REQUEST "Message isn't added" (§00 item 6)."""
+    bot_id = await register_bot(http, sandbox)
+    if member:
+        portal.chats[int(dialog.removeprefix("chat"))].members.add(bot_id)
+    extra = {"SYSTEM": system} if system else {}
+    got, body = await call(
+        http, sandbox, "imbot.message.add", DIALOG_ID=dialog, MESSAGE="x", CLIENT_ID="c1", **extra
     )
-    assert (status, body["error"]) == (400, "ACCESS_ERROR")
+    assert got == status
+    if posted_system is None:
+        assert (body["error"], body["error_description"]) == (
+            "WRONG_REQUEST",
+            "Message isn't added",
+        )
+    else:
+        assert portal.messages[body["result"]].system is posted_system
 
 
 async def test_a_message_can_be_updated_by_its_bot(
@@ -445,12 +475,29 @@ async def test_a_command_answer_is_posted_within_ten_minutes_and_dropped_after(
     assert len(portal.messages) == count
 
 
-async def test_a_command_answer_in_a_chat_without_the_bot_is_a_system_message(
-    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+@pytest.mark.parametrize(
+    ("chat_id", "member", "system", "to_customer"),
+    [
+        (2001, False, True, False),
+        (2001, True, False, False),
+        (1157, False, True, False),  # an open line: a system message stays with the staff
+        (1157, True, False, True),  # the connector forwards a member's answer (§00 item 7)
+    ],
+)
+async def test_a_command_answer_is_a_system_message_where_the_bot_is_no_member(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    portal: Portal,
+    chat_id: int,
+    member: bool,
+    system: bool,
+    to_customer: bool,
 ) -> None:
-    bot_id = await register_bot(http, sandbox)
+    bot_id = await register_bot(http, sandbox, OPENLINE="Y")
     command_id = await register_command(http, sandbox, bot_id, COMMON="Y")
-    message_id = await _command_message(portal, command_id, 2001)
+    if member:
+        portal.chats[chat_id].members.add(bot_id)
+    message_id = await _command_message(portal, command_id, chat_id)
     _, body = await call(
         http,
         sandbox,
@@ -460,7 +507,8 @@ async def test_a_command_answer_in_a_chat_without_the_bot_is_a_system_message(
         MESSAGE="ok",
         CLIENT_ID="c1",
     )
-    assert portal.messages[body["result"]].system is True
+    answer = portal.messages[body["result"]]
+    assert (answer.system, answer.to_customer) == (system, to_customer)
 
 
 async def test_a_command_answer_needs_a_command_it_received(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -54,39 +55,59 @@ async def test_a_long_comment_is_cut_over_http(
     assert portal.sessions[494].comment_head == "ж" * COMMENT_LIMIT + "..."
 
 
-NOTHING_SAVED: list[tuple[str, dict[str, Any], int]] = [
-    ("no such session", {"SESSION_ID": 999, "RATING": 5}, 1),
-    ("no right to vote on the line", {"SESSION_ID": 495, "RATING": 5}, 28),
+def _no_right(portal: Portal) -> None:
+    portal.lines[1].heads.discard(1)
+    portal.lines[1].supervisors.add(1)
+
+
+def _no_feature(portal: Portal) -> None:
+    portal.can_use_vote_head = False
+
+
+# Session::voteAsHead stores nothing for these; session 495 keeps 4 "Вежливо".
+NOTHING_SAVED: list[tuple[str, int, Callable[[Portal], None]]] = [
+    ("no such session", 999, lambda _: None),
+    ("no right to vote on the line", 495, _no_right),
+    ("a plan without the feature", 495, _no_feature),
+]
+# What head.vote answers then: current builds refuse (§00 item 1), legacy ones say true.
+BUILDS: list[tuple[Literal["current", "legacy"], int, dict[str, Any]]] = [
+    (
+        "current",
+        400,
+        {
+            "error": "ACCESS_DENIED",
+            "error_description": "You cannot open this conversation as you do not have "
+            "sufficient rights",
+        },
+    ),
+    ("legacy", 200, {"result": True}),
 ]
 
 
+@pytest.mark.parametrize(("build", "status", "answer"), BUILDS, ids=[b[0] for b in BUILDS])
 @pytest.mark.parametrize(
-    ("case", "params", "user"), NOTHING_SAVED, ids=[n[0] for n in NOTHING_SAVED]
+    ("case", "session", "arrange"), NOTHING_SAVED, ids=[n[0] for n in NOTHING_SAVED]
 )
-async def test_head_vote_answers_true_when_nothing_was_saved(
+async def test_when_head_vote_stores_nothing(
     http: aiohttp.ClientSession,
     sandbox: TestServer,
     portal: Portal,
     case: str,
-    params: dict[str, Any],
-    user: int,
+    session: int,
+    arrange: Callable[[Portal], None],
+    build: Literal["current", "legacy"],
+    status: int,
+    answer: dict[str, Any],
 ) -> None:
-    hook = next(h for h in portal.webhooks if h.user_id == user)
-    status, body = await rest(http, webhook_url(sandbox, user, hook.code) + VOTE, json=params)
-    assert (status, body["result"]) == (200, True)
+    portal.head_vote = build
+    arrange(portal)
+    got_status, body = await rest(
+        http, webhook_url(sandbox) + VOTE, json={"SESSION_ID": session, "RATING": 5}
+    )
+    assert (got_status, {k: body[k] for k in answer}) == (status, answer)
     assert (portal.sessions[495].vote_head, portal.sessions[495].comment_head) == (4, "Вежливо")
     assert portal.notifications == []
-
-
-async def test_head_vote_answers_true_without_the_tariff_feature(
-    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
-) -> None:
-    portal.can_use_vote_head = False
-    status, body = await rest(
-        http, webhook_url(sandbox) + VOTE, json={"SESSION_ID": 495, "RATING": 1}
-    )
-    assert (status, body["result"]) == (200, True)
-    assert portal.sessions[495].vote_head == 4
 
 
 ERRORS: list[tuple[str, dict[str, Any], str]] = [
@@ -158,8 +179,14 @@ async def test_history_shows_the_head_vote_and_the_caller_s_right(
     ("params", "user", "code"),
     [
         ({}, 1, "MISSING_REQUIRED_PARAM"),
-        ({"SESSION_ID": 999}, 1, "INVALID_SESSION_ID"),
+        ({"SESSION_ID": "", "CHAT_ID": ""}, 1, "MISSING_REQUIRED_PARAM"),
+        # A missing session looks like a hidden one (§00 item 2).
+        ({"SESSION_ID": 999}, 1, "ACCESS_DENIED"),
+        ({"SESSION_ID": 999, "CHAT_ID": 1157}, 1, "ACCESS_DENIED"),
         ({"SESSION_ID": 496}, 27, "ACCESS_DENIED"),  # line 2 is not Svetlana's
+        # Only a chat without a session, asked for by CHAT_ID alone, is INVALID_SESSION_ID.
+        ({"CHAT_ID": 2001}, 1, "INVALID_SESSION_ID"),
+        ({"SESSION_ID": "", "CHAT_ID": 2001}, 1, "INVALID_SESSION_ID"),
     ],
 )
 async def test_history_errors(
