@@ -22,7 +22,7 @@ from bot.config import (
     describe_settings_error,
     env_name,
 )
-from bot.errors import BitrixError
+from bot.errors import BitrixError, BotCodeTaken
 from bot.logs import configure_logging
 from bot.serving import Limits, rate_limit_server_errors, serve_until_signalled, start_serving
 
@@ -171,6 +171,9 @@ async def manage_bot(settings: Settings, command: str) -> int:
         except BitrixError as error:
             # The code and method only: no URL, no secret.
             print(f"Bitrix24 refused: {error.code} in {error.method}.", file=sys.stderr)
+            return 1
+        except BotCodeTaken as error:
+            print(error, file=sys.stderr)  # names B24_BOT_CODE; holds no secret
             return 1
     return 0
 

@@ -25,7 +25,7 @@ from bot.bitrix.votes import BitrixSessionVotes
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
 from bot.config import Settings, is_loopback_host
 from bot.dispatch import Handled, Services, run_command
-from bot.errors import BitrixError
+from bot.errors import BitrixError, BotCodeTaken
 from bot.jobs import JobRunner, RetryRules
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
@@ -94,7 +94,9 @@ async def readyz(request: web.Request) -> web.Response:
         registered = app[BITRIX].registered.is_set()
         reachable = registered and app[METRICS].portal_reachable
         checks["portal"] = (
-            "ok" if reachable else ("unreachable" if registered else "not registered")
+            "ok"
+            if reachable
+            else ("unreachable" if registered else app[BITRIX].refused or "not registered")
         )
         checks["workers"] = "ok" if intake and intake.runner.alive() else "stopped"
         if COALESCER in app:
@@ -146,6 +148,8 @@ class BitrixState:
 
     registration: Registration | None = None
     registered: asyncio.Event = field(default_factory=asyncio.Event)
+    # Why registration stopped for good (a setting to fix), for /readyz.
+    refused: str | None = None
 
     def forget(self, bot_id: int) -> None:
         if self.registration is not None and self.registration.bot_id == bot_id:
@@ -296,6 +300,17 @@ async def _keep_registering(
     while True:
         try:
             state.registration = await register(client, settings)
+        except BotCodeTaken as error:
+            # Retrying cannot help: the operator must choose another code.
+            log.error(  # noqa: TRY400
+                "bitrix.bot_code_taken",
+                setting="B24_BOT_CODE",
+                code=error.code,
+                bot_id=error.bot_id,
+                hint=str(error),
+            )
+            state.refused = f"not registered: B24_BOT_CODE {error.code!r} is another app's bot"
+            return
         except BitrixError as error:
             # The code says what failed; a traceback would not add to it.
             log.error(  # noqa: TRY400

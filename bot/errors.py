@@ -169,6 +169,24 @@ class BitrixRequestFailed(BitrixError):
         super().__init__(method, "REQUEST_FAILED", description=reason)
 
 
+class BotCodeTaken(BotError):
+    """Our bot code belongs to a bot of another application (protocol notes §00 item 8).
+
+    Bitrix24 lists every bot of the portal and answers a registration of a taken code with
+    that bot, so only an update in our name (APP_ID_ERROR) tells it is not ours. For the
+    operator, in the log and on the command line; never a supervisor's reply.
+    """
+
+    def __init__(self, code: str, bot_id: int | None) -> None:
+        self.code = code
+        self.bot_id = bot_id
+        which = f"bot {bot_id}" if bot_id is not None else "a bot"
+        super().__init__(
+            f"The bot code {code!r} is taken: {which} of another application has it. Set "
+            "B24_BOT_CODE to a code of our own (or remove that bot in Bitrix24)."
+        )
+
+
 class NotSupervisor(UserFacingError):
     """In webhook mode only B24_SUPERVISOR_IDS may rate. Params: user_id."""
 

@@ -3,6 +3,11 @@
 An existing bot with our code is found with imbot.bot.list and updated, never registered
 twice. The bot needs OPENLINE=Y and the commands COMMON=Y, or Bitrix24 does not deliver a
 `/rate` typed inside an open-line chat (protocol notes §0, items 12-14).
+
+imbot.bot.list lists the bots of every application, without their owner, and imbot.register
+answers a taken code with the other application's bot (§00 item 8). So ownership shows only
+when we act in our name (CLIENT_ID): such a call on a foreign bot fails APP_ID_ERROR, which
+becomes BotCodeTaken; we never adopt, update or remove a bot that is not ours.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from typing import Any, Final
 
 import structlog
 
-from bot.bitrix.batch import BatchCall, BatchRef
+from bot.bitrix.batch import BatchCall, BatchRef, BatchResult
 from bot.bitrix.client import BitrixClient
 from bot.config import Settings
+from bot.errors import BitrixError, BotCodeTaken
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +134,7 @@ async def register(client: BitrixClient, settings: Settings) -> Registration:
             )
         )
     result = await client.batch(calls, halt=True)
+    _check_ownership(result, settings.b24_bot_code, existing)
     for call in calls:
         result.value(call.key)  # raises the first failure
     bot_id = existing if existing is not None else int(result.value("bot"))
@@ -141,12 +148,30 @@ async def register(client: BitrixClient, settings: Settings) -> Registration:
     return registration
 
 
+def _check_ownership(result: BatchResult, code: str, existing: int | None) -> None:
+    """APP_ID_ERROR on the bot or its first command: the bot with our code is not ours."""
+    for key, error in result.errors.items():
+        if error.code == "APP_ID_ERROR" and (key == "bot" or key.startswith("reg_")):
+            registered = result.results.get("bot")
+            bot_id = existing if existing is not None else _as_id(registered)
+            raise BotCodeTaken(code, bot_id) from error
+
+
+def _as_id(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
 async def unregister(client: BitrixClient, settings: Settings) -> int | None:
     """Remove the bot (its commands go with it); the removed bot's id, or None if absent."""
     bot_id = await find_bot(client, settings.b24_bot_code)
     if bot_id is not None:
-        await client.call(
-            "imbot.unregister", {"BOT_ID": bot_id, "CLIENT_ID": _client_id(settings)}
-        )
+        try:
+            await client.call(
+                "imbot.unregister", {"BOT_ID": bot_id, "CLIENT_ID": _client_id(settings)}
+            )
+        except BitrixError as error:
+            if error.code == "APP_ID_ERROR":
+                raise BotCodeTaken(settings.b24_bot_code, bot_id) from error
+            raise
         log.info("bitrix.unregistered", bot_id=bot_id)
     return bot_id

@@ -87,7 +87,7 @@ async def register(ctx: CallContext, params: dict[str, Any]) -> Any:
         raise RestError("CODE_ERROR", "Bot code isn't specified")
     for bot in ctx.portal.bots.values():
         if bot.code == code:
-            return bot.id  # [UNCONFIRMED] Im\Bot::register returns the existing bot's id.
+            return bot.id  # whichever application owns it (§00 item 8)
     bot = Bot(id=ctx.portal.new_id(), code=code, app_id=app_id, name="")
     _apply_bot_fields(bot, {**params, "TYPE": params.get("TYPE", "B")}, app_id, new=True)
     ctx.portal.bots[bot.id] = bot
@@ -117,7 +117,8 @@ async def unregister(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 
 async def bot_list(ctx: CallContext, _params: dict[str, Any]) -> Any:
-    """imbot.bot.list -> {BOT_ID: {ID, NAME, CODE, OPENLINE}}."""
+    """imbot.bot.list -> {BOT_ID: {ID, NAME, CODE, OPENLINE}}: the bots of every
+    application, without their owner (§00 item 8)."""
     return {
         str(bot.id): {
             "ID": bot.id,

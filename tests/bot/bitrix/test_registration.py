@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import sys
 from pathlib import Path
 
@@ -12,7 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from bot.app import BITRIX
 from bot.bitrix.registration import handler_url
-from bot.sandbox.portal import Fault, Portal
+from bot.logs import configure_logging
+from bot.sandbox.portal import Bot, Fault, Portal
 from tests.harness import Service, ServiceFactory, webhook_url
 
 
@@ -82,6 +85,77 @@ async def test_a_portal_down_at_start_is_retried_and_the_service_serves_meanwhil
     assert service.bot_id in portal.bots
 
 
+FOREIGN_HANDLER = "https://other.example.com/hook?CLIENT_ID=theirs"
+
+
+def foreign_bot(portal: Portal) -> Bot:
+    """Another application's bot that happens to have our code (§00 item 8)."""
+    bot = Bot(portal.new_id(), "rating_bot", "customtheirs", "Чужой бот", openline=True)
+    bot.handlers = dict.fromkeys(("EVENT_MESSAGE_ADD", "EVENT_WELCOME_MESSAGE"), FOREIGN_HANDLER)
+    portal.bots[bot.id] = bot
+    return bot
+
+
+@pytest.fixture
+def log_lines(reset_logging: None) -> io.StringIO:
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+    return stream
+
+
+# How the foreign bot shows: in imbot.bot.list (as Bitrix24 lists every bot), or only as the
+# answer of imbot.register with our code (a listing that missed it).
+HOW_FOUND = {
+    "listed": [],
+    "only registering finds it": [
+        Fault(
+            method="imbot.bot.list",
+            status=200,
+            body='{"result": []}',
+            content_type="application/json",
+        )
+    ],
+}
+
+
+@pytest.mark.parametrize("how", HOW_FOUND)
+async def test_a_foreign_bot_with_our_code_is_never_adopted(
+    start_service: ServiceFactory,
+    portal: Portal,
+    http: aiohttp.ClientSession,
+    log_lines: io.StringIO,
+    how: str,
+) -> None:
+    theirs = foreign_bot(portal)
+    portal.faults.extend(HOW_FOUND[how])
+    service = await start_service(registered=False)
+    readyz = service.server.make_url("/readyz")
+
+    async def refused() -> dict[str, str] | None:
+        async with http.get(readyz) as answer:
+            body: dict[str, str] = await answer.json()
+            return body if answer.status == 503 and "B24_BOT_CODE" in body["portal"] else None
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while (body := await refused()) is None:
+        assert asyncio.get_running_loop().time() < deadline, "readyz never said why"
+        await asyncio.sleep(0.02)
+    assert body["portal"] == "not registered: B24_BOT_CODE 'rating_bot' is another app's bot"
+    async with http.get(service.server.make_url("/healthz")) as answer:
+        assert answer.status == 200
+    [line] = [json.loads(x) for x in log_lines.getvalue().splitlines() if "bot_code_taken" in x]
+    assert (line["level"], line["setting"], line["code"], line["bot_id"]) == (
+        "error",
+        "B24_BOT_CODE",
+        "rating_bot",
+        theirs.id,
+    )
+    # Their bot is untouched and nothing of ours hangs off it.
+    assert list(portal.bots.values()) == [theirs]
+    assert set(theirs.handlers.values()) == {FOREIGN_HANDLER}
+    assert portal.commands == {}
+
+
 async def test_onimbotdelete_makes_the_service_forget_its_bot(service: Service) -> None:
     await service.events.delete_bot(service.bot_id)
     assert service.server.app[BITRIX].registration is None
@@ -126,6 +200,23 @@ async def test_cli_register_then_unregister(
     assert (portal.bots, portal.commands) == ({}, {})
     code, out, _ = await _run_cli(["unregister"], env, tmp_path)
     assert (code, out.strip()) == (0, "No bot to remove.")
+
+
+@pytest.mark.parametrize("command", ["register", "unregister"])
+async def test_cli_refuses_a_foreign_bot_with_our_code_naming_the_setting(
+    sandbox: TestServer, portal: Portal, tmp_path: Path, command: str
+) -> None:
+    theirs = foreign_bot(portal)
+    env = _cli_env(sandbox, BOT_LOG_LEVEL="critical")
+    status, out, err = await _run_cli([command], env, tmp_path)
+    assert status == 1
+    assert err.strip() == (
+        f"The bot code 'rating_bot' is taken: bot {theirs.id} of another application has it. "
+        "Set B24_BOT_CODE to a code of our own (or remove that bot in Bitrix24)."
+    )
+    assert "Traceback" not in out + err
+    assert list(portal.bots.values()) == [theirs]
+    assert portal.commands == {}
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,22 @@ async def test_registering_a_code_again_answers_the_same_bot(
     }
 
 
+async def test_a_taken_code_answers_the_other_application_s_bot(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    """bot.list shows every application's bots; register with a taken code answers the
+    other application's bot, which only its owner may change (§00 item 8)."""
+    theirs = await register_bot(http, sandbox, client_id="theirs")
+    assert await register_bot(http, sandbox, client_id="ours") == theirs
+    _, listed = await call(http, sandbox, "imbot.bot.list")
+    assert [bot["CODE"] for bot in listed["result"].values()] == ["rating_bot"]
+    status, body = await call(
+        http, sandbox, "imbot.update", BOT_ID=theirs, CLIENT_ID="ours", FIELDS={"TYPE": "B"}
+    )
+    assert (status, body["error"]) == (400, "APP_ID_ERROR")
+    assert portal.bots[theirs].app_id == "customtheirs"
+
+
 async def test_update_changes_handlers_and_properties(
     http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
 ) -> None:
