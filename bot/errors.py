@@ -7,7 +7,8 @@ message ever reaches a user.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 Param = str | int
 
@@ -102,6 +103,9 @@ class BitrixError(BotError):
         self.code = code
         self.status = status
         self.description = description
+        # The error answer's `time`, when it has one: a 429 OPERATION_TIME_LIMIT says there
+        # when the method may run again (`operating_reset_at`, §4.2).
+        self.answer_time: Mapping[str, Any] = {}
         where = f"HTTP {status}" if status is not None else "in batch"
         super().__init__(f"{method}: {code} ({where})")
 

@@ -184,3 +184,16 @@ def _as_table(value: Any) -> Mapping[str, Any]:
     if isinstance(value, list):
         return {str(i): v for i, v in enumerate(value)}
     return {}
+
+
+def call_time(result: Any, key: str) -> tuple[Mapping[str, Any], str | None]:
+    """One call's `time` from a `batch` answer (`result_time`), and its error code if it
+    failed: what the operating-time budget learns from it (§4.2, §4.3)."""
+    inner = result if isinstance(result, Mapping) else {}
+    answer_time = _as_table(inner.get("result_time")).get(key)
+    failure = _as_table(inner.get("result_error")).get(key)
+    code = failure.get("error") if isinstance(failure, Mapping) else None
+    return (
+        answer_time if isinstance(answer_time, Mapping) else {},
+        str(code) if code is not None else None,
+    )

@@ -1,5 +1,5 @@
-"""The only code that speaks HTTP to Bitrix24: auth, the envelope, typed errors, the leaky
-bucket, bounded retries and `batch`.
+"""The only code that speaks HTTP to Bitrix24: auth, the envelope, typed errors, both limits
+(the leaky bucket and the per-method operating time), bounded retries and `batch`.
 
 Written here rather than taken from a library: the async ones drop the 4xx error body the bot
 must interpret, or own their session and print progress bars; the official SDK is synchronous
@@ -32,12 +32,14 @@ from bot.bitrix.batch import (
     MAX_BATCH,
     BatchCall,
     BatchResult,
+    call_time,
     command_text,
     needs_direct,
     read_batch,
     resolve_references,
 )
 from bot.bitrix.envelope import RestResponse, read_envelope
+from bot.bitrix.operating import LIMIT, WINDOW, OperatingBudget
 from bot.config import is_loopback_host
 from bot.errors import BitrixError, BitrixUnavailable
 from bot.usage import count_rest_request
@@ -45,6 +47,7 @@ from bot.usage import count_rest_request
 log = structlog.get_logger(__name__)
 
 USER_AGENT: Final = "openline-rating-bot/0.1"
+OPERATION_TIME_LIMIT: Final = "OPERATION_TIME_LIMIT"
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30, connect=5)
 
 
@@ -123,13 +126,24 @@ class RestObserver(Protocol):
 
 
 class PortalLimiters:
-    """One leaky bucket per portal, shared by every call to it (protocol notes §4.1).
+    """One leaky bucket per portal, shared by every call to it (protocol notes §4.1), and one
+    operating-time budget per portal (§4.2).
 
     Bitrix24 counts requests per portal and source address: X requests before blocking,
     draining Y per second. aiolimiter's AsyncLimiter is exactly that bucket.
     """
 
-    def __init__(self, *, rate: float, burst: int) -> None:
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: int,
+        operating_limit: float = LIMIT,
+        operating_window: float = WINDOW,
+    ) -> None:
+        self.operating_limit = operating_limit
+        self.operating_window = operating_window
+        self._budgets: dict[str, OperatingBudget] = {}
         self.rate = rate
         # Headroom: requests let through together may reach the portal later and in another
         # order than they left, which can tip a bucket filled to the brim into a 503. Keeping
@@ -143,6 +157,13 @@ class PortalLimiters:
             bucket = AsyncLimiter(self.capacity, self.capacity / self.rate)
             self._buckets[portal] = bucket
         return bucket
+
+    def operating_for(self, portal: str) -> OperatingBudget:
+        budget = self._budgets.get(portal)
+        if budget is None:
+            budget = OperatingBudget(limit=self.operating_limit, window=self.operating_window)
+            self._budgets[portal] = budget
+        return budget
 
 
 @dataclass(frozen=True)
@@ -172,6 +193,7 @@ class BitrixClient:
         self._session = session
         self._auth = auth
         self._limiter = limiters.for_portal(auth.portal)
+        self._budget = limiters.operating_for(auth.portal)
         self._retry = retry or RetryPolicy()
         self._timeout = timeout
 
@@ -179,6 +201,11 @@ class BitrixClient:
     def limiter(self) -> AsyncLimiter:
         """The portal's leaky bucket this client waits on."""
         return self._limiter
+
+    @property
+    def budget(self) -> OperatingBudget:
+        """The portal's operating-time budget this client waits on."""
+        return self._budget
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Call a method and return its `result`; raise a `BitrixError` subclass on failure."""
@@ -240,7 +267,7 @@ class BitrixClient:
                 "halt": 1 if halt else 0,
                 "cmd": {c.key: command_text(c, chunk) for c in chunk},
             }
-            response = await self._with_retries("batch", body)
+            response = await self._with_retries("batch", body, chunk)
             read_batch(response.result, chunk, outcome)
         return []
 
@@ -254,7 +281,9 @@ class BitrixClient:
                 raise
             outcome.errors[call.key] = error
 
-    async def _with_retries(self, method: str, body: dict[str, Any]) -> RestResponse:
+    async def _with_retries(
+        self, method: str, body: dict[str, Any], chunk: Sequence[BatchCall] | None = None
+    ) -> RestResponse:
         policy = self._retry
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
@@ -265,10 +294,42 @@ class BitrixClient:
             before_sleep=_log_retry,
             reraise=True,
         )
-        response: RestResponse = await retrying(self._post_once, method, body)
+        response: RestResponse = await retrying(self._post_once, method, body, chunk)
         return response
 
-    async def _post_once(self, method: str, body: dict[str, Any]) -> RestResponse:
+    async def _post_once(
+        self, method: str, body: dict[str, Any], chunk: Sequence[BatchCall] | None
+    ) -> RestResponse:
+        # A batch is not counted against operating time; each of its calls is (§4.3).
+        counted = [call.method for call in chunk] if chunk is not None else [method]
+        await self._budget.acquire(counted)
+        try:
+            response = await self._post_counted(method, body)
+        except BitrixError as error:
+            if error.code.upper() == OPERATION_TIME_LIMIT:
+                for name in counted:
+                    self._budget.block(name, error.answer_time)
+            raise
+        else:
+            self._learn_operating(method, response, chunk)
+            return response
+        finally:
+            self._budget.release(counted)
+
+    def _learn_operating(
+        self, method: str, response: RestResponse, chunk: Sequence[BatchCall] | None
+    ) -> None:
+        if chunk is None:
+            self._budget.observe(method, response.time)
+            return
+        for call in chunk:
+            answer_time, code = call_time(response.result, call.key)
+            if code is not None and code.upper() == OPERATION_TIME_LIMIT:
+                self._budget.block(call.method, answer_time)
+            else:
+                self._budget.observe(call.method, answer_time)
+
+    async def _post_counted(self, method: str, body: dict[str, Any]) -> RestResponse:
         queued = time.monotonic()
         await self._limiter.acquire()
         count_rest_request()

@@ -75,12 +75,15 @@ def read_envelope(method: str, status: int, content_type: str, raw: bytes) -> Re
         raise BitrixBadResponse(method, status=status, content_type=content_type) from None
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
         description = payload.get("error_description")
-        raise classify_error(
+        error = classify_error(
             method,
             payload["error"],
             status=status,
             description=description if isinstance(description, str) else "",
         )
+        if isinstance(payload.get("time"), dict):
+            error.answer_time = payload["time"]
+        raise error
     if status >= 500:  # noqa: PLR2004
         raise BitrixServerError(method, f"HTTP_{status}", status=status)
     if not isinstance(payload, dict) or "result" not in payload or status >= 300:  # noqa: PLR2004

@@ -1,0 +1,174 @@
+"""The operating-time limit, kept on our side (protocol notes §00 item 10, §4.2).
+
+Bitrix24 lets each method run 480 s per 10 minutes; every answer's `time.operating` says how
+much of that the method has used, a batch says it per call (`result_time`), and a method past
+its budget answers 429 OPERATION_TIME_LIMIT until `operating_reset_at`. The budget below keeps
+a sliding window of what each method spent, fed by those figures, and makes a call wait while
+it would overrun; after a 429 the method waits until the portal's reset time.
+
+Our own code rather than a library: the limiters at hand (aiolimiter, and the token buckets
+and windows of other packages) charge a cost known before the call; here the cost is known
+only from the answer, and the portal's own figure must be able to correct ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+LIMIT: Final = 480.0  # seconds of execution per method within the window
+WINDOW: Final = 600.0  # seconds
+
+
+@dataclass
+class _Method:
+    """What one method spent (monotonic time, seconds) within the window, as far as we know."""
+
+    spent: deque[tuple[float, float]] = field(default_factory=deque)
+    used: float = 0.0
+    # What the answered calls cost in all, and how many they were: the mean is what the next
+    # call is expected to cost. Answers may come back in another order than the portal ran
+    # the calls, so one call's share is uncertain, but the sum and the count are not.
+    cost_seen: float = 0.0
+    calls_seen: int = 0
+    in_flight: int = 0
+    blocked_until: float = 0.0
+    resets_at: float = 0.0  # the last `operating_reset_at` the portal named, on our clock
+
+
+class OperatingBudget:
+    """One portal's operating-time budget, per method (lower-case names)."""
+
+    def __init__(
+        self,
+        *,
+        limit: float = LIMIT,
+        window: float = WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._methods: dict[str, _Method] = {}
+        self._changed = asyncio.Event()
+
+    def used(self, method: str) -> float:
+        """Seconds the method has spent within the window, as far as we know."""
+        state = self._state(method)
+        self._expire(state, self._clock())
+        return state.used
+
+    async def acquire(self, methods: Iterable[str]) -> None:
+        """Wait until every method (one entry per call) may run without overrunning; then
+        count the calls as in flight until `release`."""
+        wanted = Counter(m.lower() for m in methods)
+        while True:
+            now = self._clock()
+            wait = max((self._wait(m, n, now) for m, n in wanted.items()), default=0.0)
+            if wait <= 0:
+                break
+            log.info("bitrix.operating_wait", methods=sorted(wanted), wait_s=round(wait, 3))
+            self._changed.clear()
+            # Woken early when a call in flight finishes (it may have cost less than feared).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
+        for method, count in wanted.items():
+            self._state(method).in_flight += count
+
+    def release(self, methods: Iterable[str]) -> None:
+        """The calls acquired together are answered (or failed)."""
+        for method in methods:
+            state = self._state(method.lower())
+            state.in_flight = max(0, state.in_flight - 1)
+        self._changed.set()
+
+    def observe(self, method: str, answer_time: Mapping[str, Any]) -> None:
+        """Take in an answer's `time`: what the portal says the method has used."""
+        state = self._state(method.lower())
+        now = self._clock()
+        reset_in = self._reset_in(answer_time)
+        if reset_in is not None:
+            state.resets_at = now + reset_in
+        reported = _number(answer_time.get("operating"))
+        if reported is None:
+            return
+        self._expire(state, now)
+        # The portal's figure includes what we could not see (other callers, our calls still
+        # in flight): count the difference as spent now. Ours expire no earlier than theirs.
+        unseen = max(reported - state.used, 0.0)
+        if unseen > 0:
+            state.spent.append((now, unseen))
+            state.used += unseen
+        state.cost_seen += unseen
+        state.calls_seen += 1
+
+    def block(self, method: str, answer_time: Mapping[str, Any]) -> None:
+        """A 429 OPERATION_TIME_LIMIT: the method waits until the portal's reset time, from
+        this answer or else the last one that named it (without either, the client's retry
+        backoff is all the wait)."""
+        state = self._state(method.lower())
+        now = self._clock()
+        reset_in = self._reset_in(answer_time)
+        wait = reset_in if reset_in is not None else max(state.resets_at - now, 0.0)
+        state.blocked_until = max(state.blocked_until, now + wait)
+        log.warning("bitrix.operating_blocked", method=method, wait_s=round(wait, 3))
+
+    def _reset_in(self, answer_time: Mapping[str, Any]) -> float | None:
+        """Seconds until `operating_reset_at`, reckoned on the portal's own clock (`finish`)."""
+        reset_at = _number(answer_time.get("operating_reset_at"))
+        if reset_at is None:
+            return None
+        finish = _number(answer_time.get("finish"))
+        wait = reset_at - (finish if finish is not None else time.time())
+        return min(max(wait, 0.0), self.window)  # a garbled time never blocks for longer
+
+    def _wait(self, method: str, calls: int, now: float) -> float:
+        """Seconds until `calls` more calls of the method fit; 0 if they fit now."""
+        state = self._state(method)
+        self._expire(state, now)
+        if state.blocked_until > now:
+            return state.blocked_until - now
+        if state.used <= 0 and state.in_flight == 0:
+            return 0.0  # an idle method may always make a call, whatever one may cost
+        if state.calls_seen == 0:
+            # What a call costs is not known yet: one request at a time until an answer says.
+            return 0.0 if state.in_flight == 0 else self.window / 100
+        reserved = (state.in_flight + calls) * state.cost_seen / state.calls_seen
+        excess = state.used + reserved - self.limit
+        if excess <= 0:
+            return 0.0
+        freed = 0.0
+        for at, seconds in state.spent:
+            freed += seconds
+            if freed >= excess:
+                return at + self.window - now
+        # Even an empty window would not hold the calls in flight: wait for them to finish
+        # (`release` wakes the waiters), looking again now and then.
+        return self.window / 100
+
+    def _expire(self, state: _Method, now: float) -> None:
+        while state.spent and state.spent[0][0] <= now - self.window:
+            state.used -= state.spent.popleft()[1]
+        if not state.spent:
+            state.used = 0.0
+
+    def _state(self, method: str) -> _Method:
+        return self._methods.setdefault(method, _Method())
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
