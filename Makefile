@@ -35,6 +35,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_limiter
 	$(BIN)/python -m tests.bench.bench_limiter --rate 2 --calls 110 --concurrency 10
+	$(BIN)/python -m tests.bench.bench_operating
 	$(BIN)/python -m tests.bench.bench_service
 
 # The sandbox portal on 127.0.0.1:8090; it prints the B24_WEBHOOK_URL to give the service.

@@ -1,10 +1,11 @@
 """The operating-time limit, kept on our side (protocol notes §00 item 10, §4.2).
 
-Bitrix24 lets each method run 480 s per 10 minutes; every answer's `time.operating` says how
-much of that the method has used, a batch says it per call (`result_time`), and a method past
-its budget answers 429 OPERATION_TIME_LIMIT until `operating_reset_at`. The budget below keeps
-a sliding window of what each method spent, fed by those figures, and makes a call wait while
-it would overrun; after a 429 the method waits until the portal's reset time.
+Bitrix24 lets each method run 480 s per 10 minutes, counted in ten one-minute buckets; every
+answer's `time.operating` says how much the method has used, a batch says it per call
+(`result_time`), and a method past its budget answers 429 OPERATION_TIME_LIMIT until
+`operating_reset_at`. The budget below keeps what each method spent in the same buckets, on the
+portal's clock (the answers' `finish`), fed by those figures; a call that would overrun waits
+until enough drops out, and after a 429 the method waits until the portal's reset time.
 
 Our own code rather than a library: the limiters at hand (aiolimiter, and the token buckets
 and windows of other packages) charge a cost known before the call; here the cost is known
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -27,22 +29,27 @@ log = structlog.get_logger(__name__)
 
 LIMIT: Final = 480.0  # seconds of execution per method within the window
 WINDOW: Final = 600.0  # seconds
+BUCKETS: Final = 10
+# [UNCONFIRMED] that the portal's buckets start on whole minutes of its clock: what we spent
+# is kept one bucket longer than the portal keeps it, so a shifted bucket never makes us
+# think the budget back before it is.
+_MARGIN: Final = 1
 
 
 @dataclass
 class _Method:
-    """What one method spent (monotonic time, seconds) within the window, as far as we know."""
+    """What one method spent within the window, as far as we know."""
 
-    spent: deque[tuple[float, float]] = field(default_factory=deque)
-    used: float = 0.0
-    # What the answered calls cost in all, and how many they were: the mean is what the next
-    # call is expected to cost. Answers may come back in another order than the portal ran
-    # the calls, so one call's share is uncertain, but the sum and the count are not.
-    cost_seen: float = 0.0
-    calls_seen: int = 0
+    spent: deque[tuple[float, float]] = field(default_factory=deque)  # (portal time, seconds)
     in_flight: int = 0
-    blocked_until: float = 0.0
+    blocked_until: float = 0.0  # our clock
     resets_at: float = 0.0  # the last `operating_reset_at` the portal named, on our clock
+    # What the answers revealed in all, and how many revealed something: the mean is what
+    # the next call is expected to cost. Answers may come back in another order than the
+    # portal ran the calls; one answer may then reveal two calls, never less than one.
+    revealed: float = 0.0
+    revealing: int = 0
+    answered: bool = False  # some answer named the method's operating time
 
 
 class OperatingBudget:
@@ -53,27 +60,26 @@ class OperatingBudget:
         *,
         limit: float = LIMIT,
         window: float = WINDOW,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.limit = limit
         self.window = window
+        self._bucket = window / BUCKETS
         self._clock = clock
+        self._skew = 0.0  # the portal's clock minus ours, from the last answer's `finish`
         self._methods: dict[str, _Method] = {}
         self._changed = asyncio.Event()
 
     def used(self, method: str) -> float:
-        """Seconds the method has spent within the window, as far as we know."""
-        state = self._state(method)
-        self._expire(state, self._clock())
-        return state.used
+        """Seconds the method has spent within the window (and the margin), as we count."""
+        return self._counted(self._state(method.lower()), margin=_MARGIN)
 
     async def acquire(self, methods: Iterable[str]) -> None:
         """Wait until every method (one entry per call) may run without overrunning; then
         count the calls as in flight until `release`."""
         wanted = Counter(m.lower() for m in methods)
         while True:
-            now = self._clock()
-            wait = max((self._wait(m, n, now) for m, n in wanted.items()), default=0.0)
+            wait = max((self._wait(m, n) for m, n in wanted.items()), default=0.0)
             if wait <= 0:
                 break
             log.info("bitrix.operating_wait", methods=sorted(wanted), wait_s=round(wait, 3))
@@ -94,22 +100,23 @@ class OperatingBudget:
     def observe(self, method: str, answer_time: Mapping[str, Any]) -> None:
         """Take in an answer's `time`: what the portal says the method has used."""
         state = self._state(method.lower())
-        now = self._clock()
+        finish = _number(answer_time.get("finish"))
+        if finish is not None:
+            self._skew = finish - self._clock()
         reset_in = self._reset_in(answer_time)
         if reset_in is not None:
-            state.resets_at = now + reset_in
+            state.resets_at = self._clock() + reset_in
         reported = _number(answer_time.get("operating"))
         if reported is None:
             return
-        self._expire(state, now)
-        # The portal's figure includes what we could not see (other callers, our calls still
-        # in flight): count the difference as spent now. Ours expire no earlier than theirs.
-        unseen = max(reported - state.used, 0.0)
+        state.answered = True
+        # Compared with what the portal itself still counts (no margin): what it reports
+        # beyond that is new, ours or another caller's.
+        unseen = reported - self._counted(state, margin=0)
         if unseen > 0:
-            state.spent.append((now, unseen))
-            state.used += unseen
-        state.cost_seen += unseen
-        state.calls_seen += 1
+            state.spent.append((finish if finish is not None else self._portal_now(), unseen))
+            state.revealed += unseen
+            state.revealing += 1
 
     def block(self, method: str, answer_time: Mapping[str, Any]) -> None:
         """A 429 OPERATION_TIME_LIMIT: the method waits until the portal's reset time, from
@@ -128,38 +135,47 @@ class OperatingBudget:
         if reset_at is None:
             return None
         finish = _number(answer_time.get("finish"))
-        wait = reset_at - (finish if finish is not None else time.time())
+        wait = reset_at - (finish if finish is not None else self._portal_now())
         return min(max(wait, 0.0), self.window)  # a garbled time never blocks for longer
 
-    def _wait(self, method: str, calls: int, now: float) -> float:
+    def _wait(self, method: str, calls: int) -> float:
         """Seconds until `calls` more calls of the method fit; 0 if they fit now."""
         state = self._state(method)
-        self._expire(state, now)
+        now = self._clock()
         if state.blocked_until > now:
-            return state.blocked_until - now
-        if state.used <= 0 and state.in_flight == 0:
+            return min(state.blocked_until - now, self.window)
+        used = self._counted(state, margin=_MARGIN)
+        if used <= 0 and state.in_flight == 0:
             return 0.0  # an idle method may always make a call, whatever one may cost
-        if state.calls_seen == 0:
+        if not state.answered:
             # What a call costs is not known yet: one request at a time until an answer says.
-            return 0.0 if state.in_flight == 0 else self.window / 100
-        reserved = (state.in_flight + calls) * state.cost_seen / state.calls_seen
-        excess = state.used + reserved - self.limit
+            return 0.0 if state.in_flight == 0 else self._bucket / 10
+        expected = state.revealed / state.revealing if state.revealing else 0.0
+        excess = used + (state.in_flight + calls) * expected - self.limit
         if excess <= 0:
             return 0.0
         freed = 0.0
         for at, seconds in state.spent:
             freed += seconds
             if freed >= excess:
-                return at + self.window - now
+                gone = (self._index(at) + BUCKETS + _MARGIN) * self._bucket
+                return min(max(gone - self._portal_now(), self._bucket / 100), self.window)
         # Even an empty window would not hold the calls in flight: wait for them to finish
         # (`release` wakes the waiters), looking again now and then.
-        return self.window / 100
+        return self._bucket / 10
 
-    def _expire(self, state: _Method, now: float) -> None:
-        while state.spent and state.spent[0][0] <= now - self.window:
-            state.used -= state.spent.popleft()[1]
-        if not state.spent:
-            state.used = 0.0
+    def _counted(self, state: _Method, *, margin: int) -> float:
+        """Seconds in the buckets the portal still counts, plus `margin` older ones."""
+        oldest = self._index(self._portal_now()) - BUCKETS - margin + 1
+        while state.spent and self._index(state.spent[0][0]) < oldest - _MARGIN + margin:
+            state.spent.popleft()  # beyond even the margin: gone for good
+        return sum(seconds for at, seconds in state.spent if self._index(at) >= oldest)
+
+    def _index(self, portal_time: float) -> int:
+        return math.floor(portal_time / self._bucket)
+
+    def _portal_now(self) -> float:
+        return self._clock() + self._skew
 
     def _state(self, method: str) -> _Method:
         return self._methods.setdefault(method, _Method())
