@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpServer
 from bot.bitrix.registration import handler_url
 from bot.bitrix.webhook import INTAKE
 from bot.logs import configure_logging
+from bot.sandbox import operating
 from bot.sandbox.portal import Fault, Portal
 from tests.harness import FAST, Service, ServiceFactory, eventually
 
@@ -276,7 +277,11 @@ async def test_when_nothing_is_saved_the_reply_says_so_and_why(
         assert stored(service, session)[0] == 0
 
 
-async def test_a_refusal_names_every_cause_in_both_languages(service: Service) -> None:
+@pytest.mark.parametrize("coalesce", [True, False], ids=["coalesced", "one batch with halt"])
+async def test_a_refusal_names_every_cause_in_both_languages(
+    start_service: ServiceFactory, coalesce: bool
+) -> None:
+    service = await start_service(tuning=dataclasses.replace(FAST, coalesce=coalesce))
     _no_right(service.portal)
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец")
     assert reply.text == (
@@ -304,6 +309,19 @@ async def test_true_without_saving_is_caught_by_the_read_back(service: Service) 
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
     assert reply.text.startswith("❌ Не сохранено: Битрикс24 ответил «готово»")
     assert service.votes() == 1
+
+
+async def test_a_vote_that_meets_the_operating_time_limit_is_saved_once_it_resets(
+    service: Service,
+) -> None:
+    """Another caller has spent head.vote's budget (scaled: 0.5 s per 1 s): the vote's 429
+    OPERATION_TIME_LIMIT is waited out until operating_reset_at, never shown (§00 item 10)."""
+    portal = service.portal
+    portal.operating_limit, portal.operating_window = 0.5, 1.0
+    operating.charge(portal, VOTE, 0.6)
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец")
+    assert reply.text.startswith("✅ Сохранено. Сессия 494")
+    assert stored(service, 494) == (5, "Молодец")
 
 
 async def test_a_rate_limited_portal_is_waited_out(service: Service) -> None:
