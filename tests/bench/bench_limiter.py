@@ -10,56 +10,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections.abc import Sequence
 
 import aiohttp
-from aiohttp import web
-from pydantic import SecretStr
 
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
-from bot.errors import BitrixRateLimited
 from bot.logs import configure_logging
-from bot.sandbox.app import create_sandbox_app
 from bot.sandbox.seed import seeded_portal
+from tests.bench.sandbox import WEBHOOK_CODE, run_calls, served
 
 
 async def run(calls: int, rate: float, burst: int, concurrency: int) -> dict[str, float]:
-    portal = seeded_portal(webhook_code="benchcode")
-    runner = web.AppRunner(create_sandbox_app(portal, rate=rate, burst=burst), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    refused = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(calls):
-        queue.put_nowait(n)
-    try:
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency)
-        ) as http:
-            client = BitrixClient(
-                http,
-                WebhookAuth(SecretStr(f"http://127.0.0.1:{port}/rest/1/benchcode/")),
-                PortalLimiters(rate=rate, burst=burst),
-                retry=RetryPolicy(attempts=1),
-            )
-
-            async def worker() -> None:
-                nonlocal refused
-                while not queue.empty():
-                    queue.get_nowait()
-                    try:
-                        await client.call("profile")
-                    except BitrixRateLimited:
-                        refused += 1
-
-            started = time.monotonic()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            elapsed = time.monotonic() - started
-    finally:
-        await runner.cleanup()
+    portal = seeded_portal(webhook_code=WEBHOOK_CODE)
+    async with (
+        served(portal, rate=rate, burst=burst) as url,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http,
+    ):
+        client = BitrixClient(
+            http,
+            WebhookAuth(url),
+            PortalLimiters(rate=rate, burst=burst),
+            retry=RetryPolicy(attempts=1),
+        )
+        elapsed, refused = await run_calls(calls, concurrency, lambda: client.call("profile"))
     allowed = max(calls - burst, 0) / rate  # the portal lets `burst` through, then `rate` per s
     return {
         "elapsed": elapsed,

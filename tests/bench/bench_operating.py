@@ -14,19 +14,15 @@ import argparse
 import asyncio
 import math
 import sys
-import time
 from collections.abc import Sequence
 
 import aiohttp
-from aiohttp import web
-from pydantic import SecretStr
 
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
-from bot.errors import BitrixRateLimited
 from bot.logs import configure_logging
-from bot.sandbox.app import create_sandbox_app
 from bot.sandbox.operating import BUCKETS
 from bot.sandbox.seed import seeded_portal
+from tests.bench.sandbox import WEBHOOK_CODE, run_calls, served
 
 METHOD = "imopenlines.session.history.get"
 
@@ -34,56 +30,30 @@ METHOD = "imopenlines.session.history.get"
 async def run(
     calls: int, cost: float, limit: float, window: float, concurrency: int, *, budget: bool
 ) -> dict[str, float]:
-    portal = seeded_portal(webhook_code="benchcode")
+    portal = seeded_portal(webhook_code=WEBHOOK_CODE)
     portal.operating_cost[METHOD] = cost
     portal.operating_limit, portal.operating_window = limit, window
     # The leaky bucket is wide open: only operating time limits this run.
-    app = create_sandbox_app(portal, rate=10_000, burst=10_000)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    refused = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(calls):
-        queue.put_nowait(n)
-    try:
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency)
-        ) as http:
-            client = BitrixClient(
-                http,
-                WebhookAuth(SecretStr(f"http://127.0.0.1:{port}/rest/1/benchcode/")),
-                PortalLimiters(
-                    rate=10_000,
-                    burst=10_000,
-                    operating_limit=limit if budget else math.inf,
-                    operating_window=window,
-                ),
-                retry=RetryPolicy(attempts=1),
-            )
-
-            async def worker() -> None:
-                nonlocal refused
-                while not queue.empty():
-                    queue.get_nowait()
-                    try:
-                        await client.call(METHOD, {"SESSION_ID": 494})
-                    except BitrixRateLimited:
-                        refused += 1
-
-            started = time.monotonic()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            elapsed = time.monotonic() - started
-    finally:
-        await runner.cleanup()
-    served = sum(1 for c in portal.calls if c.method == METHOD and c.error is None)
+    async with (
+        served(portal, rate=10_000, burst=10_000) as url,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http,
+    ):
+        limiters = PortalLimiters(
+            rate=10_000,
+            burst=10_000,
+            operating_limit=limit if budget else math.inf,
+            operating_window=window,
+        )
+        client = BitrixClient(http, WebhookAuth(url), limiters, retry=RetryPolicy(attempts=1))
+        elapsed, refused = await run_calls(
+            calls, concurrency, lambda: client.call(METHOD, {"SESSION_ID": 494})
+        )
+    served_calls = sum(1 for c in portal.calls if c.method == METHOD and c.error is None)
     # The first budget is spent at once; each further one comes back when the buckets that
     # hold the previous one drop out: at best nine buckets later, at worst ten.
-    budgets = math.ceil(served * cost / limit - 1e-9)
+    budgets = math.ceil(served_calls * cost / limit - 1e-9)
     fastest = max(budgets - 1, 0) * window * (BUCKETS - 1) / BUCKETS
-    return {"elapsed": elapsed, "fastest": fastest, "refused": refused, "served": served}
+    return {"elapsed": elapsed, "fastest": fastest, "refused": refused, "served": served_calls}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -277,27 +277,28 @@ async def test_when_nothing_is_saved_the_reply_says_so_and_why(
         assert stored(service, session)[0] == 0
 
 
+REFUSALS = {
+    "ru": "❌ Не сохранено: Битрикс24 отказал в оценке сессии 494. Возможные причины: такой "
+    "сессии нет; у учётной записи бота нет права оценивать диалоги этой линии или смотреть их "
+    "историю; тариф без оценки руководителем. Проверьте номер сессии или обратитесь к "
+    "администратору.",
+    "en": "❌ Not saved: Bitrix24 refused the vote on session 494. Possible causes: there is no "
+    "such session; the bot's account has no right to rate this line's dialogs or to view their "
+    "history; the plan does not include rating by a supervisor. Check the session number, or "
+    "ask the administrator.",
+}
+
+
 @pytest.mark.parametrize("coalesce", [True, False], ids=["coalesced", "one batch with halt"])
 async def test_a_refusal_names_every_cause_in_both_languages(
     start_service: ServiceFactory, coalesce: bool
 ) -> None:
     service = await start_service(tuning=dataclasses.replace(FAST, coalesce=coalesce))
     _no_right(service.portal)
-    reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец")
-    assert reply.text == (
-        "❌ Не сохранено: Битрикс24 отказал в оценке сессии 494. Возможные причины: такой "
-        "сессии нет; у учётной записи бота нет права оценивать диалоги этой линии или "
-        "смотреть их историю; тариф без оценки руководителем. Проверьте номер сессии или "
-        "обратитесь к администратору."
-    )
-    service.portal.language = "en"
-    reply = await service.reply_to(27, service.bot_id, "/rate 494 4 Well done")
-    assert reply.text == (
-        "❌ Not saved: Bitrix24 refused the vote on session 494. Possible causes: there is no "
-        "such session; the bot's account has no right to rate this line's dialogs or to view "
-        "their history; the plan does not include rating by a supervisor. Check the session "
-        "number, or ask the administrator."
-    )
+    for language, text in REFUSALS.items():
+        service.portal.language = language
+        reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец")
+        assert reply.text == text
     assert stored(service, 494) == (0, "")
 
 
