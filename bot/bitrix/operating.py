@@ -49,7 +49,7 @@ class _Method:
     # portal ran the calls; one answer may then reveal two calls, never less than one.
     revealed: float = 0.0
     revealing: int = 0
-    answered: bool = False  # some answer named the method's operating time
+    answered: bool = False  # some call of the method was answered
 
 
 class OperatingBudget:
@@ -78,11 +78,14 @@ class OperatingBudget:
         """Wait until every method (one entry per call) may run without overrunning; then
         count the calls as in flight until `release`."""
         wanted = Counter(m.lower() for m in methods)
+        waited = False
         while True:
             wait = max((self._wait(m, n) for m, n in wanted.items()), default=0.0)
             if wait <= 0:
                 break
-            log.info("bitrix.operating_wait", methods=sorted(wanted), wait_s=round(wait, 3))
+            if not waited:  # once per call, not at every wake-up
+                log.info("bitrix.operating_wait", methods=sorted(wanted), wait_s=round(wait, 3))
+                waited = True
             self._changed.clear()
             # Woken early when a call in flight finishes (it may have cost less than feared).
             with contextlib.suppress(TimeoutError):
@@ -98,8 +101,11 @@ class OperatingBudget:
         self._changed.set()
 
     def observe(self, method: str, answer_time: Mapping[str, Any]) -> None:
-        """Take in an answer's `time`: what the portal says the method has used."""
+        """Take in an answer's `time`: what the portal says the method has used. An answer
+        without the figure still ends the one-at-a-time probing of a new method: the 429 and
+        its reset time are then all there is to go by."""
         state = self._state(method.lower())
+        state.answered = True
         finish = _number(answer_time.get("finish"))
         if finish is not None:
             self._skew = finish - self._clock()
@@ -109,7 +115,6 @@ class OperatingBudget:
         reported = _number(answer_time.get("operating"))
         if reported is None:
             return
-        state.answered = True
         # Compared with what the portal itself still counts (no margin): what it reports
         # beyond that is new, ours or another caller's.
         unseen = reported - self._counted(state, margin=0)

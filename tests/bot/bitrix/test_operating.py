@@ -116,3 +116,18 @@ async def test_a_429_blocks_the_method_until_its_reset_and_never_longer_than_a_w
     now[0] += blocked_for + 0.001
     await asyncio.wait_for(budget.acquire(["profile"]), 1)  # free again
     assert budget.used("profile") == 0
+
+
+async def test_a_new_method_is_probed_one_request_at_a_time_until_an_answer() -> None:
+    """Its cost is unknown until the first answer; one without figures (as the docs' batch
+    example shows `result_time`) ends the probing all the same."""
+    budget = OperatingBudget(limit=LIMIT, window=WINDOW)
+    await budget.acquire(["imopenlines.session.head.vote"])
+    second = asyncio.ensure_future(budget.acquire(["imopenlines.session.head.vote"]))
+    third = asyncio.ensure_future(budget.acquire(["profile"]))  # another method: no wait
+    await asyncio.wait_for(third, 1)
+    await asyncio.sleep(0.01)
+    assert not second.done()
+    budget.observe("imopenlines.session.head.vote", {})
+    budget.release(["imopenlines.session.head.vote"])
+    await asyncio.wait_for(second, 1)
