@@ -25,8 +25,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--burst", type=int, default=50, help="leaky bucket capacity [50]")
     parser.add_argument("--webhook-code", help="the main webhook's code [random]")
+    parser.add_argument(
+        "--head-vote",
+        choices=("current", "legacy"),
+        default="current",
+        help="head.vote that stores nothing: 400 ACCESS_DENIED (current builds) or true "
+        "(older builds) [current]",
+    )
     args = parser.parse_args(argv)
     portal = seeded_portal(webhook_code=args.webhook_code)
+    portal.head_vote = args.head_vote
     hook = portal.webhooks[0]
     print(
         f"B24_WEBHOOK_URL=http://{args.host}:{args.port}/rest/{hook.user_id}/{hook.code}/",

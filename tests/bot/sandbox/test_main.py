@@ -55,5 +55,5 @@ def test_help_describes_the_options(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0
-    for option in ("--port", "--rate", "--burst", "--webhook-code"):
+    for option in ("--port", "--rate", "--burst", "--webhook-code", "--head-vote"):
         assert option in result.stdout
