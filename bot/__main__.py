@@ -22,7 +22,7 @@ from bot.config import (
     describe_settings_error,
     env_name,
 )
-from bot.errors import BitrixError, BotCodeTaken
+from bot.errors import BitrixError, BotCodeTaken, StorageMissing
 from bot.logs import configure_logging
 from bot.serving import Limits, rate_limit_server_errors, serve_until_signalled, start_serving
 
@@ -131,19 +131,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets=secret_literals(settings),
     )
     if args.command == "audit":
-        try:
-            since = parse_since(args.since)
-        except ValueError:
-            print(f"--since takes a date such as 2026-11-27, not {args.since!r}", file=sys.stderr)
-            return EXIT_BAD_SETTINGS
-        if args.excel and args.csv is None:
-            print("--excel shapes a CSV: give it with --csv FILE", file=sys.stderr)
-            return EXIT_BAD_SETTINGS
-        entries = asyncio.run(read_audit(settings, since=since))
-        write_audit(entries, csv_path=args.csv, out=sys.stdout, excel=args.excel)
-        print(f"{len(entries)} entries", file=sys.stderr)
-        return 0
+        return audit(settings, args)
     return asyncio.run(manage_bot(settings, args.command))
+
+
+def audit(settings: Settings, args: argparse.Namespace) -> int:
+    """`audit`: the audit log from an existing database, which it only reads."""
+    try:
+        since = parse_since(args.since)
+    except ValueError:
+        print(f"--since takes a date such as 2026-11-27, not {args.since!r}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    if args.excel and args.csv is None:
+        print("--excel shapes a CSV: give it with --csv FILE", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    try:
+        entries = asyncio.run(read_audit(settings, since=since))
+    except StorageMissing as missing:
+        print(
+            f"There is no bot database at {missing.path} (BOT_DATABASE_URL): nothing to audit.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_SETTINGS
+    write_audit(entries, csv_path=args.csv, out=sys.stdout, excel=args.excel)
+    print(f"{len(entries)} entries", file=sys.stderr)
+    return 0
 
 
 async def manage_bot(settings: Settings, command: str) -> int:

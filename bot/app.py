@@ -26,7 +26,7 @@ from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_eve
 from bot.config import Settings, is_loopback_host
 from bot.dispatch import Handled, Services, run_command
 from bot.errors import BitrixError, BotCodeTaken
-from bot.jobs import JobRunner, RetryRules
+from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.storage import Storage, open_storage
@@ -132,6 +132,9 @@ class Tuning:
     # and its reply 1; 50 calls fit in one request). Workers are coroutines: cheap.
     workers: int = 32
     queue_size: int = 10_000  # unfinished jobs at most; beyond it events are refused
+    # Unfinished jobs of one user at most, so that nobody alone can fill the queue and refuse
+    # everyone else's events: a supervisor rating by hand stays far below it.
+    user_share: int = 50
     shutdown_grace: float = 10.0  # at most; BOT_SHUTDOWN_TIMEOUT bounds the whole stop
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     jobs: RetryRules = field(default_factory=RetryRules)
@@ -215,7 +218,9 @@ def _bitrix_webhook_mode(
             services = Services(BitrixSessionVotes(caller), settings.b24_supervisor_ids)
             client_id = settings.b24_client_id.get_secret_value()
             replies = BitrixReplies(caller, client_id, answer_window=tuning.answer_window)
-            storage = await open_storage(settings.bot_database_url)
+            storage = await open_storage(
+                settings.bot_database_url, session_of=session_of, lease=settings.bot_job_lease
+            )
 
             async def execute(job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: FBT001
                 return await run_command(job, services, may_retry=may_retry)
@@ -236,6 +241,7 @@ def _bitrix_webhook_mode(
                 runner=runner,
                 supervisors=settings.b24_supervisor_ids,
                 queue_limit=tuning.queue_size,
+                user_share=tuning.user_share,
                 metrics=app[METRICS],
                 clock=time.time,
                 on_bot_deleted=state.forget,

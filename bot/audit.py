@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from bot.config import Settings
-from bot.storage import AuditEntry, open_storage
+from bot.storage import AuditEntry, open_storage_read_only
 
 COLUMNS: Final = (
     "time_utc", "source", "user_id", "command", "session_id", "rating", "outcome", "text", "reply",
@@ -48,8 +48,9 @@ def audit_row(entry: AuditEntry) -> dict[str, object]:
 
 
 async def read_audit(settings: Settings, *, since: float) -> list[AuditEntry]:
-    """The entries from `since` (a Unix time) on, oldest first."""
-    storage = await open_storage(settings.bot_database_url)
+    """The entries from `since` (a Unix time) on, oldest first. The database is only read
+    (a running service's claims stay as they are); raises StorageMissing when there is none."""
+    storage = await open_storage_read_only(settings.bot_database_url)
     try:
         return await storage.audit(since=since)
     finally:

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     bot_database_url: str = Field(
         "sqlite:///data/bot.sqlite3", description="storage, sqlite:///<path>"
     )
+    bot_job_lease: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="seconds a command being run stays with its process without a heartbeat: "
+        "after a crash (kill -9), another process takes it over once this has passed",
+    )
     bot_log_level: LogLevel = Field("info", description="debug, info, warning, error")
     bot_log_format: LogFormat | None = Field(
         None, description="json or console (default: console on a terminal, json otherwise)"

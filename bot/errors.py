@@ -238,3 +238,12 @@ class VoteRefused(VoteNotSaved):
     its history, a plan without the feature). Params: session."""
 
     text_key = "rate.refused"
+
+
+class StorageMissing(BotError):
+    """There is no database where BOT_DATABASE_URL points, and none may be created there
+    (`python -m bot audit` reads an existing one only)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"no database at {path}")

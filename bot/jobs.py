@@ -4,6 +4,9 @@ workers claim, run and finish it, so a restart, a crash or a portal outage loses
 A job runs in two steps, each committed: the work (parse, authorise, vote, read back) ends in a
 decided reply; sending that reply ends the job. A job interrupted by a crash is claimed again
 on the next start; a vote run twice stores the same values, and a decided reply is not redone.
+
+A claimed job is this process's for a lease that a heartbeat renews while the process lives;
+if it dies, another process takes the job over once the lease has passed (bot/storage/sqlite.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from bot.usage import counting_rest_requests
 log = structlog.get_logger(__name__)
 
 Execute = Callable[[IncomingCommand, bool], Awaitable[Handled]]
+
+
+def session_of(incoming: IncomingCommand) -> int | None:
+    """The session a command acts on: commands on one session take effect in arrival order."""
+    session: int | None = command_fields(incoming)["session_id"]
+    return session
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class JobRunner:
         self._tasks = [
             asyncio.create_task(self._loop(), name=f"worker-{n}") for n in range(workers)
         ]
+        self._heartbeat = asyncio.create_task(self._renew_leases(), name="lease-heartbeat")
 
     def wake(self) -> None:
         """New jobs were committed: let an idle worker look now rather than on its next poll."""
@@ -158,6 +168,16 @@ class JobRunner:
             job, reply.text, "crashed", delivered=delivered, requests=requests[0], started=started
         )
 
+    async def _renew_leases(self) -> None:
+        """Renew the lease of every running job three times per lease: a lease runs out
+        only when this process is gone (or stalled for two thirds of a lease)."""
+        while True:
+            await asyncio.sleep(self._storage.lease / 3)
+            try:
+                await self._storage.renew(time.time())
+            except Exception:  # a passing storage failure: the next beat tries again
+                log.exception("jobs.lease_renewal_failed")
+
     async def _run(self, job: Job) -> None:
         started = time.monotonic()
         may_retry = time.time() - job.created_at < self._rules.give_up_after
@@ -229,8 +249,8 @@ class JobRunner:
         )
 
     def alive(self) -> bool:
-        """Every worker is still running."""
-        return all(not task.done() for task in self._tasks)
+        """Every worker, and the heartbeat that keeps their leases, is still running."""
+        return all(not task.done() for task in [*self._tasks, self._heartbeat])
 
     async def stop(self, grace: float) -> None:
         """Refuse new work; let running jobs finish within `grace` seconds, then cancel them
@@ -240,6 +260,6 @@ class JobRunner:
         self._wake.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
-        for task in self._tasks:
+        for task in [*self._tasks, self._heartbeat]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, self._heartbeat, return_exceptions=True)

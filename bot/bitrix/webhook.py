@@ -55,6 +55,7 @@ class EventIntake:
     runner: JobRunner
     supervisors: UserAllowList  # who may rate: the rest get one reply per message
     queue_limit: int  # unfinished jobs at most; beyond it events are refused
+    user_share: int  # unfinished jobs of one user at most; beyond it their events are refused
     metrics: Metrics
     clock: Callable[[], float]
     on_bot_deleted: Callable[[int], None]
@@ -154,19 +155,19 @@ async def _accept(
             may_rate=intake.supervisors.allows,
         )
     # Committed before the 200: Bitrix24 never sends an event again (§1.1).
-    fresh = None
+    fresh: list[str] | str = "shutting_down"
     if intake.runner.accepting:
         try:
-            fresh = await intake.storage.enqueue(commands, limit=intake.queue_limit)
+            fresh = await intake.storage.enqueue(
+                commands, limit=intake.queue_limit, user_limit=intake.user_share
+            )
         except Exception as error:  # noqa: BLE001 - whatever the engine raises, never a 500
             # 503, not a 500: the event is lost either way (§1.1), and the answer says why.
             refused = _Rejected(503, "storage_error", error=type(error).__name__, exc_info=True)
             return _reject(intake, refused)
-    if fresh is None:
-        reason = "queue_full" if intake.runner.accepting else "shutting_down"
-        intake.metrics.events_rejected.labels(reason=reason).inc()
-        log.warning("event.rejected", status=503, reason=reason, bitrix_event=event.event)
-        return web.json_response({"status": "rejected", "reason": reason}, status=503)
+    if isinstance(fresh, str):  # why nothing was stored: user_share, queue_full, shutting_down
+        author = commands[0].author_id if commands else None
+        return _reject(intake, _Rejected(503, fresh, bitrix_event=event.event, user_id=author))
     intake.runner.wake()
     log.info(
         "event.accepted",

@@ -6,10 +6,17 @@ module implementing `Storage`, chosen by `open_storage` from BOT_DATABASE_URL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
 
 from bot.models import Frozen, IncomingCommand, Reply
+
+# Why `enqueue` stored nothing: the author already holds their fair share of unfinished jobs,
+# or the queue as a whole is full.
+Refusal = Literal["user_share", "queue_full"]
+
+# The open-line session a command acts on (None: it acts on none, so it is run in any order).
+SessionOf = Callable[[IncomingCommand], int | None]
 
 
 class Job(Frozen):
@@ -39,13 +46,25 @@ class AuditEntry(Frozen):
 
 
 class Storage(Protocol):
-    async def enqueue(self, jobs: Sequence[IncomingCommand], *, limit: int) -> list[str] | None:
-        """Commit new jobs; the keys that were new (the rest are duplicates), or None when
-        they would take more than `limit` unfinished jobs (then nothing is stored)."""
+    lease: float  # seconds a claim lasts unless its holder renews it
+
+    async def enqueue(
+        self, jobs: Sequence[IncomingCommand], *, limit: int, user_limit: int
+    ) -> list[str] | Refusal:
+        """Commit new jobs; the keys that were new (the rest are duplicates), or why nothing
+        was stored: they would give one author more than `user_limit` unfinished jobs, or the
+        queue more than `limit`."""
         ...
 
     async def claim(self, now: float) -> Job | None:
-        """Take the oldest job that is due, or None."""
+        """Take the oldest due job, or None; this instance holds it for `lease` seconds
+        unless it renews the lease. Jobs on one session are taken in the order they arrived:
+        never while an earlier one of that session is unfinished (queued, even for later,
+        or claimed). A claim whose lease has passed (its process died) is due again."""
+        ...
+
+    async def renew(self, now: float) -> int:
+        """Renew the lease of every job this instance holds (to `now` + `lease`); how many."""
         ...
 
     async def decide(self, key: str, reply: Reply, outcome: str) -> None:
@@ -54,7 +73,7 @@ class Storage(Protocol):
         ...
 
     async def postpone(self, key: str, *, until: float, error: str) -> None:
-        """Put a claimed job back, due at `until`."""
+        """Put a job this instance holds back, due at `until`."""
         ...
 
     async def finish(self, key: str, entry: AuditEntry) -> None:
@@ -73,11 +92,26 @@ class Storage(Protocol):
         """The audit log, oldest first."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Put the jobs this instance still holds back in the queue, and close."""
+        ...
 
 
-async def open_storage(url: str) -> Storage:
-    """The storage for BOT_DATABASE_URL (`sqlite:///<path>`), opened and migrated."""
+async def open_storage(url: str, *, session_of: SessionOf, lease: float = 60.0) -> Storage:
+    """The storage for BOT_DATABASE_URL (`sqlite:///<path>`), opened and migrated.
+
+    `session_of` tells which session a job acts on, so that jobs on one session keep their
+    order; a claim lasts `lease` seconds unless renewed (BOT_JOB_LEASE)."""
     from bot.storage.sqlite import SqliteStorage  # noqa: PLC0415 - engines load on demand
 
-    return await SqliteStorage.open(url.removeprefix("sqlite:///"))
+    path = url.removeprefix("sqlite:///")
+    return await SqliteStorage.open(path, session_of=session_of, lease=lease)
+
+
+async def open_storage_read_only(url: str) -> Storage:
+    """The storage for BOT_DATABASE_URL opened for reading only (`python -m bot audit`): it
+    changes nothing, not even a claim of a running service. Raises StorageMissing when there
+    is no database there (none is created)."""
+    from bot.storage.sqlite import SqliteStorage  # noqa: PLC0415 - engines load on demand
+
+    return await SqliteStorage.open_read_only(url.removeprefix("sqlite:///"))

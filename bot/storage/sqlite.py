@@ -1,17 +1,27 @@
-"""The SQLite engine (aiosqlite, WAL). Schema migrations run on open, tracked by user_version."""
+"""The SQLite engine (aiosqlite, WAL). Schema migrations run on open, tracked by user_version.
+
+A claimed job belongs to the instance that claimed it (`owner`, random per open) for a lease:
+while claimed, `due_at` is the lease's expiry, which the owner keeps pushing forward while it
+lives (`renew`). So another process opening the file (`audit`, a second instance started by
+mistake) leaves live claims alone, and a dead process's claims are due again once its lease
+has passed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import aiosqlite
 
+from bot.errors import StorageMissing
 from bot.models import IncomingCommand, Reply
-from bot.storage import AuditEntry, Job
+from bot.storage import AuditEntry, Job, Refusal, SessionOf
 
 # Each entry moves the schema one version up; never edit one that has shipped.
 MIGRATIONS: Final = (
@@ -43,21 +53,92 @@ MIGRATIONS: Final = (
         reply TEXT NOT NULL
     );
     """,
+    # Arrival order (`seq`: the rowid itself, which VACUUM keeps), each job's author (for the
+    # per-user share) and session (for the per-session order), and claims with an owner.
+    """
+    CREATE TABLE jobs_v2 (
+        seq INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        author TEXT NOT NULL,
+        session_id INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'done')),
+        owner TEXT,
+        reply TEXT,
+        outcome TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        last_error TEXT
+    );
+    INSERT INTO jobs_v2 (key, payload, author, state, reply, outcome, attempts, due_at,
+        created_at, updated_at, last_error)
+    SELECT key, payload,
+        json_extract(payload, '$.source') || ':' || json_extract(payload, '$.author_id'),
+        -- A claim of the old schema has no owner and no lease: due again, as it used to be.
+        CASE state WHEN 'claimed' THEN 'queued' ELSE state END,
+        reply, outcome, attempts, due_at, created_at, updated_at, last_error
+    FROM jobs ORDER BY created_at, rowid;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v2 RENAME TO jobs;
+    CREATE INDEX jobs_due ON jobs (due_at, seq) WHERE state != 'done';
+    CREATE INDEX jobs_session ON jobs (session_id, seq) WHERE state != 'done';
+    CREATE INDEX jobs_done ON jobs (updated_at) WHERE state = 'done';
+    """,
 )
+_SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
+
+# The oldest due job that no earlier unfinished job of its session holds back: a queued job
+# whose time has come, or a claim whose lease has passed (its owner died; never one of our
+# own: a live process's worker is still on it). The partial indexes serve both lookups.
+_CLAIM: Final = """
+UPDATE jobs SET state = 'claimed', owner = :owner, due_at = :lease_until,
+    attempts = attempts + 1, updated_at = :now
+WHERE seq = (
+    SELECT seq FROM jobs AS job
+    WHERE job.state != 'done' AND job.due_at <= :now
+        AND (job.state = 'queued' OR job.owner != :owner)
+        AND NOT EXISTS (
+            SELECT 1 FROM jobs AS earlier
+            WHERE earlier.session_id = job.session_id AND earlier.state != 'done'
+                AND earlier.seq < job.seq
+        )
+    ORDER BY job.due_at, job.seq LIMIT 1
+)
+RETURNING key, payload, reply, outcome, attempts, created_at
+"""
+
+
+def _author(job: IncomingCommand) -> str:
+    return f"{job.source}:{job.author_id}"
+
+
+def _read_only_uri(path: str) -> str:
+    if path == ":memory:" or not Path(path).is_file():
+        raise StorageMissing(path)
+    return Path(path).resolve().as_uri() + "?mode=ro"
 
 
 class SqliteStorage:
     """Jobs, de-dup keys (the jobs' own keys) and the audit log in one SQLite file."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, *, session_of: SessionOf | None, lease: float
+    ) -> None:
         self._db = db
+        self.lease = lease
         # One connection serves every task: a transaction must not interleave with another
         # task's statements, so each operation holds the connection for its whole duration.
         self._lock = asyncio.Lock()
+        self._session_of = session_of
+        self._owner = secrets.token_hex(8)
+        # Unfinished jobs, in all and by author: kept in memory, off the event handler's path.
         self._unfinished = 0
+        self._by_author: Counter[str] = Counter()
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStorage:
+    async def open(cls, path: str, *, session_of: SessionOf, lease: float) -> SqliteStorage:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
@@ -66,12 +147,18 @@ class SqliteStorage:
         # loss may lose the last transactions.
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA busy_timeout = 5000")
-        storage = cls(db)
+        storage = cls(db, session_of=session_of, lease=lease)
         await storage._migrate()
-        # Jobs claimed by a process that died were never finished: they are due again.
-        await db.execute("UPDATE jobs SET state = 'queued' WHERE state = 'claimed'")
-        storage._unfinished = await storage.unfinished()
+        # Claims are left alone: a live process holds them; a dead one's lease runs out.
+        await storage._count_unfinished()
         return storage
+
+    @classmethod
+    async def open_read_only(cls, path: str) -> SqliteStorage:
+        """An existing database, read only (SQLite `mode=ro`): nothing is created or changed."""
+        db = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
+        await db.execute("PRAGMA busy_timeout = 5000")
+        return cls(db, session_of=None, lease=0.0)
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cursor:
@@ -81,28 +168,70 @@ class SqliteStorage:
             await self._db.executescript(
                 f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"
             )
+        if version < _SESSION_COLUMN:
+            await self._find_sessions()
 
-    async def enqueue(self, jobs: Sequence[IncomingCommand], *, limit: int) -> list[str] | None:
+    async def _find_sessions(self) -> None:
+        """The sessions of jobs queued before the schema had a column for them."""
+        assert self._session_of is not None  # noqa: S101 - only a writable open migrates
+        rows = await self._db.execute_fetchall(
+            "SELECT seq, payload FROM jobs WHERE state != 'done'"
+        )
+        await self._db.executemany(
+            "UPDATE jobs SET session_id = ? WHERE seq = ?",
+            [(self._session_of(IncomingCommand.model_validate_json(p)), s) for s, p in rows],
+        )
+
+    async def _count_unfinished(self) -> None:
+        rows = await self._db.execute_fetchall(
+            "SELECT author, count(*) FROM jobs WHERE state != 'done' GROUP BY author"
+        )
+        self._by_author = Counter({str(row[0]): int(row[1]) for row in rows})
+        self._unfinished = self._by_author.total()
+
+    async def enqueue(
+        self, jobs: Sequence[IncomingCommand], *, limit: int, user_limit: int
+    ) -> list[str] | Refusal:
         # One statement (so one trip to the database thread) on the hot path of the event
-        # handler: the unfinished count is kept in memory, and duplicates are skipped by the
+        # handler: the unfinished counts are kept in memory, and duplicates are skipped by the
         # primary key rather than looked up first.
         if not jobs:
             return []
         async with self._lock:
-            if self._unfinished + len(jobs) > limit:
+            if self._refusal(jobs, limit=limit, user_limit=user_limit):
                 known = await self._known([job.key for job in jobs])
-                if self._unfinished + sum(job.key not in known for job in jobs) > limit:
-                    return None
+                fresh = [job for job in jobs if job.key not in known]
+                refusal = self._refusal(fresh, limit=limit, user_limit=user_limit)
+                if refusal is not None:
+                    return refusal
             now = time.time()
-            values = ", ".join(["(?, ?, 'queued', ?, ?, ?)"] * len(jobs))  # placeholders only
+            values = ", ".join(["(?, ?, ?, ?, 'queued', ?, ?, ?)"] * len(jobs))  # placeholders
             rows = await self._db.execute_fetchall(
-                "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "  # noqa: S608
-                f"VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING key",
-                [v for job in jobs for v in (job.key, job.model_dump_json(), now, now, now)],
+                "INSERT INTO jobs (key, payload, author, session_id, state, due_at, created_at, "  # noqa: S608
+                f"updated_at) VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING key",
+                [value for job in jobs for value in self._row(job, now)],
             )
             inserted = {row[0] for row in rows}
-            self._unfinished += len(inserted)
+            new = {job.key: job for job in jobs if job.key in inserted}
+            self._unfinished += len(new)
+            self._by_author.update(_author(job) for job in new.values())
             return [job.key for job in jobs if job.key in inserted]
+
+    def _row(self, job: IncomingCommand, now: float) -> tuple[object, ...]:
+        assert self._session_of is not None  # noqa: S101 - a read-only storage queues nothing
+        payload = job.model_dump_json()
+        return (job.key, payload, _author(job), self._session_of(job), now, now, now)
+
+    def _refusal(
+        self, jobs: Sequence[IncomingCommand], *, limit: int, user_limit: int
+    ) -> Refusal | None:
+        """Whether these new jobs would break the author's share or the queue's limit."""
+        authors = Counter(_author(job) for job in jobs)
+        if any(self._by_author[author] + n > user_limit for author, n in authors.items()):
+            return "user_share"
+        if self._unfinished + len(jobs) > limit:
+            return "queue_full"
+        return None
 
     async def _known(self, keys: list[str]) -> set[str]:
         if not keys:
@@ -115,11 +244,7 @@ class SqliteStorage:
     async def claim(self, now: float) -> Job | None:
         async with self._lock:
             async with self._db.execute(
-                "UPDATE jobs SET state = 'claimed', attempts = attempts + 1, updated_at = ? "
-                "WHERE key = (SELECT key FROM jobs WHERE state = 'queued' AND due_at <= ? "
-                "ORDER BY due_at, created_at LIMIT 1) "
-                "RETURNING key, payload, reply, outcome, attempts, created_at",
-                (now, now),
+                _CLAIM, {"owner": self._owner, "lease_until": now + self.lease, "now": now}
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:
@@ -134,6 +259,14 @@ class SqliteStorage:
                 created_at=created_at,
             )
 
+    async def renew(self, now: float) -> int:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "UPDATE jobs SET due_at = ? WHERE state = 'claimed' AND owner = ?",
+                (now + self.lease, self._owner),
+            )
+            return cursor.rowcount
+
     async def decide(self, key: str, reply: Reply, outcome: str) -> None:
         async with self._lock:
             await self._db.execute(
@@ -144,21 +277,25 @@ class SqliteStorage:
     async def postpone(self, key: str, *, until: float, error: str) -> None:
         async with self._lock:
             await self._db.execute(
-                "UPDATE jobs SET state = 'queued', due_at = ?, last_error = ?, updated_at = ? "
-                "WHERE key = ?",
-                (until, error, time.time(), key),
+                "UPDATE jobs SET state = 'queued', owner = NULL, due_at = ?, last_error = ?, "
+                "updated_at = ? WHERE key = ? AND state = 'claimed' AND owner = ?",
+                (until, error, time.time(), key, self._owner),
             )
 
     async def finish(self, key: str, entry: AuditEntry) -> None:
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                finished = await self._db.execute(
-                    "UPDATE jobs SET state = 'done', updated_at = ? WHERE key = ? "
-                    "AND state != 'done'",
+                finished = await self._db.execute_fetchall(
+                    "UPDATE jobs SET state = 'done', owner = NULL, updated_at = ? WHERE key = ? "
+                    "AND state != 'done' RETURNING author",
                     (entry.at, key),
                 )
-                self._unfinished -= finished.rowcount
+                for (author,) in finished:
+                    self._unfinished -= 1
+                    self._by_author[author] -= 1
+                    if self._by_author[author] <= 0:
+                        del self._by_author[author]
                 await self._db.execute(
                     "INSERT OR IGNORE INTO audit (at, key, source, user_id, text, command, "
                     "session_id, rating, outcome, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -218,4 +355,14 @@ class SqliteStorage:
             return [AuditEntry.model_validate(dict(zip(names, row, strict=True))) for row in rows]
 
     async def close(self) -> None:
-        await self._db.close()
+        try:
+            if self._session_of is not None:  # writable: what this instance holds is due now
+                now = time.time()
+                async with self._lock:
+                    await self._db.execute(
+                        "UPDATE jobs SET state = 'queued', owner = NULL, due_at = ?, "
+                        "updated_at = ? WHERE state = 'claimed' AND owner = ?",
+                        (now, now, self._owner),
+                    )
+        finally:
+            await self._db.close()

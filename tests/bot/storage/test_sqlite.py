@@ -1,4 +1,6 @@
-"""The SQLite storage: jobs that survive the process, de-dup keys, the audit log."""
+"""The SQLite storage: jobs that survive the process, de-dup keys, the audit log; each user's
+fair share of the queue, one session's commands in arrival order, claims with an owner and a
+lease."""
 
 from __future__ import annotations
 
@@ -9,16 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs import session_of
 from bot.models import BitrixRoute, IncomingCommand, Reply
 from bot.storage import AuditEntry, Storage, open_storage
 from bot.storage.sqlite import MIGRATIONS
 
+LEASE = 60.0
 
-def job(key: str, text: str = "/rate 494 5") -> IncomingCommand:
-    route = BitrixRoute(dialog_id="27", author_dialog_id="27")
+
+def job(key: str, text: str = "/rate 494 5", author: int = 27) -> IncomingCommand:
+    route = BitrixRoute(dialog_id=str(author), author_dialog_id=str(author))
     return IncomingCommand(
-        key=key, source="bitrix", author_id=27, text=text, received_at=time.time(), route=route
+        key=key, source="bitrix", author_id=author, text=text, received_at=time.time(), route=route
     )
+
+
+async def opened(path: Path) -> Storage:
+    """Another process opening the same file (each open is its own claim owner)."""
+    return await open_storage(f"sqlite:///{path}", session_of=session_of, lease=LEASE)
 
 
 def entry(key: str, at: float) -> AuditEntry:
@@ -43,9 +53,9 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def storage(path: Path) -> AsyncIterator[Storage]:
-    opened = await open_storage(f"sqlite:///{path}")
-    yield opened
-    await opened.close()
+    storage = await opened(path)
+    yield storage
+    await storage.close()
 
 
 async def test_opening_creates_the_file_in_wal_mode_at_the_latest_schema(
@@ -57,21 +67,21 @@ async def test_opening_creates_the_file_in_wal_mode_at_the_latest_schema(
 
 
 async def test_a_key_is_stored_once(storage: Storage) -> None:
-    assert await storage.enqueue([job("a"), job("b")], limit=10) == ["a", "b"]
-    assert await storage.enqueue([job("b"), job("c")], limit=10) == ["c"]
+    assert await storage.enqueue([job("a"), job("b")], limit=10, user_limit=10) == ["a", "b"]
+    assert await storage.enqueue([job("b"), job("c")], limit=10, user_limit=10) == ["c"]
     assert await storage.unfinished() == 3
 
 
 async def test_beyond_the_limit_nothing_is_stored(storage: Storage) -> None:
-    assert await storage.enqueue([job("a")], limit=2) == ["a"]
-    assert await storage.enqueue([job("b"), job("c")], limit=2) is None
+    assert await storage.enqueue([job("a")], limit=2, user_limit=10) == ["a"]
+    assert await storage.enqueue([job("b"), job("c")], limit=2, user_limit=10) == "queue_full"
     assert await storage.unfinished() == 1
-    assert await storage.enqueue([job("a"), job("b")], limit=2) == ["b"]  # a is a duplicate
+    assert await storage.enqueue([job("a"), job("b")], limit=2, user_limit=10) == ["b"]  # a: dup
 
 
 async def test_jobs_are_claimed_once_oldest_first_and_only_when_due(storage: Storage) -> None:
-    await storage.enqueue([job("a")], limit=10)
-    await storage.enqueue([job("b")], limit=10)
+    await storage.enqueue([job("a")], limit=10, user_limit=10)
+    await storage.enqueue([job("b", "/rate 495 5")], limit=10, user_limit=10)
     now = time.time()
     first, second = await storage.claim(now + 1), await storage.claim(now + 1)
     assert (first and first.key, second and second.key) == ("a", "b")
@@ -84,47 +94,202 @@ async def test_jobs_are_claimed_once_oldest_first_and_only_when_due(storage: Sto
 
 
 async def test_a_decided_reply_stays_with_its_claim_and_survives_a_crash(path: Path) -> None:
-    first = await open_storage(f"sqlite:///{path}")
-    await first.enqueue([job("a")], limit=10)
+    first = await opened(path)
+    await first.enqueue([job("a")], limit=10, user_limit=10)
     assert await first.claim(time.time()) is not None
     await first.decide("a", Reply(text="✅ Сохранено"), "saved")
     assert await first.claim(time.time()) is None  # still its worker's
-    second = await open_storage(f"sqlite:///{path}")  # the first process died
-    again = await second.claim(time.time())
+    second = await opened(path)  # the first process died: its lease runs out
+    again = await second.claim(time.time() + LEASE + 1)
     await second.close()
     await first.close()
     assert again is not None
     assert (again.reply, again.outcome) == (Reply(text="✅ Сохранено"), "saved")
 
 
-async def test_jobs_claimed_by_a_dead_process_are_due_again_on_open(path: Path) -> None:
-    first = await open_storage(f"sqlite:///{path}")
-    await first.enqueue([job("a")], limit=10)
-    assert await first.claim(time.time()) is not None
-    # The process dies without finishing (no close): the next one opens the same file.
-    second = await open_storage(f"sqlite:///{path}")
-    reclaimed = await second.claim(time.time())
-    assert reclaimed is not None
-    assert (reclaimed.key, reclaimed.attempts) == ("a", 2)
+async def test_another_process_leaves_a_live_claim_alone_and_takes_it_when_the_lease_runs_out(
+    path: Path,
+) -> None:
+    first = await opened(path)
+    await first.enqueue([job("a")], limit=10, user_limit=10)
+    now = time.time()
+    assert await first.claim(now) is not None
+    second = await opened(path)  # `audit`, or a second instance started by mistake
+    assert await second.claim(now + 1) is None
+    assert await first.renew(now + LEASE / 2) == 1  # the heartbeat of a live process
+    assert await second.claim(now + LEASE + 1) is None
+    taken = await second.claim(now + LEASE * 2)  # no heartbeat since: the first process died
+    assert taken is not None
+    assert (taken.key, taken.attempts) == ("a", 2)
+    assert await first.renew(now + LEASE * 2) == 0  # it is no longer the first's
+    await first.postpone("a", until=now, error="late")  # nor may the first put it back
+    assert await second.claim(now + LEASE * 2) is None
     await second.close()
     await first.close()
 
 
+async def test_a_process_never_takes_its_own_claim_back_even_when_its_lease_ran_out(
+    storage: Storage,
+) -> None:
+    """A stalled heartbeat: the job is still running in this very process."""
+    await storage.enqueue([job("a")], limit=10, user_limit=10)
+    assert await storage.claim(time.time()) is not None
+    assert await storage.claim(time.time() + LEASE * 2) is None
+
+
+async def test_closing_puts_the_jobs_still_held_back_in_the_queue(path: Path) -> None:
+    """A shutdown that cancelled running jobs: the next start runs them at once."""
+    first = await opened(path)
+    await first.enqueue([job("a")], limit=10, user_limit=10)
+    assert await first.claim(time.time()) is not None
+    await first.close()
+    second = await opened(path)
+    again = await second.claim(time.time())
+    await second.close()
+    assert again is not None
+    assert again.key == "a"
+
+
+@pytest.mark.parametrize(
+    ("held", "new", "refusal"),
+    [
+        ({27: 3}, (27, 1), "user_share"),  # a user's share is full
+        ({27: 3}, (28, 3), None),  # ...and another user still has room
+        ({27: 2}, (27, 2), "user_share"),  # an event is refused whole, never in part
+        ({27: 3, 28: 3}, (29, 1), "queue_full"),  # the queue is full, nobody's share is
+        ({27: 3, 28: 3}, (27, 1), "user_share"),  # both: the user is told it is theirs
+    ],
+)
+async def test_one_user_holds_at_most_a_fair_share_of_the_queue(
+    storage: Storage, held: dict[int, int], new: tuple[int, int], refusal: str | None
+) -> None:
+    for author, count in held.items():
+        jobs = [job(f"{author}-{n}", author=author) for n in range(count)]
+        assert await storage.enqueue(jobs, limit=6, user_limit=3) == [j.key for j in jobs]
+    author, count = new
+    jobs = [job(f"new-{n}", author=author) for n in range(count)]
+    expected = refusal or [j.key for j in jobs]
+    assert await storage.enqueue(jobs, limit=6, user_limit=3) == expected
+
+
+async def test_a_share_is_freed_by_finishing_and_counted_again_after_a_restart(
+    path: Path,
+) -> None:
+    first = await opened(path)
+    await first.enqueue([job("a"), job("b")], limit=10, user_limit=2)
+    assert await first.enqueue([job("a")], limit=10, user_limit=2) == []  # a duplicate: no refusal
+    assert await first.enqueue([job("c")], limit=10, user_limit=2) == "user_share"
+    assert await first.claim(time.time())
+    await first.finish("a", entry("a", time.time()))
+    assert await first.enqueue([job("c")], limit=10, user_limit=2) == ["c"]
+    await first.close()
+    second = await opened(path)
+    assert await second.enqueue([job("d")], limit=10, user_limit=2) == "user_share"
+    assert await second.enqueue([job("e", author=28)], limit=10, user_limit=2) == ["e"]
+    await second.close()
+
+
+async def _put_first_job_in(storage: Storage, state: str) -> None:
+    """The first job, `/rate 494 1 OLD`, claimed, postponed (due later) or finished."""
+    first = await storage.claim(time.time())
+    assert first is not None
+    assert first.key == "first"
+    if state == "postponed":
+        await storage.postpone("first", until=time.time() + 600, error="HTTP_503")
+    elif state == "finished":
+        await storage.finish("first", entry("first", time.time()))
+
+
+@pytest.mark.parametrize(
+    ("first_is", "second_text", "second_may_run"),
+    [
+        ("claimed", "/rate 494 5 NEW", False),
+        ("postponed", "/rate 494 5 NEW", False),
+        ("finished", "/rate 494 5 NEW", True),
+        ("claimed", "/rate #494 NEW", False),  # a comment alone is on the same session
+        ("claimed", "/rate 495 5 NEW", True),  # another session is not held back
+        ("postponed", "/rate 495 5 NEW", True),
+        ("claimed", "/help", True),  # no session: no order to keep
+        ("claimed", "/rate 494 9", True),  # a parse error acts on no session
+    ],
+)
+async def test_commands_on_one_session_run_in_the_order_they_arrived(
+    storage: Storage, first_is: str, second_text: str, *, second_may_run: bool
+) -> None:
+    first, second = job("first", "/rate 494 1 OLD"), job("second", second_text)
+    assert await storage.enqueue([first, second], limit=10, user_limit=10) == ["first", "second"]
+    await _put_first_job_in(storage, first_is)
+    taken = await storage.claim(time.time() + 1)
+    assert (taken.key if taken else None) == ("second" if second_may_run else None)
+
+
+async def test_a_held_back_job_does_not_hold_back_the_jobs_behind_it(storage: Storage) -> None:
+    jobs = [job("first", "/rate 494 1"), job("second", "/rate 494 5"), job("other", "/rate 495 5")]
+    await storage.enqueue(jobs, limit=10, user_limit=10)
+    await _put_first_job_in(storage, "postponed")
+    taken = await storage.claim(time.time() + 1)
+    assert taken is not None
+    assert taken.key == "other"
+    await storage.finish("other", entry("other", time.time()))
+    assert await storage.claim(time.time() + 1) is None
+    again = await storage.claim(time.time() + 601)  # the first is due again: first in line
+    assert again is not None
+    assert again.key == "first"
+
+
+def _schema_1_database(path: Path, jobs: dict[str, tuple[str, str]]) -> None:
+    """A database as the first release left it: key -> (state, text)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+    for key, (state, text) in jobs.items():
+        db.execute(
+            "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
+            "VALUES (?, ?, ?, 0, 0, 0)",
+            (key, job(key, text).model_dump_json(), state),
+        )
+    db.commit()
+    db.close()
+
+
+async def test_an_older_database_keeps_its_jobs_in_order_with_their_sessions(path: Path) -> None:
+    _schema_1_database(
+        path,
+        {
+            "old": ("claimed", "/rate 494 1 OLD"),  # its process had no lease: due again
+            "new": ("queued", "/rate 494 5 NEW"),
+            "done": ("done", "/rate 494 3"),
+        },
+    )
+    storage = await opened(path)
+    assert await storage.unfinished() == 2
+    taken = await storage.claim(time.time())
+    assert taken is not None
+    assert taken.key == "old"
+    assert await storage.claim(time.time()) is None  # "new" waits for "old", same session
+    assert await storage.enqueue([job("x")], limit=10, user_limit=2) == "user_share"
+    await storage.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
 async def test_finishing_writes_the_audit_and_pruning_forgets_old_keys(storage: Storage) -> None:
-    await storage.enqueue([job("old"), job("new")], limit=10)
+    await storage.enqueue([job("old"), job("new")], limit=10, user_limit=10)
     for key in ("old", "new"):
         assert await storage.claim(time.time())
         await storage.finish(key, entry(key, time.time()))
     assert await storage.unfinished() == 0
     assert [e.key for e in await storage.audit()] == ["old", "new"]
     assert await storage.prune(before=time.time() + 1) == 2
-    assert await storage.enqueue([job("old")], limit=10) == ["old"]  # forgotten: new again
+    assert await storage.enqueue([job("old")], limit=10, user_limit=10) == [
+        "old"
+    ]  # forgotten: new again
     assert len(await storage.audit()) == 2  # the audit log is not pruned
 
 
 async def test_the_audit_can_start_from_a_time(storage: Storage) -> None:
     for key, at in (("a", 100.0), ("b", 200.0)):
-        await storage.enqueue([job(key)], limit=10)
+        await storage.enqueue([job(key)], limit=10, user_limit=10)
         await storage.claim(time.time())
         await storage.finish(key, entry(key, at))
     assert [e.key for e in await storage.audit(since=150)] == ["b"]
