@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +224,17 @@ async def drained(service: Service, within: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("a job did not finish in time")
         await asyncio.sleep(0.01)
+
+
+def job_rows(database_url: str) -> list[tuple[str, str, str | None, int]]:
+    """(text, state, owner, attempts) of every job in arrival order, read without disturbing
+    the service that holds the database (a read-only connection)."""
+    path = Path(database_url.removeprefix("sqlite:///"))
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT json_extract(payload, '$.text'), state, owner, attempts FROM jobs ORDER BY seq"
+        ).fetchall()
+    finally:
+        db.close()
+    return [(str(text), str(state), owner, int(attempts)) for text, state, owner, attempts in rows]

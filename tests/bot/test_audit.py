@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.audit import COLUMNS, csv_cell, table_cell
-from tests.harness import Service, eventually
+from bot.sandbox.portal import Fault
+from tests.harness import Service, eventually, job_rows
 
 
 async def run_audit(args: list[str], database: str, cwd: Path) -> tuple[int, str, str]:
@@ -146,3 +147,37 @@ async def test_excel_without_csv_is_one_clear_line(tmp_path: Path) -> None:
     code, out, err = await run_audit(["--excel"], f"sqlite:///{tmp_path / 'db.sqlite3'}", tmp_path)
     assert (code, out) == (2, "")
     assert err.strip() == "--excel shapes a CSV: give it with --csv FILE"
+
+
+@pytest.mark.parametrize("missing", ["bot.sqlite3", "data/bot.sqlite3"])
+async def test_a_missing_database_is_one_clear_line_and_none_is_created(
+    tmp_path: Path, missing: str
+) -> None:
+    database = tmp_path / missing
+    code, out, err = await run_audit([], f"sqlite:///{database}", tmp_path)
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        f"There is no database at {database} (BOT_DATABASE_URL): nothing to audit."
+    )
+    assert files_in(tmp_path) == []
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def test_the_audit_leaves_a_running_service_s_claims_alone(
+    service: Service, tmp_path: Path
+) -> None:
+    """The audit used to open the database as the service does, putting its claims back in
+    the queue: a vote in progress then ran twice."""
+    database = service.settings.bot_database_url
+    service.portal.faults.append(Fault(method="batch", hang=True))  # the vote hangs
+    await service.say(27, service.bot_id, "/rate 494 5")
+    [claimed] = await eventually(lambda: [r for r in job_rows(database) if r[1] == "claimed"])
+    code, _, err = await run_audit([], database, tmp_path)
+    assert (code, err.strip()) == (0, "0 entries")
+    # A later command is answered: the workers have looked for due jobs since the audit.
+    await service.reply_to(27, service.bot_id, "/help")
+    assert job_rows(database)[0] == claimed
+    assert service.portal.sessions[494].vote_head == 0

@@ -1,4 +1,5 @@
-"""Nothing lost, nothing doubled: outages, restarts, a kill -9 in mid-flight."""
+"""Nothing lost, nothing doubled, nothing out of order: outages, restarts, a kill -9 in
+mid-flight, commands on one session that meet retries."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.dispatch import Handled
-from bot.jobs import JobRunner, RetryRules
+from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
 from bot.models import BitrixRoute, IncomingCommand, Reply, Route
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Message, Portal
 from bot.storage import open_storage
 from bot.texts import render
-from tests.harness import FAST, Service, ServiceFactory, eventually, process_env
+from tests.harness import FAST, Service, ServiceFactory, eventually, job_rows, process_env
 
 INTERNAL_RU = render("error.internal", "ru")
 
@@ -68,6 +69,35 @@ async def test_after_a_bounded_time_the_supervisor_is_told_it_failed(
     assert service.portal.sessions[494].vote_head == 0
 
 
+@pytest.mark.parametrize(
+    ("status", "failures"),
+    [
+        (502, 1),  # retried inside the REST client: no postponement
+        (502, 3),  # every attempt of the first vote fails: it is postponed
+        (503, 3),
+        (503, 6),  # postponed twice
+    ],
+)
+async def test_commands_on_one_session_take_effect_in_the_order_they_arrived(
+    start_service: ServiceFactory, status: int, failures: int
+) -> None:
+    """The first vote meets a failing portal and waits; the second, sent meanwhile, would
+    otherwise be stored first and then be overwritten by the older one."""
+    rules = RetryRules(first_wait=0.5, longest_wait=1.0, give_up_after=60.0)
+    service = await start_service(
+        tuning=dataclasses.replace(FAST, workers=4, coalesce=True, jobs=rules)
+    )
+    service.portal.faults.append(Fault(method="batch", status=status, times=failures))
+    await service.say(27, service.bot_id, "/rate 494 1 OLD")
+    await eventually(lambda: not service.portal.faults)  # the first vote met every failure
+    await service.say(27, service.bot_id, "/rate 494 5 NEW")
+    await eventually(lambda: len(service.bot_messages()) == 2)
+    replies = [m.text.split(":")[0] for m in service.bot_messages()]
+    assert replies == ["✅ Сохранено. Сессия 494"] * 2
+    session = service.portal.sessions[494]
+    assert (session.vote_head, session.comment_head) == (5, "NEW")
+
+
 async def test_a_redelivery_after_a_restart_is_still_recognised(
     start_service: ServiceFactory,
 ) -> None:
@@ -107,11 +137,34 @@ async def test_shutdown_lets_running_work_finish_and_keeps_the_rest_for_the_next
     assert votes_of(second.portal, 495) == 1
 
 
+async def test_a_job_running_longer_than_its_lease_stays_with_its_process(
+    start_service: ServiceFactory,
+) -> None:
+    """The heartbeat renews the lease: a second instance on the same database (started by
+    mistake) never takes over a job that is still running."""
+    service = await start_service(BOT_JOB_LEASE="1")
+    service.portal.faults.append(Fault(method="batch", delay=3.0))  # three leases long
+    await service.say(27, service.bot_id, "/rate 494 5")
+    database = service.settings.bot_database_url
+    await eventually(lambda: [r for r in job_rows(database) if r[1] == "claimed"])
+    second = await open_storage(database, session_of=session_of, lease=1.0)
+    try:
+        async with asyncio.timeout(20):
+            while not service.bot_messages():
+                assert await second.claim(time.time()) is None
+                await asyncio.sleep(0.1)
+    finally:
+        await second.close()
+    assert votes_of(service.portal, 494) == 1
+    assert [r[1:] for r in job_rows(database)] == [("done", None, 1)]
+
+
 async def test_kill_9_in_mid_flight_then_restart_completes_every_command_once(
     sandbox: TestServer, portal: Portal, tmp_path: Path
 ) -> None:
     """The service runs as a real process; it is killed while its votes hang in the portal."""
-    env = process_env(sandbox, tmp_path, BOT_LOG_LEVEL="warning")
+    # The killed process's claims are taken over once their lease has passed.
+    env = process_env(sandbox, tmp_path, BOT_LOG_LEVEL="warning", BOT_JOB_LEASE="2")
     events = sandbox.app[EVENTS]
 
     async def start() -> asyncio.subprocess.Process:
@@ -172,7 +225,7 @@ async def test_a_job_that_crashes_on_every_attempt_is_given_up_after_the_bound(
     tmp_path: Path, crashes_in: str, outcome: str, audit_reply: str, sent: list[str]
 ) -> None:
     """The work and the sending are ports: here ones that raise, as a bug would."""
-    storage = await open_storage(f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    storage = await open_storage(f"sqlite:///{tmp_path / 'bot.sqlite3'}", session_of=session_of)
     runs: list[str] = []
     delivered: list[str] = []
 
@@ -201,7 +254,7 @@ async def test_a_job_that_crashes_on_every_attempt_is_given_up_after_the_bound(
             received_at=time.time(),
             route=route,
         )
-        await storage.enqueue([command], limit=10)
+        await storage.enqueue([command], limit=10, user_limit=10)
         runner.wake()
         for _ in range(500):
             if await storage.audit():
@@ -228,8 +281,8 @@ async def test_jobs_the_storage_cannot_read_do_not_stop_the_workers(
     path = service.settings.bot_database_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as db:
         db.executemany(
-            "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
-            "VALUES (?, '{\"not\": \"a command\"}', 'queued', 0, 0, 0)",
+            "INSERT INTO jobs (key, payload, author, state, due_at, created_at, updated_at) "
+            "VALUES (?, '{\"not\": \"a command\"}', 'bitrix:0', 'queued', 0, 0, 0)",
             [(f"poison{n}",) for n in range(3)],
         )
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5")

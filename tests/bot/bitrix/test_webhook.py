@@ -1,4 +1,5 @@
-"""Event intake: forged events are refused, garbage never makes a 500, a full queue says 503."""
+"""Event intake: forged events are refused, garbage never makes a 500, a full queue says 503,
+and so does a user's full share of it."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.app import METRICS
 from bot.bitrix.events import MAX_MESSAGE_CHARS
 from bot.bitrix.form import flatten_form
 from bot.bitrix.registration import handler_url
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES
+from bot.jobs import RetryRules
 from bot.logs import configure_logging
 from bot.sandbox.portal import Fault
 from tests.harness import FAST, Service, ServiceFactory, drained, eventually, post_form
@@ -216,6 +219,32 @@ async def test_a_full_queue_refuses_with_503_and_what_was_accepted_still_runs(
     # Refused, so not remembered: the same event sent again is accepted and runs.
     assert (await service.events.post(event_url(service), third)).status == 200
     await eventually(lambda: service.portal.sessions[496].vote_head == 5)
+
+
+async def test_one_user_cannot_fill_the_queue_and_a_supervisor_is_still_heard(
+    start_service: ServiceFactory,
+) -> None:
+    """Room for six unfinished jobs, four of them one user's: a flood from user 28 is refused
+    once it holds its share, and supervisor 27's vote is accepted and saved."""
+    rules = RetryRules(first_wait=0.05, longest_wait=0.2, give_up_after=60.0)
+    tuning = dataclasses.replace(FAST, queue_size=6, user_share=4, jobs=rules)
+    service = await start_service(tuning=tuning)
+    service.portal.faults.append(Fault(status=503, times=-1))  # the portal is down: no job ends
+    flood = [await service.events.send_message(28, service.bot_id, "/help") for _ in range(6)]
+    assert [(d.status, json.loads(d.body)["status"]) for [d] in flood] == [
+        *[(200, "ok")] * 4,
+        *[(503, "rejected")] * 2,
+    ]
+    assert {json.loads(d.body)["reason"] for [d] in flood[4:]} == {"user_share"}
+    await service.say(27, service.bot_id, "/rate 494 5 Молодец")  # accepted: 200
+    service.portal.faults.clear()
+    await eventually(lambda: service.portal.sessions[494].vote_head == 5)
+    samples = {
+        (s.name, s.labels.get("reason")): s.value
+        for metric in service.server.app[METRICS].registry.collect()
+        for s in metric.samples
+    }
+    assert samples[("bot_events_rejected_total", "user_share")] == 2
 
 
 @pytest.mark.parametrize(
