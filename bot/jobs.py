@@ -3,10 +3,9 @@ workers claim, run and finish it, so a restart, a crash or a portal outage loses
 
 A job runs in two steps, each committed: the work (parse, authorise, vote, read back) ends in a
 decided reply; sending that reply ends the job. A job interrupted by a crash is claimed again
-on the next start; a vote run twice stores the same values, and a decided reply is not redone.
-
-A claimed job is this process's for a lease that a heartbeat renews while the process lives;
-if it dies, another process takes the job over once the lease has passed (bot/storage/sqlite.py).
+once its lease has passed: a claimed job is this process's for a lease that a heartbeat renews
+while the process lives (bot/storage/sqlite.py). A vote run twice stores the same values, and
+a decided reply is not redone.
 """
 
 from __future__ import annotations
