@@ -241,9 +241,9 @@ class VoteRefused(VoteNotSaved):
 
 
 class StorageMissing(BotError):
-    """There is no database where BOT_DATABASE_URL points, and none may be created there
-    (`python -m bot audit` reads an existing one only)."""
+    """There is no database of this service where BOT_DATABASE_URL points, and none may be
+    created there (`python -m bot audit` reads an existing one only)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        super().__init__(f"no database at {path}")
+        super().__init__(f"no bot database at {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -92,7 +93,7 @@ _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 # The oldest due job that no earlier unfinished job of its session holds back: a queued job
 # whose time has come, or a claim whose lease has passed (its owner died; never one of our
 # own: a live process's worker is still on it). The partial indexes serve both lookups.
-_CLAIM: Final = """
+CLAIM: Final = """
 UPDATE jobs SET state = 'claimed', owner = :owner, due_at = :lease_until,
     attempts = attempts + 1, updated_at = :now
 WHERE seq = (
@@ -157,7 +158,15 @@ class SqliteStorage:
     async def open_read_only(cls, path: str) -> SqliteStorage:
         """An existing database, read only (SQLite `mode=ro`): nothing is created or changed."""
         db = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
-        await db.execute("PRAGMA busy_timeout = 5000")
+        try:
+            await db.execute("PRAGMA busy_timeout = 5000")
+            async with db.execute("PRAGMA user_version") as cursor:
+                version = await cursor.fetchone()
+        except sqlite3.DatabaseError:  # a file that is not SQLite at all
+            version = None
+        if version is None or version[0] == 0:  # not a database this service has written
+            await db.close()
+            raise StorageMissing(path)
         return cls(db, session_of=None, lease=0.0)
 
     async def _migrate(self) -> None:
@@ -244,7 +253,7 @@ class SqliteStorage:
     async def claim(self, now: float) -> Job | None:
         async with self._lock:
             async with self._db.execute(
-                _CLAIM, {"owner": self._owner, "lease_until": now + self.lease, "now": now}
+                CLAIM, {"owner": self._owner, "lease_until": now + self.lease, "now": now}
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:

@@ -149,17 +149,28 @@ async def test_excel_without_csv_is_one_clear_line(tmp_path: Path) -> None:
     assert err.strip() == "--excel shapes a CSV: give it with --csv FILE"
 
 
-@pytest.mark.parametrize("missing", ["bot.sqlite3", "data/bot.sqlite3"])
-async def test_a_missing_database_is_one_clear_line_and_none_is_created(
-    tmp_path: Path, missing: str
+@pytest.mark.parametrize(
+    ("missing", "content"),
+    [
+        ("bot.sqlite3", None),
+        ("data/bot.sqlite3", None),  # nor its folder
+        ("bot.sqlite3", b""),  # an empty file: SQLite would take it for an empty database
+        ("bot.sqlite3", b"name,rating\n494,5\n"),  # not SQLite at all
+    ],
+)
+async def test_without_a_bot_database_the_audit_says_so_and_creates_none(
+    tmp_path: Path, missing: str, content: bytes | None
 ) -> None:
     database = tmp_path / missing
+    if content is not None:
+        database.write_bytes(content)
     code, out, err = await run_audit([], f"sqlite:///{database}", tmp_path)
     assert (code, out) == (2, "")
     assert err.strip() == (
-        f"There is no database at {database} (BOT_DATABASE_URL): nothing to audit."
+        f"There is no bot database at {database} (BOT_DATABASE_URL): nothing to audit."
     )
-    assert files_in(tmp_path) == []
+    assert files_in(tmp_path) == ([] if content is None else ["bot.sqlite3"])
+    assert content is None or database.read_bytes() == content
 
 
 def files_in(folder: Path) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from bot.jobs import session_of
 from bot.models import BitrixRoute, IncomingCommand, Reply
 from bot.storage import AuditEntry, Storage, open_storage
-from bot.storage.sqlite import MIGRATIONS
+from bot.storage.sqlite import CLAIM, MIGRATIONS
 
 LEASE = 60.0
 
@@ -235,6 +235,22 @@ async def test_a_held_back_job_does_not_hold_back_the_jobs_behind_it(storage: St
     again = await storage.claim(time.time() + 601)  # the first is due again: first in line
     assert again is not None
     assert again.key == "first"
+
+
+async def test_claiming_looks_jobs_up_by_index_however_long_the_queue(
+    storage: Storage, path: Path
+) -> None:
+    db = sqlite3.connect(path)
+    try:
+        plan = db.execute(
+            f"EXPLAIN QUERY PLAN {CLAIM}", {"owner": "o", "lease_until": 1.0, "now": 0.0}
+        ).fetchall()
+    finally:
+        db.close()
+    steps = [str(step[3]) for step in plan]
+    assert [s for s in steps if s.startswith("SCAN")] == []
+    assert any("USING INDEX jobs_due" in s for s in steps)
+    assert any("USING INDEX jobs_session" in s for s in steps)
 
 
 def _schema_1_database(path: Path, jobs: dict[str, tuple[str, str]]) -> None:
