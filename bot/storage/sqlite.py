@@ -86,6 +86,7 @@ MIGRATIONS: Final = (
     CREATE INDEX jobs_due ON jobs (due_at, seq) WHERE state != 'done';
     CREATE INDEX jobs_session ON jobs (session_id, seq) WHERE state != 'done';
     CREATE INDEX jobs_done ON jobs (updated_at) WHERE state = 'done';
+    CREATE INDEX jobs_claimed ON jobs (owner) WHERE state = 'claimed';
     """,
 )
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
