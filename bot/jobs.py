@@ -78,6 +78,7 @@ class JobRunner:
         self._idle = asyncio.Event()
         self._idle.set()
         self.accepting = True
+        self._running: set[str] = set()  # the keys of the jobs the workers are on
         self._tasks = [
             asyncio.create_task(self._loop(), name=f"worker-{n}") for n in range(workers)
         ]
@@ -104,6 +105,7 @@ class JobRunner:
                 self._wake.clear()
                 continue
             self._busy += 1
+            self._running.add(job.key)
             self._idle.clear()
             try:
                 await self._run(job)
@@ -120,12 +122,14 @@ class JobRunner:
                 await self._after_crash(job)
             finally:
                 self._busy -= 1
+                self._running.discard(job.key)
                 if self._busy == 0:
                     self._idle.set()
 
     async def _after_crash(self, job: Job) -> None:
         """Try a crashed job again later, or after `crash_attempts` give it up with a reply;
-        if even that fails (storage down), the job stays claimed for the next start."""
+        if even that fails (storage down), the job stays claimed until its lease runs out, and
+        is then due again."""
         self._metrics.jobs_failed.labels(reason="crashed").inc()
         try:
             if job.attempts < self._rules.crash_attempts:
@@ -168,12 +172,13 @@ class JobRunner:
         )
 
     async def _renew_leases(self) -> None:
-        """Renew the lease of every running job three times per lease: a lease runs out
-        only when this process is gone (or stalled for two thirds of a lease)."""
+        """Renew the lease of every job a worker is on three times per lease: a lease runs
+        out only when this process is gone (or stalled for two thirds of a lease), or when
+        it left a job claimed (recording a crash failed), which is then due again."""
         while True:
             await asyncio.sleep(self._storage.lease / 3)
             try:
-                await self._storage.renew(time.time())
+                await self._storage.renew(list(self._running), time.time())
             except Exception:  # a passing storage failure: the next beat tries again
                 log.exception("jobs.lease_renewal_failed")
 

@@ -6,7 +6,7 @@ module implementing `Storage`, chosen by `open_storage` from BOT_DATABASE_URL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Literal, Protocol
 
 from bot.models import Frozen, IncomingCommand, Reply
@@ -60,11 +60,13 @@ class Storage(Protocol):
         """Take the oldest due job, or None; this instance holds it for `lease` seconds
         unless it renews the lease. Jobs on one session are taken in the order they arrived:
         never while an earlier one of that session is unfinished (queued, even for later,
-        or claimed). A claim whose lease has passed (its process died) is due again."""
+        or claimed). A claim whose lease has passed (its process died, or lost track of it)
+        is due again."""
         ...
 
-    async def renew(self, now: float) -> int:
-        """Renew the lease of every job this instance holds (to `now` + `lease`); how many."""
+    async def renew(self, keys: Collection[str], now: float) -> int:
+        """Renew the lease of these jobs (to `now` + `lease`) where this instance still holds
+        them; how many."""
         ...
 
     async def decide(self, key: str, reply: Reply, outcome: str) -> None:

@@ -2,9 +2,9 @@
 
 A claimed job belongs to the instance that claimed it (`owner`, random per open) for a lease:
 while claimed, `due_at` is the lease's expiry, which the owner keeps pushing forward while it
-lives (`renew`). So another process opening the file (`audit`, a second instance started by
-mistake) leaves live claims alone, and a dead process's claims are due again once its lease
-has passed.
+works on the job (`renew`). So another process opening the file (`audit`, a second instance
+started by mistake) leaves live claims alone, and a dead process's claims are due again once
+their lease has passed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -92,15 +92,14 @@ MIGRATIONS: Final = (
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 
 # The oldest due job that no earlier unfinished job of its session holds back: a queued job
-# whose time has come, or a claim whose lease has passed (its owner died; never one of our
-# own: a live process's worker is still on it). The partial indexes serve both lookups.
+# whose time has come, or a claim whose lease has passed (its owner died, or stopped working
+# on it without putting it back). The partial indexes serve both lookups.
 CLAIM: Final = """
 UPDATE jobs SET state = 'claimed', owner = :owner, due_at = :lease_until,
     attempts = attempts + 1, updated_at = :now
 WHERE seq = (
     SELECT seq FROM jobs AS job
     WHERE job.state != 'done' AND job.due_at <= :now
-        AND (job.state = 'queued' OR job.owner != :owner)
         AND NOT EXISTS (
             SELECT 1 FROM jobs AS earlier
             WHERE earlier.session_id = job.session_id AND earlier.state != 'done'
@@ -253,6 +252,13 @@ class SqliteStorage:
 
     async def claim(self, now: float) -> Job | None:
         async with self._lock:
+            # A read first: idle workers polling an empty queue then never take the write
+            # lock, so the event handler's insert never waits behind them (busy_timeout).
+            due = await self._db.execute_fetchall(
+                "SELECT 1 FROM jobs WHERE state != 'done' AND due_at <= ? LIMIT 1", (now,)
+            )
+            if not due:
+                return None
             async with self._db.execute(
                 CLAIM, {"owner": self._owner, "lease_until": now + self.lease, "now": now}
             ) as cursor:
@@ -269,11 +275,15 @@ class SqliteStorage:
                 created_at=created_at,
             )
 
-    async def renew(self, now: float) -> int:
+    async def renew(self, keys: Collection[str], now: float) -> int:
+        if not keys:
+            return 0
+        marks = ",".join("?" * len(keys))
         async with self._lock:
             cursor = await self._db.execute(
-                "UPDATE jobs SET due_at = ? WHERE state = 'claimed' AND owner = ?",
-                (now + self.lease, self._owner),
+                "UPDATE jobs SET due_at = ? WHERE state = 'claimed' AND owner = ? "  # noqa: S608
+                f"AND key IN ({marks})",  # placeholders only
+                (now + self.lease, self._owner, *keys),
             )
             return cursor.rowcount
 

@@ -116,25 +116,27 @@ async def test_another_process_leaves_a_live_claim_alone_and_takes_it_when_the_l
     assert await first.claim(now) is not None
     second = await opened(path)  # `audit`, or a second instance started by mistake
     assert await second.claim(now + 1) is None
-    assert await first.renew(now + LEASE / 2) == 1  # the heartbeat of a live process
+    assert await first.renew(["a"], now + LEASE / 2) == 1  # the heartbeat of a live process
     assert await second.claim(now + LEASE + 1) is None
     taken = await second.claim(now + LEASE * 2)  # no heartbeat since: the first process died
     assert taken is not None
     assert (taken.key, taken.attempts) == ("a", 2)
-    assert await first.renew(now + LEASE * 2) == 0  # it is no longer the first's
+    assert await first.renew(["a"], now + LEASE * 2) == 0  # it is no longer the first's
     await first.postpone("a", until=now, error="late")  # nor may the first put it back
     assert await second.claim(now + LEASE * 2) is None
     await second.close()
     await first.close()
 
 
-async def test_a_process_never_takes_its_own_claim_back_even_when_its_lease_ran_out(
+async def test_a_claim_left_without_renewal_is_due_again_for_its_own_process_too(
     storage: Storage,
 ) -> None:
-    """A stalled heartbeat: the job is still running in this very process."""
+    """A worker that could not record a crash leaves its job claimed: it must not be stuck
+    there (holding back its session) until the next start."""
     await storage.enqueue([job("a")], limit=10, user_limit=10)
-    assert await storage.claim(time.time()) is not None
-    assert await storage.claim(time.time() + LEASE * 2) is None
+    now = time.time()
+    assert await storage.claim(now) is not None
+    assert await storage.claim(now + LEASE + 1) is not None
 
 
 async def test_closing_puts_the_jobs_still_held_back_in_the_queue(path: Path) -> None:
