@@ -91,7 +91,7 @@ async def test_commands_on_one_session_take_effect_in_the_order_they_arrived(
     await service.say(27, service.bot_id, "/rate 494 1 OLD")
     await eventually(lambda: not service.portal.faults)  # the first vote met every failure
     await service.say(27, service.bot_id, "/rate 494 5 NEW")
-    await eventually(lambda: len(service.bot_messages()) == 2)
+    await eventually(lambda: len(service.bot_messages()) == 2, within=15)
     replies = [m.text.split(":")[0] for m in service.bot_messages()]
     assert replies == ["✅ Сохранено. Сессия 494"] * 2
     session = service.portal.sessions[494]
@@ -142,12 +142,12 @@ async def test_a_job_running_longer_than_its_lease_stays_with_its_process(
 ) -> None:
     """The heartbeat renews the lease: a second instance on the same database (started by
     mistake) never takes over a job that is still running."""
-    service = await start_service(BOT_JOB_LEASE="1")
-    service.portal.faults.append(Fault(method="batch", delay=3.0))  # three leases long
+    service = await start_service(BOT_JOB_LEASE="2")
+    service.portal.faults.append(Fault(method="batch", delay=5.0))  # over two leases long
     await service.say(27, service.bot_id, "/rate 494 5")
     database = service.settings.bot_database_url
     await eventually(lambda: [r for r in job_rows(database) if r[1] == "claimed"])
-    second = await open_storage(database, session_of=session_of, lease=1.0)
+    second = await open_storage(database, session_of=session_of, lease=2.0)
     try:
         async with asyncio.timeout(20):
             while not service.bot_messages():

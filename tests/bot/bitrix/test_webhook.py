@@ -238,7 +238,7 @@ async def test_one_user_cannot_fill_the_queue_and_a_supervisor_is_still_heard(
     assert {json.loads(d.body)["reason"] for [d] in flood[4:]} == {"user_share"}
     await service.say(27, service.bot_id, "/rate 494 5 Молодец")  # accepted: 200
     service.portal.faults.clear()
-    await eventually(lambda: service.portal.sessions[494].vote_head == 5)
+    await eventually(lambda: service.portal.sessions[494].vote_head == 5, within=10)
     samples = {
         (s.name, s.labels.get("reason")): s.value
         for metric in service.server.app[METRICS].registry.collect()
