@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
 from bot.bitrix.coalesce import Coalescer, RestCaller
+from bot.bitrix.people import BitrixPeople
 from bot.bitrix.registration import Registration, register
 from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.votes import BitrixSessionVotes
@@ -215,7 +216,9 @@ def _bitrix_webhook_mode(
             if coalescer is not None:
                 app[COALESCER] = coalescer
             caller: RestCaller = coalescer or client
-            services = Services(BitrixSessionVotes(caller), settings.b24_supervisor_ids)
+            services = Services(
+                BitrixSessionVotes(caller), settings.b24_supervisor_ids, BitrixPeople(caller)
+            )
             client_id = settings.b24_client_id.get_secret_value()
             replies = BitrixReplies(caller, client_id, answer_window=tuning.answer_window)
             storage = await open_storage(

@@ -22,7 +22,7 @@ from bot.errors import (
     UserFacingError,
 )
 from bot.models import IncomingCommand, Reply, Route
-from bot.ports import SessionVotes
+from bot.ports import People, SessionVotes
 from bot.texts import Lang, render
 from handlers.help import help_reply
 from handlers.rate import prompt, rate
@@ -50,6 +50,7 @@ class Services:
 
     votes: SessionVotes
     supervisors: UserAllowList
+    people: People
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,15 @@ async def _execute(incoming: IncomingCommand, services: Services) -> tuple[Reply
         return help_reply(command, lang), "help"
     # Only staff rate, whatever B24_SUPERVISOR_IDS says (`*` included); a customer's commands
     # never become jobs (bot/intake.py), this refuses them again should one get here.
-    if incoming.author_kind != "staff":
+    if incoming.author_kind not in ("staff", "unverified"):
         raise NotStaff
     if not services.supervisors.allows(incoming.author_id):
         raise NotSupervisor(user_id=incoming.author_id)
+    # An author the event did not describe is looked up once they are on the list, so a
+    # stranger's commands cost no lookup.
+    unverified = incoming.author_kind == "unverified"
+    if unverified and await services.people.kind(incoming.author_id) != "staff":
+        raise NotStaff
     if isinstance(command, RatePrompt):
         return await prompt(command, services.votes, lang), "prompted"
     return await rate(command, services.votes, lang), "saved"

@@ -6,7 +6,8 @@ hands them to `admit` before they are stored:
 
 - a customer (an open line's connector user) gets nothing at all: any reply could reach them;
 - someone who may not rate (not on the supervisors' list, or an extranet user) gets at most one
-  reply per message: the first command's (help, a parse error or the refusal);
+  reply per message: the first command's (help, a parse error or the refusal); an author the
+  event does not describe counts as staff here, and the core verifies them before a vote;
 - a supervisor's message runs at most MAX_COMMANDS_PER_MESSAGE commands, and the rest get one
   notice saying how many were not run.
 
@@ -41,7 +42,7 @@ def admit(
     if first.author_kind == "customer":
         log.info("intake.customer_ignored", user_id=first.author_id, commands=len(commands))
         return []
-    if first.author_kind != "staff" or not may_rate(first.author_id):
+    if first.author_kind == "extranet" or not may_rate(first.author_id):
         if len(commands) > 1:
             log.info("intake.one_reply", user_id=first.author_id, commands=len(commands))
         return [first]

@@ -30,8 +30,10 @@ Route = BitrixRoute  # a discriminated union once Telegram arrives
 
 
 # Who wrote a message, as far as the platform says: staff of the portal, an extranet user (a
-# guest account of a partner), or a customer writing through an open line's connector.
-AuthorKind = Literal["staff", "extranet", "customer"]
+# guest account of a partner), or a customer writing through an open line's connector; or
+# "unverified" when the event does not say (Bitrix24's ONIMCOMMANDADD carries no IS_* flags):
+# the core then asks the platform before anything is rated.
+AuthorKind = Literal["staff", "extranet", "customer", "unverified"]
 
 
 class TooManyCommands(Frozen):

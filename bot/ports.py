@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.models import Frozen
+from bot.models import AuthorKind, Frozen
 
 
 class SessionVote(Frozen):
@@ -37,4 +37,13 @@ class SessionVotes(Protocol):
 
         Raises VoteRefused when Bitrix24 refuses the vote, SessionNotFound or
         SessionNotVisible when the session cannot be read."""
+        ...
+
+
+class People(Protocol):
+    """Who a platform user is, for authors an event does not describe."""
+
+    async def kind(self, user_id: int) -> AuthorKind:
+        """Staff, extranet or customer; "unverified" when the platform will not say (then the
+        author may not rate)."""
         ...

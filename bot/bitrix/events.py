@@ -89,12 +89,12 @@ class CommandEntry(_Model):
 
 class UserBlock(_Model):
     """`data[USER]`: ONIMCOMMANDADD's carries no IS_* fields at all (§1.5, and the current docs'
-    example of on-im-command-add.md), so a missing flag is "N"."""
+    example of on-im-command-add.md): a missing IS_EXTRANET leaves the author unverified."""
 
     ID: IdOrZero = 0
     IS_BOT: Flag = "N"
     IS_CONNECTOR: Flag = "N"
-    IS_EXTRANET: Flag = "N"
+    IS_EXTRANET: Flag | None = None
 
 
 class CommandData(_Model):
@@ -213,8 +213,10 @@ def author_kind(data: CommandData | MessageData) -> AuthorKind:
     params = data.PARAMS
     if data.USER.IS_CONNECTOR == "Y" or (is_openline(params) and _is_line_customer(params)):
         return "customer"
-    # [UNCONFIRMED] ONIMCOMMANDADD carries no IS_EXTRANET (§1.5): an extranet user's typed
-    # command is known as such only when it arrives as ONIMBOTMESSAGEADD.
+    if data.USER.IS_EXTRANET is None:
+        # ONIMCOMMANDADD carries no IS_EXTRANET (§1.5): the core asks Bitrix24 (im.user.get)
+        # before such an author may rate.
+        return "unverified"
     return "extranet" if data.USER.IS_EXTRANET == "Y" else "staff"
 
 

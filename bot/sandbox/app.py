@@ -9,7 +9,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox import batch, imbot, openlines
+from bot.sandbox import batch, im, imbot, openlines
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Fault, Portal
 from bot.sandbox.rest import MethodImpl, RestServer
@@ -30,6 +30,7 @@ METHODS: Final[Mapping[str, MethodImpl]] = {
     "imopenlines.dialog.get": openlines.dialog_get,
     "batch": batch.batch,
     "profile": openlines.profile,
+    "im.user.get": im.user_get,
 }
 
 PORTAL = web.AppKey("portal", Portal)

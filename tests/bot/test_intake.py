@@ -117,6 +117,8 @@ async def test_a_message_delivered_twice_adds_no_second_notice(service: Service)
         ("1211", 1211, "message", None),
         ("*", 301, "message", "Оценивать сессии могут только сотрудники портала"),
         ("301", 301, "message", "Оценивать сессии могут только сотрудники портала"),
+        ("*", 301, "command", "Оценивать сессии могут только сотрудники портала"),
+        ("301", 301, "command", "Оценивать сессии могут только сотрудники портала"),
         ("*", 27, "command", "✅ Сохранено. Сессия 494"),
     ],
     ids=[
@@ -125,6 +127,8 @@ async def test_a_message_delivered_twice_adds_no_second_notice(service: Service)
         "a customer on the list",
         "an extranet user (IS_EXTRANET), everyone may rate",
         "an extranet user on the list",
+        "an extranet user's command (no IS_* flags: looked up), everyone may rate",
+        "an extranet user's command, on the list",
         "staff, everyone may rate",
     ],
 )

@@ -70,8 +70,9 @@ async def test_metrics_count_events_rest_calls_and_latency(
     samples = await scrape(http, service)
     assert samples[("bot_events_received_total", (("event", "ONIMCOMMANDADD"),))] == 1
     assert samples[("bot_events_rejected_total", (("reason", "client_id"),))] == 1
-    # Registration, the vote and the reply: all batch requests (replies are coalesced too).
-    assert samples[("bot_rest_calls_total", (("method", "batch"), ("outcome", "ok")))] == 3
+    # Registration, who the author is (im.user.get), the vote and the reply: all batch
+    # requests (lookups and replies are coalesced too).
+    assert samples[("bot_rest_calls_total", (("method", "batch"), ("outcome", "ok")))] == 4
     assert samples[("bot_command_latency_seconds_count", ())] == 1
     assert samples[("bot_limiter_wait_seconds_count", ())] >= 3
     assert samples[("bot_jobs_unfinished", ())] == 0

@@ -233,8 +233,12 @@ async def test_a_rating_alone_keeps_the_stored_comment_through_a_batch_reference
         2,
         "Вежливо",
     )
-    batched = [c for c in service.portal.calls[service.started_at_call :] if c.batch_of]
-    assert [c.method for c in batched][:3] == [HISTORY, VOTE, HISTORY]
+    batched = [
+        c.method
+        for c in service.portal.calls[service.started_at_call :]
+        if c.batch_of and c.method != "im.user.get"  # who the author is, looked up first
+    ]
+    assert batched[:3] == [HISTORY, VOTE, HISTORY]
 
 
 async def test_registration_with_batch_syntax_in_the_bot_s_name(

@@ -188,15 +188,21 @@ def test_the_largest_ids_and_message_pass_and_one_more_character_does_not() -> N
 @pytest.mark.parametrize(
     ("user", "params", "kind"),
     [
-        ({}, {}, "staff"),
+        ({"IS_EXTRANET": "N"}, {}, "staff"),
+        # ONIMCOMMANDADD's USER block has no IS_* fields: the core looks the author up.
+        ({}, {}, "unverified"),
         ({"IS_EXTRANET": "Y"}, {}, "extranet"),
         ({"IS_CONNECTOR": "Y"}, {}, "customer"),
         ({"IS_CONNECTOR": "Y", "IS_EXTRANET": "Y"}, {}, "customer"),
         # ONIMCOMMANDADD has no IS_* fields: in an open line, the chat names its customer.
         ({}, {"CHAT_ENTITY_TYPE": "LINES", "CHAT_ENTITY_ID": "livechat|1|1373|27"}, "customer"),
         ({}, {"CHAT_TYPE": "L", "CHAT_ENTITY_ID": "telegrambot|2|55|27"}, "customer"),
-        ({}, {"CHAT_ENTITY_TYPE": "LINES", "CHAT_ENTITY_ID": "livechat|1|1373|1211"}, "staff"),
-        ({}, {"CHAT_ENTITY_TYPE": "CHAT", "CHAT_ENTITY_ID": "x|1|2|27"}, "staff"),
+        (
+            {},
+            {"CHAT_ENTITY_TYPE": "LINES", "CHAT_ENTITY_ID": "livechat|1|1373|1211"},
+            "unverified",
+        ),
+        ({}, {"CHAT_ENTITY_TYPE": "CHAT", "CHAT_ENTITY_ID": "x|1|2|27"}, "unverified"),
     ],
 )
 def test_the_author_s_kind_comes_from_the_user_block_or_the_line(

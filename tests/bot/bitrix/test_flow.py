@@ -61,9 +61,13 @@ async def test_what_is_not_given_keeps_its_stored_value(
 async def test_a_vote_is_one_rest_request_and_the_reply_another(service: Service) -> None:
     stream = io.StringIO()
     configure_logging(fmt="json", stream=stream)
+    await service.reply_to(27, service.bot_id, "/rate 495 4")
     await service.reply_to(27, service.bot_id, "/rate 495 5")
-    await eventually(lambda: "command.handled" in stream.getvalue())
-    [line] = [json.loads(x) for x in stream.getvalue().splitlines() if "command.handled" in x]
+    await eventually(lambda: stream.getvalue().count("command.handled") == 2)
+    first, line = [json.loads(x) for x in stream.getvalue().splitlines() if "command.handled" in x]
+    # A command event does not say whether its author is staff: the first vote looks them up
+    # (im.user.get), and the answer is remembered for ten minutes.
+    assert first["rest_requests"] == 3
     assert {
         k: line[k] for k in ("command", "outcome", "session_id", "rating", "user_id", "source")
     } == {
