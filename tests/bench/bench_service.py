@@ -28,10 +28,20 @@ import aiohttp
 from aiohttp import web
 
 from bot.sandbox.app import EVENTS, create_sandbox_app
-from bot.sandbox.portal import Portal, Session
+from bot.sandbox.portal import Portal, Session, User
 from bot.sandbox.seed import seeded_portal
 
 FIRST_SESSION = 10_000
+# The load comes from many supervisors, as on a real portal: one person may hold at most 50
+# unfinished commands (the per-user share), so one person's thousand would be refused.
+SUPERVISORS = 200
+FIRST_SUPERVISOR = 20_000
+
+
+def supervisor(n: int) -> int:
+    return FIRST_SUPERVISOR + n % SUPERVISORS
+
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -72,7 +82,7 @@ async def start_service(
         "BOT_HOST": "127.0.0.1",
         "BOT_PORT": str(port),
         "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "B24_SUPERVISOR_IDS": "27",
+        "B24_SUPERVISOR_IDS": "*",
         "BOT_DATABASE_URL": f"sqlite:///{workdir / 'bot.sqlite3'}",
         "PYTHONPATH": str(REPOSITORY),
         "BOT_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
@@ -94,6 +104,9 @@ async def run_mode(naive: bool, commands: int, events: int, concurrency: int) ->
     portal = seeded_portal(webhook_code="benchcode")
     for n in range(commands + events):
         portal.sessions[FIRST_SESSION + n] = Session(FIRST_SESSION + n, 1, 1157, 101)
+    for n in range(SUPERVISORS):
+        portal.users[supervisor(n)] = User(supervisor(n), "Руководитель", str(n))
+        portal.lines[1].heads.add(supervisor(n))
     runner = web.AppRunner(create_sandbox_app(portal), access_log=None)  # Bitrix24's bucket
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -127,7 +140,7 @@ async def throughput(
 
     async def one(n: int) -> None:
         async with gate:
-            await sender.send_message(27, bot_id, f"/rate {FIRST_SESSION + n} 5 Хорошо")
+            await sender.send_message(supervisor(n), bot_id, f"/rate {FIRST_SESSION + n} 5 Хорошо")
 
     started = time.monotonic()
     await asyncio.gather(*(one(n) for n in range(commands)))
@@ -151,14 +164,14 @@ async def intake(
     portal: Portal, sender: Any, bot_id: int, offset: int, events: int, concurrency: int
 ) -> dict[str, float]:
     """Post `events` events as fast as `concurrency` connections allow; time each answer."""
-    chat = portal.private_chat(27, bot_id)
     command = next(c for c in portal.commands.values() if c.command == "rate")
     forms = []
     for n in range(events):
-        message = portal.post(chat.id, 27, f"/rate {FIRST_SESSION + offset + n} 4", via="user")
-        forms.append(
-            sender.command_form(message, portal.users[27], chat, [(command, "", "TEXTAREA")])
-        )
+        author = portal.users[supervisor(n)]
+        chat = portal.private_chat(author.id, bot_id)
+        text = f"/rate {FIRST_SESSION + offset + n} 4"
+        message = portal.post(chat.id, author.id, text, via="user")
+        forms.append(sender.command_form(message, author, chat, [(command, "", "TEXTAREA")]))
     latencies: list[float] = []
     queue = list(reversed(forms))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
