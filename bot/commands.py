@@ -4,8 +4,9 @@
     /help                                        /start and /помощь are aliases
 
 - The session is `494`, `#494` or `№494`; the rating is `5`, `5/5` or one to five stars.
-- A purely numeric token right after the session is always the rating: `/rate 494 7 …` is an
-  out-of-range rating, not a comment.
+- A token that starts with a number right after the session is always the rating:
+  `/rate 494 7 …` is an out-of-range rating, and `/rate 494 5, молодец` a rating that cannot
+  be read, never a comment.
 - The comment is everything after the rating (or after the session when there is no rating),
   verbatim: several words, punctuation, emoji, several lines.
 - Inside a chat that belongs to a session the caller passes `chat_session_id`; then the session
@@ -70,8 +71,17 @@ _SESSION_MARKS: Final = ("#", "№")
 _MAX_DIGITS: Final = 12
 # A keycap digit is the digit, U+FE0F and U+20E3 (`5️⃣`); the marks are dropped after a digit.
 _KEYCAP_MARKS: Final = "\ufe0f\u20e3"
-# Lookalikes NFKC leaves alone: the keycap ten, the Arabic decimal separator, the minus sign.
-_LOOKALIKES: Final = {"\U0001f51f": "10", "\u066b": ".", "\u2212": "-"}
+# Lookalikes NFKC leaves alone: the keycap ten, the Arabic decimal separator, the minus sign
+# and the dashes a keyboard or an autocorrect writes for one (`–1` is `-1`).
+_LOOKALIKES: Final = {
+    "\U0001f51f": "10",
+    "\u066b": ".",
+    "\u2212": "-",
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015", "-"),
+}
+# A token that starts with a number, whatever follows it (`5,`, `5.`, `1)`, `4stars`): in the
+# rating's place it is a rating written so that it cannot be read, never a comment.
+_NUMBER_FIRST = re.compile(r"[+-]?[0-9]")
 # What a compatibility form may fold into to be taken as it looks (NFKC folds `№` into "No":
 # that one stays a session mark of its own).
 _NUMERIC_ASCII: Final = frozenset("0123456789#+-.,/")
@@ -246,7 +256,7 @@ def _after_session(session_id: int, args: str, *, explicit: bool) -> Command:
         return RatePrompt(session_id=session_id)
     rating: int | None = None
     comment = args
-    if token.kind in (_Kind.NUMBER, _Kind.RATING):
+    if token.kind in (_Kind.NUMBER, _Kind.RATING) or _NUMBER_FIRST.match(token.value):
         rating = _rating(token.value)
         if rating is None:
             wanted = RateCommand(

@@ -197,6 +197,16 @@ REFUSED: list[tuple[str, int | None, type[CommandParseError], dict[str, str | in
     ("/rate 494 7️⃣", None, RatingOutOfRange, {"token": "7️⃣", "example": "/rate 494 5"}),
     ("/rate 494 ٤٫٥ Хорошо", None, RatingOutOfRange, {"example": "/rate 494 4 Хорошо"}),
     ("/rate 494 −1", None, RatingOutOfRange, {"token": "−1", "example": "/rate 494 1"}),
+    # A number glued to punctuation or letters is a rating that cannot be read, not a comment.
+    (
+        "/rate 494 5, молодец",
+        None,
+        RatingOutOfRange,
+        {"token": "5,", "example": "/rate 494 5 молодец"},
+    ),
+    ("/rate 494 1) долго", None, RatingOutOfRange, {"example": "/rate 494 1 долго"}),
+    ("/rate 494 4stars", None, RatingOutOfRange, {"token": "4stars", "example": "/rate 494 4"}),
+    ("/rate 494 –1", None, RatingOutOfRange, {"token": "–1", "example": "/rate 494 1"}),
     (
         "/rate ٤٩٤ Долго",
         CHAT,

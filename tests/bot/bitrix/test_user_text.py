@@ -106,3 +106,34 @@ async def test_a_digit_out_of_range_in_another_script_is_refused_not_stored(
     reply = await service.reply_to(27, service.bot_id, "/rate 494 ٧ Молодец")
     assert reply.text.startswith("Оценка «٧» не подходит")
     assert service.votes() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "quoted"),
+    [
+        # A rating with the punctuation of a sentence after it, as people write.
+        ("/rate 494 5, молодец", "bot", "5,"),
+        ("/rate 494 5. Отлично", "bot", "5."),
+        ("/rate 494 ５! Отлично", "bot", "５!"),
+        ("/rate 494 1) долго 2) грубо", "bot", "1)"),
+        ("/rate 494 5★", "bot", "5★"),
+        ("/rate 494 4stars", "bot", "4stars"),
+        # Minus signs of other kinds: a negative rating, as `-1` is.
+        ("/rate 494 –1 плохо", "bot", "–1"),
+        ("/rate 494 ‐5", "bot", "‐5"),
+        # Inside the open line's own chat, where the session may be left out.
+        ("/rate 5, молодец", "chat1157", "5,"),
+    ],
+)
+async def test_a_number_glued_to_other_characters_is_refused_not_stored_as_a_comment(
+    service: Service, text: str, where: str, quoted: str
+) -> None:
+    """The attack: a rating followed by a comma (`5, молодец`) was stored as the comment
+    "5, молодец" with no rating. A number right after the session is the rating: written so
+    that it cannot be read, it is refused with the rating error, and nothing is stored."""
+    to: int | str = service.bot_id if where == "bot" else where
+    reply = await service.reply_to(27, to, text)
+    assert reply.text.startswith(f"Оценка «{quoted}» не подходит"), reply.text
+    assert service.votes() == 0
+    session = service.portal.sessions[494]
+    assert (session.vote_head, session.comment_head) == (0, "")
