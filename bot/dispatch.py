@@ -21,7 +21,7 @@ from bot.errors import (
     NotSupervisor,
     UserFacingError,
 )
-from bot.models import IncomingCommand, Reply, Route
+from bot.models import SILENT, IncomingCommand, Reply, Route
 from bot.ports import People, SessionVotes
 from bot.texts import Lang, render
 from handlers.help import help_reply
@@ -102,6 +102,9 @@ async def run_command(
 async def _execute(incoming: IncomingCommand, services: Services) -> tuple[Reply, str]:
     """Parse, authorise and run; raises for whatever went wrong."""
     lang = incoming.language
+    if incoming.follows and not await _may_rate(incoming, services):
+        # The message's first job answers someone who may not rate, once (bot/intake.py).
+        return SILENT, "silent"
     if incoming.notice is not None:  # not a command: what the intake left out of a message
         notice = incoming.notice
         text = render("intake.too_many_commands", lang, taken=notice.taken, skipped=notice.skipped)
@@ -123,6 +126,18 @@ async def _execute(incoming: IncomingCommand, services: Services) -> tuple[Reply
     if isinstance(command, RatePrompt):
         return await prompt(command, services.votes, lang), "prompted"
     return await rate(command, services.votes, lang), "saved"
+
+
+async def _may_rate(incoming: IncomingCommand, services: Services) -> bool:
+    """Staff on the supervisors' list; an author the event did not describe is looked up."""
+    if incoming.author_kind not in ("staff", "unverified"):
+        return False
+    if not services.supervisors.allows(incoming.author_id):
+        return False
+    return (
+        incoming.author_kind == "staff"
+        or await services.people.kind(incoming.author_id) == "staff"
+    )
 
 
 def _text(error: UserFacingError, lang: Lang) -> Reply:

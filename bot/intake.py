@@ -7,7 +7,9 @@ hands them to `admit` before they are stored:
 - a customer (an open line's connector user) gets nothing at all: any reply could reach them;
 - someone who may not rate (not on the supervisors' list, or an extranet user) gets at most one
   reply per message: the first command's (help, a parse error or the refusal); an author the
-  event does not describe counts as staff here, and the core verifies them before a vote;
+  event does not describe counts as staff here, and the core verifies them before a vote, and
+  before anything at all in the jobs that follow the first (`follows`), which then say nothing
+  to someone who may not rate;
 - a supervisor's message runs at most MAX_COMMANDS_PER_MESSAGE commands, and the rest get one
   notice saying how many were not run.
 
@@ -46,8 +48,11 @@ def admit(
         if len(commands) > 1:
             log.info("intake.one_reply", user_id=first.author_id, commands=len(commands))
         return [first]
+    # An author the event does not describe is verified by each job: the jobs after the first
+    # are marked, so that only the first answers should they turn out not to be staff.
+    taken = [first, *(c.model_copy(update={"follows": True}) for c in commands[1:])]
     if len(commands) <= MAX_COMMANDS_PER_MESSAGE:
-        return list(commands)
+        return taken
     skipped = len(commands) - MAX_COMMANDS_PER_MESSAGE
     log.info("intake.commands_skipped", user_id=first.author_id, skipped=skipped)
     notice = first.model_copy(
@@ -55,6 +60,7 @@ def admit(
             "key": f"{message_key}:more",
             "text": "",
             "notice": TooManyCommands(taken=MAX_COMMANDS_PER_MESSAGE, skipped=skipped),
+            "follows": True,
         }
     )
-    return [*commands[:MAX_COMMANDS_PER_MESSAGE], notice]
+    return [*taken[:MAX_COMMANDS_PER_MESSAGE], notice]

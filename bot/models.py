@@ -53,6 +53,9 @@ class IncomingCommand(Frozen):
     author_kind: AuthorKind = "staff"
     text: str
     notice: TooManyCommands | None = None  # set instead of a command text the user typed
+    # Not the first job of its message: someone who may not rate is answered by the first one
+    # alone (bot/intake.py), so this one stays silent for them.
+    follows: bool = False
     chat_session_id: int | None = None  # the open-line chat's own session, if any
     language: Lang = "en"
     received_at: float  # time.time() when the event arrived
@@ -68,8 +71,11 @@ class ReplyButton(Frozen):
 
 
 class Reply(Frozen):
-    """What to answer, platform-neutral."""
+    """What to answer, platform-neutral; an empty text is nothing to say (`SILENT`)."""
 
     text: str
     buttons: tuple[ReplyButton, ...] = ()
     settled: bool = False  # what a keyboard offered is done: its buttons can go
+
+
+SILENT = Reply(text="")

@@ -29,6 +29,8 @@ class BitrixReplies:
         self._answer_window = answer_window
 
     async def send(self, route: BitrixRoute, reply: Reply, received_at: float) -> None:
+        if not reply.text:
+            return  # the core decided to say nothing (a silent job)
         keyboard = route.keyboard_message_id
         if keyboard and reply.settled and await self._settle_keyboard(keyboard, route, reply):
             return

@@ -54,6 +54,8 @@ def test_what_one_message_may_cost(
 ) -> None:
     admitted = admit(message(count, kind), message_key="m", may_rate=lambda _: supervisor)
     assert [c.key for c in admitted] == keys
+    # Every job after the first says nothing to someone who turns out not to be staff.
+    assert [c.follows for c in admitted] == [n > 0 for n in range(len(admitted))]
     notices = [c.notice for c in admitted if c.notice is not None]
     assert notices == ([TooManyCommands(taken=10, skipped=notice)] if notice else [])
     assert all(c.text == "" for c in admitted if c.notice is not None)
@@ -155,3 +157,34 @@ async def test_customers_and_extranet_users_never_rate(
         assert service.bot_messages()[-1].text.startswith(answer)
     assert service.portal.sessions[494].vote_head == (5 if author == 27 else 0)
     assert not any(m.to_customer for m in portal.messages.values() if m.author_id != author)
+
+
+NOT_STAFF = "Оценивать сессии могут только сотрудники портала"
+
+
+@pytest.mark.parametrize(
+    ("supervisors", "text", "answer"),
+    [
+        ("*", "/rate 494 5\n" * 3 + FLOOD, NOT_STAFF),
+        ("*", FLOOD, "[b]Оценка диалогов"),
+        ("301", "/rate 494 1 x\n" * 11, NOT_STAFF),
+    ],
+    ids=[
+        "an extranet user's votes and help, everyone may rate",
+        "an extranet user's help, everyone may rate",
+        "an extranet user on the list",
+    ],
+)
+async def test_an_extranet_user_s_typed_commands_get_one_reply_per_message(
+    start_service: ServiceFactory, supervisors: str, text: str, answer: str
+) -> None:
+    """The attack: a typed command's event does not say who is an extranet user, so with
+    `B24_SUPERVISOR_IDS=*` a guest's message of 11 commands ran 10 jobs and a notice: 11
+    replies in the chat instead of one."""
+    service = await start_service(B24_SUPERVISOR_IDS=supervisors)
+    await service.say(301, "chat2001", text)
+    await eventually(service.bot_messages)
+    await drained(service)
+    [reply] = service.bot_messages()
+    assert reply.text.startswith(answer)
+    assert service.votes() == 0
