@@ -19,7 +19,8 @@ and that every client (web, desktop, mobile) draws it as nothing.
 
 `neutralise` is idempotent: a neutralised text is left as it is, so texts rendered into texts
 never stack marks. `shorten` neutralises first and cuts afterwards, so a cut can neither split
-a tag open nor separate a mark from the `[` it protects.
+a tag open nor separate a mark from the `[` it protects; the bidi controls the cut leaves open
+are closed after it.
 """
 
 from __future__ import annotations
@@ -35,9 +36,45 @@ ELLIPSIS: Final = "…"
 _LIVE: Final = re.compile(rf"\[(?!{JOINER})|([>-])(?=\1)|&(?=[#A-Za-z])")
 
 
+# Bidi embeddings and overrides (closed by PDF) and isolates (closed by PDI) stay in force to
+# the end of the paragraph (Unicode UAX #9): a user's right-to-left override left open would
+# reverse the bot's own words after the quote (the "Trojan Source" trick), so the reply could
+# read otherwise than it says. What a user opened is closed where their text ends.
+_PDF: Final = "\u202c"
+_PDI: Final = "\u2069"
+_BIDI_CLOSER: Final = dict.fromkeys("\u202a\u202b\u202d\u202e", _PDF) | dict.fromkeys(
+    "\u2066\u2067\u2068", _PDI
+)
+_BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_PARAGRAPH_ENDS: Final = "\n\r\x1c\x1d\x1e\x85\u2029"  # where the algorithm starts afresh
+
+
 def neutralise(text: str) -> str:
-    """`text` with every BB-code, quote and entity made inert; it reads the same."""
+    """`text` with every BB-code, quote and entity made inert, and every bidi control it opens
+    closed at its end; it reads the same."""
+    return _close_bidi(_inert(text))
+
+
+def _inert(text: str) -> str:
     return _LIVE.sub(lambda match: match.group() + JOINER, text)
+
+
+def _close_bidi(text: str) -> str:
+    """`text` followed by the closers of the bidi controls still open at its end."""
+    if not _BIDI.search(text):
+        return text
+    open_: list[str] = []  # the closer each open control needs, innermost last
+    for char in text:
+        if char in _PARAGRAPH_ENDS:
+            open_.clear()
+        elif char in _BIDI_CLOSER:
+            open_.append(_BIDI_CLOSER[char])
+        elif char == _PDF and open_ and open_[-1] == _PDF:
+            open_.pop()
+        elif char == _PDI and _PDI in open_:
+            # A PDI closes its isolate and everything opened inside it.
+            del open_[len(open_) - 1 - open_[::-1].index(_PDI) :]
+    return text + "".join(reversed(open_))
 
 
 def shorten(text: str, limit: int) -> str:
@@ -46,12 +83,12 @@ def shorten(text: str, limit: int) -> str:
     Joiners do not count: they are invisible, and a cut keeps each with the character it
     follows.
     """
-    safe = neutralise(text)
+    safe = _inert(text)
     visible = 0
     for index, char in enumerate(safe):
         if char == JOINER:
             continue
         if visible == limit:
-            return safe[:index].rstrip() + ELLIPSIS
+            return _close_bidi(safe[:index].rstrip()) + ELLIPSIS
         visible += 1
-    return safe
+    return _close_bidi(safe)

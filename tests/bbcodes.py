@@ -74,3 +74,26 @@ HOSTILE: Final[list[str]] = [
     "&gt;&gt;quote",
     "&gt&gtquote",
 ]
+
+
+# Bidi controls that stay in force until closed or until the paragraph ends (Unicode UAX #9):
+# embeddings and overrides (LRE, RLE, LRO, RLO) are closed by PDF, isolates (LRI, RLI, FSI) by
+# PDI, which also closes the embeddings opened inside the isolate. A user's RLO left open
+# reverses the bot's own text after the quote.
+_EMBEDDINGS: Final = "\u202a\u202b\u202d\u202e"
+_ISOLATES: Final = "\u2066\u2067\u2068"
+
+
+def open_bidi(text: str) -> int:
+    """How many bidi embeddings, overrides and isolates are still open at the end of `text`'s
+    last line."""
+    stack: list[str] = []  # "e" for an embedding or override, "i" for an isolate
+    for char in text.rsplit("\n", 1)[-1]:
+        if char in _EMBEDDINGS or char in _ISOLATES:
+            stack.append("e" if char in _EMBEDDINGS else "i")
+        elif char == "\u202c" and stack and stack[-1] == "e":
+            stack.pop()
+        elif char == "\u2069" and "i" in stack:
+            while stack.pop() != "i":
+                pass
+    return len(stack)

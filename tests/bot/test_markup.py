@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.markup import JOINER, neutralise, shorten
-from tests.bbcodes import HOSTILE, live_markup
+from tests.bbcodes import HOSTILE, live_markup, open_bidi
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -57,6 +57,7 @@ _PIECES = st.sampled_from(
         "[", "]", "/", "=", ">", ">>", "-", "-" * 27, "&", "#", "91;", "\n", " ", JOINER, "5",
         "user", "USER", "Url", "send", "code", "img", "b", "br", "=1", "https://x", "|all",
         "[USER=1]", "[/CODE]", "&#91;", "&lbrack;", "gt", "lbrack", ";", "x5b", "Молодец", "👍🏻",
+        "\u202e", "\u202b", "\u2067", "\u2068", "\u202c", "\u2069", "\u200f",
     ]
 )  # fmt: skip
 _MARKUP_TEXT = st.one_of(st.text(), st.lists(_PIECES, max_size=30).map("".join))
@@ -67,8 +68,37 @@ _MARKUP_TEXT = st.one_of(st.text(), st.lists(_PIECES, max_size=30).map("".join))
 def test_no_text_keeps_live_markup(text: str, limit: int) -> None:
     safe = neutralise(text)
     assert live_markup(safe) == []
+    assert open_bidi(safe) == 0
     assert neutralise(safe) == safe
-    assert safe.replace(JOINER, "") == text.replace(JOINER, "")
+    # Only invisible marks are added: joiners, and the closers of bidi controls left open.
+    added = safe.replace(JOINER, "").removeprefix(text.replace(JOINER, ""))
+    assert set(added) <= set(CLOSERS)
     short = shorten(text, limit)
     assert live_markup(short) == []
-    assert len(short.replace(JOINER, "")) <= limit + 1
+    assert open_bidi(short) == 0
+    assert len([c for c in short if c not in JOINER + CLOSERS]) <= limit + 1
+
+
+CLOSERS = "\u202c\u2069"  # PDF and PDI
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\u202eцедолом", "\u202eцедолом\u202c"),  # RLO ... PDF
+        ("\u2067\u202ex", "\u2067\u202ex\u202c\u2069"),  # RLI RLO ... PDF PDI
+        ("\u2067\u202ex\u2069", "\u2067\u202ex\u2069"),  # a PDI closes what it holds
+        ("\u202ex\u202c", "\u202ex\u202c"),
+        ("\u202c\u202ex", "\u202c\u202ex\u202c"),  # a closer before its opener closes nothing
+        ("\u202ex\ny", "\u202ex\ny"),  # a new paragraph starts afresh
+        ("\u200fRLM", "\u200fRLM"),  # a mark opens nothing
+    ],
+)
+def test_bidi_controls_a_user_opened_are_closed_where_their_text_ends(
+    text: str, expected: str
+) -> None:
+    assert neutralise(text) == expected
+
+
+def test_a_cut_closes_what_it_leaves_open() -> None:
+    assert shorten("\u202e" + "ж" * 10 + "\u202c", 3) == "\u202eжж\u202c…"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bot.markup import JOINER
-from tests.bbcodes import HOSTILE, live_markup
+from tests.bbcodes import HOSTILE, live_markup, open_bidi
 from tests.harness import Service, ServiceFactory
 
 # Every hostile text at once, with a line of its own for each: what anyone may have typed into
@@ -137,3 +137,29 @@ async def test_a_number_glued_to_other_characters_is_refused_not_stored_as_a_com
     assert service.votes() == 0
     session = service.portal.sessions[494]
     assert (session.vote_head, session.comment_head) == (0, "")
+
+
+RLO, RLI, PDF = "\u202e", "\u2067", "\u202c"
+
+
+@pytest.mark.parametrize(
+    ("text", "stored", "ours"),
+    [
+        (f"/rate 494 5 {RLO}цедолом", "", "»."),
+        (f"/rate 494 5 {RLI}{RLO}x{PDF}", "", "»."),
+        (f"/rat{RLO}x", "", ". Список команд"),
+        (f"/rate 49{RLO}4 5", "", "» — не номер сессии"),
+        (f"/rate 494 {RLO}x 5", "", "»."),
+        ("/rate 494", f"{RLO}" + "ж" * 400, "». Выберите оценку:"),
+    ],
+)
+async def test_a_bidi_override_in_user_text_ends_where_the_user_text_ends(
+    service: Service, text: str, stored: str, ours: str
+) -> None:
+    """The attack (Trojan Source): a right-to-left override in a comment, a stored comment or
+    a command name, left open, reverses the bot's own words after the quote, so the reply can
+    be made to read otherwise than it says. What the user wrote is closed where it ends."""
+    service.portal.sessions[494].comment_head = stored
+    reply = await service.reply_to(27, service.bot_id, text)
+    assert ours in reply.text, reply.text
+    assert open_bidi(reply.text[: reply.text.rindex(ours)]) == 0, ascii(reply.text)
