@@ -269,7 +269,12 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
                     entry_id = entries[name].COMMAND_ID if name in entries else None
                     texts.append((f"b24:{params.MESSAGE_ID}:{index}", text, entry_id))
     else:
-        found = split_commands(params.MESSAGE) or [params.MESSAGE]
+        found = split_commands(params.MESSAGE)
+        if not found and not route.openline:
+            # Written to the bot (private chat, a mention): a message with no command gets a
+            # hint. In an open line a member bot with open-line support sees every message
+            # of the dialog (§1.5), written to the customer, not to it: only commands count.
+            found = [params.MESSAGE]
         texts = [(f"b24:{params.MESSAGE_ID}:{i}", text, None) for i, text in enumerate(found)]
     kind = author_kind(event.data)
     return [

@@ -18,7 +18,7 @@ from bot.bitrix.webhook import INTAKE
 from bot.logs import configure_logging
 from bot.sandbox import operating
 from bot.sandbox.portal import Fault, Portal
-from tests.harness import FAST, Service, ServiceFactory, eventually
+from tests.harness import FAST, Service, ServiceFactory, drained, eventually
 
 VOTE = "imopenlines.session.head.vote"
 
@@ -204,6 +204,30 @@ async def test_joining_an_open_line_posts_nothing_at_all(service: Service, marks
     storage = service.server.app[INTAKE].storage
     assert (await storage.unfinished(), await storage.audit()) == (0, [])
     assert service.bot_messages() == []
+
+
+@pytest.mark.parametrize("marks", LINE_MARKS)
+async def test_in_an_open_line_the_dialog_s_own_messages_get_no_answer(
+    service: Service, marks: str
+) -> None:
+    """The attack: a bot with open-line support that is a member of an open-line chat (its
+    line's bot, or joined) sees every message of the dialog (§1.5); each operator's or
+    supervisor's line to the customer was answered "I understand commands only", one
+    message to the operator's private chat per message they wrote. Only commands are for
+    the bot there."""
+    mark_line(service, 1157, marks)
+    assert (await service.events.join(service.bot_id, 101, 1157)).status == 200
+    portal, events = service.portal, service.events
+    line, bot = portal.chats[1157], portal.bots[service.bot_id]
+    for author, text in [(101, "Здравствуйте! Чем могу помочь?"), (27, "Проверяю диалог"),
+                         (28, "Передаю коллеге"), (27, "")]:  # fmt: skip
+        message = portal.post(line.id, author, text, via="user")
+        form = events.message_form(bot, message, portal.users[author], line, message.text)
+        assert (await events.post(bot.handlers["EVENT_MESSAGE_ADD"], form)).status == 200
+    reply = await service.reply_to(27, "chat1157", "/rate 5 Молодец")  # a command still runs
+    assert reply.text.startswith("✅ Сохранено. Сессия 494")
+    await drained(service)
+    assert service.bot_messages() == [reply]
 
 
 async def test_a_comment_line_that_starts_with_a_slash_stays_in_the_comment(
