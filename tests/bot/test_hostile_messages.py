@@ -29,7 +29,9 @@ _PIECES: Final = (
 )  # fmt: skip
 _FRAGMENTS = st.sampled_from(_PIECES)
 MESSAGES = st.lists(_FRAGMENTS | st.text(max_size=6), min_size=1, max_size=14).map("".join)
-AUTHORS = st.sampled_from([27, 28])  # a supervisor who may rate, and a user who may not
+# A supervisor who may rate, a user who may not, an extranet user, and the customer of the
+# open line chat1157.
+AUTHORS = st.sampled_from([27, 28, 301, 1211])
 WHERE = st.sampled_from(["bot", "chat1157", "chat2001"])
 
 
@@ -65,6 +67,10 @@ async def test_no_message_breaks_markup_the_senders_or_the_intake(
     for message in written:
         assert _user_markup(message.text) == [], message.text
         assert not message.to_customer, message.text
+    if author != 27:  # someone who may not rate: one answer a message at most
+        assert len(written) <= 1, [m.text for m in written]
+    if author == 1211 and where == "chat1157":  # a customer in their own line: none at all
+        assert written == [], [m.text for m in written]
     async with http.get(service.server.make_url("/readyz")) as ready:
         assert ready.status == 200, await ready.text()
 
