@@ -94,6 +94,7 @@ class UserBlock(_Model):
     ID: IdOrZero = 0
     IS_BOT: Flag = "N"
     IS_CONNECTOR: Flag = "N"
+    IS_NETWORK: Flag = "N"  # a Bitrix24.Network account: another portal's user
     IS_EXTRANET: Flag | None = None
 
 
@@ -209,10 +210,13 @@ def chat_session_id(params: MessageParams) -> int | None:
 
 
 def author_kind(data: CommandData | MessageData) -> AuthorKind:
-    """Staff, an extranet user or an open line's customer (a connector user)."""
+    """Staff, an extranet (or Bitrix24.Network) user or an open line's customer (a connector
+    user)."""
     params = data.PARAMS
     if data.USER.IS_CONNECTOR == "Y" or (is_openline(params) and _is_line_customer(params)):
         return "customer"
+    if data.USER.IS_NETWORK == "Y":
+        return "extranet"  # a guest from another portal: not this portal's staff either
     if data.USER.IS_EXTRANET is None:
         # ONIMCOMMANDADD carries no IS_EXTRANET (§1.5): the core asks Bitrix24 (im.user.get)
         # before such an author may rate.

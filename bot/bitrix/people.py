@@ -56,8 +56,8 @@ def _kind_of(user: Any) -> AuthorKind:
         return "unverified"
     if user.get("connector") is True:
         return "customer"
-    if user.get("extranet") is True:
-        return "extranet"
+    if user.get("extranet") is True or user.get("network") is True:
+        return "extranet"  # a guest: an extranet account, or another portal's (Bitrix24.Network)
     if user.get("extranet") is False and user.get("bot") is False:
         return "staff"
     return "unverified"  # a bot, or an answer without the flags: not someone who rates

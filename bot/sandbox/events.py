@@ -318,7 +318,7 @@ def _user_block(user: User, *, full: bool) -> dict[str, Any]:
             "WORK_POSITION": user.work_position,
             "IS_BOT": "N",
             "IS_CONNECTOR": "Y" if user.connector else "N",
-            "IS_NETWORK": "N",
+            "IS_NETWORK": "Y" if user.network else "N",
             "IS_EXTRANET": "Y" if user.extranet else "N",
         }
     return block

@@ -32,6 +32,7 @@ async def user_get(ctx: CallContext, params: dict[str, Any]) -> Any:
     card = _card(user.id, user.first_name, user.last_name, extranet=user.extranet)
     return card | {
         "work_position": user.work_position,
+        "network": user.network,
         "connector": user.connector,
         "external_auth_id": "imconnector" if user.connector else "default",
     }

@@ -41,6 +41,7 @@ class User:
     work_position: str = ""
     connector: bool = False  # an open line's customer, writing through a connector
     extranet: bool = False  # a guest account (a partner's), not the portal's staff
+    network: bool = False  # a Bitrix24.Network account: another portal's user
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ import pytest
 from bot.bitrix.webhook import INTAKE
 from bot.intake import MAX_COMMANDS_PER_MESSAGE, admit
 from bot.models import AuthorKind, BitrixRoute, IncomingCommand, TooManyCommands
+from bot.sandbox.portal import User
 from tests.harness import Service, ServiceFactory, drained, eventually
 
 FLOOD = "/help\n" * 3300  # 19,800 characters: inside Bitrix24's 20,000
@@ -187,4 +188,27 @@ async def test_an_extranet_user_s_typed_commands_get_one_reply_per_message(
     await drained(service)
     [reply] = service.bot_messages()
     assert reply.text.startswith(answer)
+    assert service.votes() == 0
+
+
+@pytest.mark.parametrize("event", ["command", "message"])
+async def test_a_bitrix24_network_user_never_rates(
+    start_service: ServiceFactory, event: str
+) -> None:
+    """The attack: a Bitrix24.Network user (`network`, IS_NETWORK: an account of another
+    portal, no member of this portal's staff) was taken for staff, so with
+    `B24_SUPERVISOR_IDS=*` they could rate. They are refused as an extranet user is."""
+    service = await start_service(B24_SUPERVISOR_IDS="*")
+    portal, events = service.portal, service.events
+    portal.users[302] = User(302, "Гость", "Сети", network=True)
+    if event == "command":
+        await service.say(302, service.bot_id, "/rate 494 5 Молодец")
+    else:  # a plain message event, as when the command is typed before it is registered
+        chat = portal.private_chat(302, service.bot_id)
+        message = portal.post(chat.id, 302, "/rate 494 5 Молодец", via="user")
+        bot = portal.bots[service.bot_id]
+        form = events.message_form(bot, message, portal.users[302], chat, message.text)
+        assert (await events.post(bot.handlers["EVENT_MESSAGE_ADD"], form)).status == 200
+    [reply] = await eventually(service.bot_messages)
+    assert reply.text.startswith(NOT_STAFF)
     assert service.votes() == 0

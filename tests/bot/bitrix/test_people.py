@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from bot.bitrix.client import BitrixClient, RetryPolicy, WebhookAuth
 from bot.bitrix.people import USER_GET, BitrixPeople
 from bot.errors import BitrixError
-from bot.sandbox.portal import Bot, Fault, Portal
+from bot.sandbox.portal import Bot, Fault, Portal, User
 from tests.harness import webhook_url
 
 
@@ -25,6 +25,7 @@ def lookups(portal: Portal) -> int:
     [
         (27, 1, "staff"),
         (301, 1, "extranet"),  # a guest account: never rates
+        (302, 1, "extranet"),  # a Bitrix24.Network account, another portal's: never rates
         (1211, 1, "customer"),  # an open line's connector user
         (301, 28, "unverified"),  # ACCESS_DENIED: 28 may not see the guest
         (99999, 1, "unverified"),  # USER_NOT_EXISTS
@@ -38,6 +39,7 @@ async def test_a_user_s_kind_is_what_im_user_get_says(
     webhook_owner: int,
     kind: str,
 ) -> None:
+    portal.users[302] = User(302, "Гость", "Сети", network=True)
     [hook] = [h for h in portal.webhooks if h.user_id == webhook_owner]
     auth = WebhookAuth(SecretStr(webhook_url(sandbox, hook.user_id, hook.code)))
     people = BitrixPeople(make_client(auth))
