@@ -112,32 +112,41 @@ async def _execute(incoming: IncomingCommand, services: Services) -> tuple[Reply
     command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     if isinstance(command, HelpCommand):
         return help_reply(command, lang), "help"
-    # Only staff rate, whatever B24_SUPERVISOR_IDS says (`*` included); a customer's commands
-    # never become jobs (bot/intake.py), this refuses them again should one get here.
-    if incoming.author_kind not in ("staff", "unverified"):
-        raise NotStaff
-    if not services.supervisors.allows(incoming.author_id):
-        raise NotSupervisor(user_id=incoming.author_id)
-    # An author the event did not describe is looked up once they are on the list, so a
-    # stranger's commands cost no lookup.
-    unverified = incoming.author_kind == "unverified"
-    if unverified and await services.people.kind(incoming.author_id) != "staff":
-        raise NotStaff
+    if not await _authorise(incoming, services):
+        return SILENT, "customer"  # any answer could reach the customer
     if isinstance(command, RatePrompt):
         return await prompt(command, services.votes, lang), "prompted"
     return await rate(command, services.votes, lang), "saved"
 
 
-async def _may_rate(incoming: IncomingCommand, services: Services) -> bool:
-    """Staff on the supervisors' list; an author the event did not describe is looked up."""
-    if incoming.author_kind not in ("staff", "unverified"):
+async def _authorise(incoming: IncomingCommand, services: Services) -> bool:
+    """Whether the author may rate: raises NotStaff or NotSupervisor to say why not, and is
+    False for an open line's customer, who is told nothing.
+
+    Only staff rate, whatever B24_SUPERVISOR_IDS says (`*` included). A customer's commands
+    never become jobs (bot/intake.py), but one the event did not show as a customer (a typed
+    command has no IS_CONNECTOR) is found by the lookup. An author the event did not describe
+    is looked up once they are on the list, so a stranger's commands cost no lookup.
+    """
+    kind = incoming.author_kind
+    if kind == "unverified" and services.supervisors.allows(incoming.author_id):
+        kind = await services.people.kind(incoming.author_id)
+        kind = "extranet" if kind == "unverified" else kind  # not described: not staff
+    if kind == "customer":
         return False
+    if kind == "extranet":
+        raise NotStaff
     if not services.supervisors.allows(incoming.author_id):
+        raise NotSupervisor(user_id=incoming.author_id)
+    return True
+
+
+async def _may_rate(incoming: IncomingCommand, services: Services) -> bool:
+    """`_authorise` without the reasons."""
+    try:
+        return await _authorise(incoming, services)
+    except (NotStaff, NotSupervisor):
         return False
-    return (
-        incoming.author_kind == "staff"
-        or await services.people.kind(incoming.author_id) == "staff"
-    )
 
 
 def _text(error: UserFacingError, lang: Lang) -> Reply:

@@ -212,3 +212,21 @@ async def test_a_bitrix24_network_user_never_rates(
     [reply] = await eventually(service.bot_messages)
     assert reply.text.startswith(NOT_STAFF)
     assert service.votes() == 0
+
+
+@pytest.mark.parametrize(
+    ("author", "to"),
+    [(1211, "bot"), (1212, "chat1157")],
+    ids=["a customer in a private chat", "a customer in a line not their own"],
+)
+async def test_a_customer_the_event_does_not_show_gets_no_answer(
+    start_service: ServiceFactory, author: int, to: str
+) -> None:
+    """The attack: a typed command's event has no IS_CONNECTOR, and outside their own line
+    nothing else shows a customer, so the lookup found them but they were answered "Only the
+    portal's staff may rate": any answer could reach a customer."""
+    service = await start_service(B24_SUPERVISOR_IDS="*")
+    await service.say(author, service.bot_id if to == "bot" else to, "/rate 494 5 Молодец")
+    await drained(service)
+    assert service.bot_messages() == []
+    assert service.votes() == 0
