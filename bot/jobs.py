@@ -54,6 +54,17 @@ class RetryRules:
         return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not secrecy
 
 
+@dataclass
+class _Attempt:
+    """How far one run of a job got: its reply once decided (even when recording it failed),
+    and whether sending that reply began. A crash is judged by this, not by the claim."""
+
+    job: Job
+    reply: Reply | None
+    outcome: str
+    sending: bool = False
+
+
 class JobRunner:
     """A fixed number of tracked workers over the job storage; stopped with a grace period."""
 
@@ -107,8 +118,9 @@ class JobRunner:
             self._busy += 1
             self._running.add(job.key)
             self._idle.clear()
+            attempt = _Attempt(job, job.reply, job.outcome or "")
             try:
-                await self._run(job)
+                await self._run(attempt)
             except asyncio.CancelledError:
                 # Stopped at the shutdown bound: the job goes back to the queue, due at once,
                 # for the next start (a vote run twice stores the same values).
@@ -119,56 +131,51 @@ class JobRunner:
                 raise
             except Exception:  # the steps map their own errors; this is the last guard
                 log.exception("job.crashed", key=job.key, attempt=job.attempts)
-                await self._after_crash(job)
+                await self._after_crash(attempt)
             finally:
                 self._busy -= 1
                 self._running.discard(job.key)
                 if self._busy == 0:
                     self._idle.set()
 
-    async def _after_crash(self, job: Job) -> None:
+    async def _after_crash(self, attempt: _Attempt) -> None:
         """Try a crashed job again later, or after `crash_attempts` give it up with a reply;
         if even that fails (storage down), the job stays claimed until its lease runs out, and
         is then due again."""
+        job = attempt.job
         self._metrics.jobs_failed.labels(reason="crashed").inc()
         try:
             if job.attempts < self._rules.crash_attempts:
                 wait = self._rules.wait(job.attempts)
                 await self._storage.postpone(job.key, until=time.time() + wait, error="crashed")
             else:
-                await self._give_up(job)
+                await self._give_up(attempt)
         except Exception:
             log.exception("job.crash_not_recorded", key=job.key)
             await asyncio.sleep(self._rules.wait(job.attempts))
 
-    async def _give_up(self, job: Job) -> None:
+    async def _give_up(self, attempt: _Attempt) -> None:
         """End a job that keeps crashing. Its work undone: the internal-error reply, outcome
-        `crashed`. Its reply decided (the crash was in sending it or after): that reply and
-        outcome stand, not sent again, since sending is what may be failing; never an
-        internal-error reply about a vote that was saved."""
+        `crashed`. Its reply decided, in this run or an earlier one (the vote was saved): that
+        reply and outcome stand, never an internal-error reply about a vote that was saved;
+        it is sent unless this run already began sending it, since sending may be what fails."""
+        job = attempt.job
         self._metrics.jobs_failed.labels(reason="gave_up").inc()
         started = time.monotonic()
-        if job.reply is not None:
-            log.error("job.given_up", key=job.key, outcome=job.outcome, attempts=job.attempts)
-            await self._finish(
-                job,
-                job.reply.text,
-                job.outcome or "",
-                delivered=False,
-                requests=0,
-                started=started,
-            )
-            return
-        reply = Reply(text=render("error.internal", job.incoming.language))
-        delivered = True
+        reply, outcome = attempt.reply, attempt.outcome
+        if reply is None:
+            reply, outcome = Reply(text=render("error.internal", job.incoming.language)), "crashed"
+        log.error("job.given_up", key=job.key, outcome=outcome, attempts=job.attempts)
+        delivered = False
         with counting_rest_requests() as requests:
-            try:
-                await self._send(job.incoming.route, reply, job.incoming.received_at)
-            except Exception:
-                delivered = False
-                log.exception("reply.failed", key=job.key)
+            if not attempt.sending:
+                try:
+                    await self._send(job.incoming.route, reply, job.incoming.received_at)
+                    delivered = True
+                except Exception:
+                    log.exception("reply.failed", key=job.key)
         await self._finish(
-            job, reply.text, "crashed", delivered=delivered, requests=requests[0], started=started
+            job, reply.text, outcome, delivered=delivered, requests=requests[0], started=started
         )
 
     async def _renew_leases(self) -> None:
@@ -182,11 +189,12 @@ class JobRunner:
             except Exception:  # a passing storage failure: the next beat tries again
                 log.exception("jobs.lease_renewal_failed")
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, attempt: _Attempt) -> None:
+        job = attempt.job
         started = time.monotonic()
         may_retry = time.time() - job.created_at < self._rules.give_up_after
         with counting_rest_requests() as requests:
-            reply, outcome = job.reply, job.outcome or ""
+            reply, outcome = attempt.reply, attempt.outcome
             if reply is None:
                 try:
                     handled = await self._execute(job.incoming, may_retry)
@@ -194,8 +202,10 @@ class JobRunner:
                     await self._postpone(job, later.error)
                     return
                 reply, outcome = handled.reply, handled.outcome
+                attempt.reply, attempt.outcome = reply, outcome
                 await self._storage.decide(job.key, reply, outcome)
             delivered = True
+            attempt.sending = True
             try:
                 await self._send(job.incoming.route, reply, job.incoming.received_at)
             except BitrixError as error:

@@ -4,18 +4,22 @@ mid-flight, commands on one session that meet retries."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.app import METRICS
+from bot.bitrix.webhook import INTAKE
 from bot.dispatch import Handled
 from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
@@ -24,7 +28,15 @@ from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Message, Portal
 from bot.storage import open_storage
 from bot.texts import render
-from tests.harness import FAST, Service, ServiceFactory, eventually, job_rows, process_env
+from tests.harness import (
+    FAST,
+    Service,
+    ServiceFactory,
+    drained,
+    eventually,
+    job_rows,
+    process_env,
+)
 
 INTERNAL_RU = render("error.internal", "ru")
 
@@ -289,3 +301,47 @@ async def test_jobs_the_storage_cannot_read_do_not_stop_the_workers(
     assert reply.text.startswith("✅")
     async with http.get(service.server.make_url("/readyz")) as answer:
         assert (await answer.json())["workers"] == "ok"
+
+
+@contextlib.contextmanager
+def write_locked(database_url: str) -> Iterator[None]:
+    """Another process holds the database's write lock (a backup, a hand edit, a second
+    instance): every write of the service meanwhile waits out its busy timeout and fails."""
+    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def crashes(service: Service) -> float:
+    failed = service.server.app[METRICS].registry.get_sample_value
+    return failed("bot_jobs_failed_total", {"reason": "crashed"}) or 0.0
+
+
+async def test_a_vote_saved_at_a_late_attempt_is_not_reported_lost_when_storage_then_fails(
+    start_service: ServiceFactory,
+) -> None:
+    """The attack: the portal fails twice (the job is postponed twice), the third attempt
+    saves the vote, and then another process holds the database's write lock while the worker
+    records the reply, so the job's first crash comes at its third attempt. The supervisor is
+    told the vote was saved, never "nothing was saved"."""
+    rules = RetryRules(first_wait=0.05, longest_wait=0.1, give_up_after=60.0, crash_attempts=3)
+    service = await start_service(tuning=dataclasses.replace(FAST, jobs=rules))
+    service.portal.faults += [
+        Fault(method="batch", status=502, times=6),  # two attempts of three REST tries each
+        Fault(method="batch", delay=1.0),  # the third: time to take the write lock
+    ]
+    await service.say(27, service.bot_id, "/rate 494 5 Молодец")
+    await eventually(lambda: not service.portal.faults, within=20)
+    with write_locked(service.settings.bot_database_url):
+        await eventually(lambda: crashes(service), within=20)  # recording the reply failed
+    await drained(service, within=20)
+    assert service.portal.sessions[494].vote_head == 5
+    texts = [m.text for m in service.bot_messages()]
+    assert INTERNAL_RU not in texts
+    assert [t.split(":")[0] for t in texts] == ["✅ Сохранено. Сессия 494"]
+    [entry] = await service.server.app[INTAKE].storage.audit()
+    assert entry.outcome == "saved"
