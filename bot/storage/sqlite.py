@@ -208,6 +208,10 @@ class SqliteStorage:
             return []
         async with self._lock:
             if self._refusal(jobs, limit=limit, user_limit=user_limit):
+                # The counts in memory are this instance's alone: another on the same file (a
+                # takeover after a crash, a second one started by mistake) may have finished
+                # some of its jobs. Counted again from the file before anything is refused.
+                await self._count_unfinished()
                 known = await self._known([job.key for job in jobs])
                 fresh = [job for job in jobs if job.key not in known]
                 refusal = self._refusal(fresh, limit=limit, user_limit=user_limit)

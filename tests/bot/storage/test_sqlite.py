@@ -191,6 +191,28 @@ async def test_a_share_is_freed_by_finishing_and_counted_again_after_a_restart(
     await second.close()
 
 
+@pytest.mark.parametrize(("limit", "user_limit"), [(10, 2), (2, 10)])
+async def test_jobs_another_instance_finished_free_the_share_and_the_queue(
+    path: Path, limit: int, user_limit: int
+) -> None:
+    """The attack: a second instance on the same file (started by mistake, or taking over a
+    dead one's claims) finishes the jobs the first accepted. The first must not go on counting
+    them, or the author's every event (with a full queue: everyone's) is refused until a
+    restart."""
+    first, second = await opened(path), await opened(path)
+    try:
+        jobs = [job("a"), job("b", "/rate 495 5")]
+        assert await first.enqueue(jobs, limit=limit, user_limit=user_limit) == ["a", "b"]
+        for _ in jobs:
+            claimed = await second.claim(time.time())
+            assert claimed is not None
+            await second.finish(claimed.key, entry(claimed.key, time.time()))
+        assert await first.enqueue([job("c")], limit=limit, user_limit=user_limit) == ["c"]
+    finally:
+        await second.close()
+        await first.close()
+
+
 async def _put_first_job_in(storage: Storage, state: str) -> None:
     """The first job, `/rate 494 1 OLD`, claimed, postponed (due later) or finished."""
     first = await storage.claim(time.time())
