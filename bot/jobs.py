@@ -45,8 +45,8 @@ class RetryRules:
     first_wait: float = 2.0
     longest_wait: float = 300.0
     give_up_after: float = 1800.0  # then the supervisor is told it failed and why
-    # A job whose run crashed (a bug, storage failing) is tried again; once it has been tried
-    # this many times in all, a crash ends it with the internal-error reply.
+    # A job whose run crashed (a bug, storage failing) is tried again; its crash number
+    # `crash_attempts` ends it (postponements while the portal was down are not counted).
     crash_attempts: int = 3
 
     def wait(self, attempts: int) -> float:
@@ -145,14 +145,16 @@ class JobRunner:
         job = attempt.job
         self._metrics.jobs_failed.labels(reason="crashed").inc()
         try:
-            if job.attempts < self._rules.crash_attempts:
-                wait = self._rules.wait(job.attempts)
-                await self._storage.postpone(job.key, until=time.time() + wait, error="crashed")
+            if job.crashes + 1 < self._rules.crash_attempts:
+                wait = self._rules.wait(job.crashes + 1)
+                await self._storage.postpone(
+                    job.key, until=time.time() + wait, error="crashed", crashed=True
+                )
             else:
                 await self._give_up(attempt)
         except Exception:
             log.exception("job.crash_not_recorded", key=job.key)
-            await asyncio.sleep(self._rules.wait(job.attempts))
+            await asyncio.sleep(self._rules.wait(job.crashes + 1))
 
     async def _give_up(self, attempt: _Attempt) -> None:
         """End a job that keeps crashing. Its work undone: the internal-error reply, outcome

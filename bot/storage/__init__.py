@@ -26,7 +26,8 @@ class Job(Frozen):
     incoming: IncomingCommand
     reply: Reply | None
     outcome: str | None
-    attempts: int
+    attempts: int  # claims, this one included
+    crashes: int  # runs that crashed before this claim (postponements are no crashes)
     created_at: float
 
 
@@ -74,8 +75,8 @@ class Storage(Protocol):
         the reply is sent, the job is claimed again with it and only the reply is sent."""
         ...
 
-    async def postpone(self, key: str, *, until: float, error: str) -> None:
-        """Put a job this instance holds back, due at `until`."""
+    async def postpone(self, key: str, *, until: float, error: str, crashed: bool = False) -> None:
+        """Put a job this instance holds back, due at `until`; `crashed` counts a crash."""
         ...
 
     async def finish(self, key: str, entry: AuditEntry) -> None:

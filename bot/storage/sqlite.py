@@ -88,6 +88,11 @@ MIGRATIONS: Final = (
     CREATE INDEX jobs_done ON jobs (updated_at) WHERE state = 'done';
     CREATE INDEX jobs_claimed ON jobs (owner) WHERE state = 'claimed';
     """,
+    # Crashes apart from attempts: a job that waited out an outage has many attempts and
+    # no crash yet.
+    """
+    ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 
@@ -107,7 +112,7 @@ WHERE seq = (
         )
     ORDER BY job.due_at, job.seq LIMIT 1
 )
-RETURNING key, payload, reply, outcome, attempts, created_at
+RETURNING key, payload, reply, outcome, attempts, crashes, created_at
 """
 
 
@@ -269,13 +274,14 @@ class SqliteStorage:
                 row = await cursor.fetchone()
             if row is None:
                 return None
-            key, payload, reply, outcome, attempts, created_at = row
+            key, payload, reply, outcome, attempts, crashes, created_at = row
             return Job(
                 key=key,
                 incoming=IncomingCommand.model_validate_json(payload),
                 reply=Reply.model_validate_json(reply) if reply else None,
                 outcome=outcome,
                 attempts=attempts,
+                crashes=crashes,
                 created_at=created_at,
             )
 
@@ -298,12 +304,13 @@ class SqliteStorage:
                 (reply.model_dump_json(), outcome, time.time(), key),
             )
 
-    async def postpone(self, key: str, *, until: float, error: str) -> None:
+    async def postpone(self, key: str, *, until: float, error: str, crashed: bool = False) -> None:
         async with self._lock:
             await self._db.execute(
                 "UPDATE jobs SET state = 'queued', owner = NULL, due_at = ?, last_error = ?, "
-                "updated_at = ? WHERE key = ? AND state = 'claimed' AND owner = ?",
-                (until, error, time.time(), key, self._owner),
+                "crashes = crashes + ?, updated_at = ? "
+                "WHERE key = ? AND state = 'claimed' AND owner = ?",
+                (until, error, int(crashed), time.time(), key, self._owner),
             )
 
     async def finish(self, key: str, entry: AuditEntry) -> None:

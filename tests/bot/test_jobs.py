@@ -345,3 +345,27 @@ async def test_a_vote_saved_at_a_late_attempt_is_not_reported_lost_when_storage_
     assert [t.split(":")[0] for t in texts] == ["✅ Сохранено. Сессия 494"]
     [entry] = await service.server.app[INTAKE].storage.audit()
     assert entry.outcome == "saved"
+
+
+async def test_a_job_that_waited_out_an_outage_is_retried_after_its_first_crash(
+    start_service: ServiceFactory,
+) -> None:
+    """The attack: the portal fails long enough for the job to be postponed twice, and the
+    third attempt cannot record its postponement (the database is write-locked). That is the
+    job's first crash; postponements are not crashes, so it is tried again and saved, rather
+    than given up with "nothing was saved" once the portal is back."""
+    rules = RetryRules(first_wait=0.05, longest_wait=0.1, give_up_after=60.0, crash_attempts=3)
+    service = await start_service(tuning=dataclasses.replace(FAST, jobs=rules))
+    faults = service.portal.faults
+    faults += [
+        Fault(method="batch", status=502, times=6),  # two attempts of three REST tries each
+        Fault(method="batch", status=502, times=3, delay=0.5),  # the third attempt too
+    ]
+    await service.say(27, service.bot_id, "/rate 494 5 Молодец")
+    await eventually(lambda: len(faults) == 1 and faults[0].times < 3, within=20)
+    with write_locked(service.settings.bot_database_url):
+        await eventually(lambda: crashes(service), within=20)  # its postponement failed
+    await drained(service, within=20)
+    assert service.portal.sessions[494].vote_head == 5
+    texts = [m.text.split(":")[0] for m in service.bot_messages()]
+    assert texts == ["✅ Сохранено. Сессия 494"]
