@@ -293,11 +293,16 @@ async def _log_stopped(app: web.Application) -> None:
 
 
 async def _keep_pruning(storage: Storage, tuning: Tuning) -> None:
-    """Forget de-dup keys of jobs finished longer ago than the retention period."""
+    """Forget de-dup keys of jobs finished longer ago than the retention period; a failing
+    storage (locked by another process, say) is logged and tried again next time."""
     while True:
-        pruned = await storage.prune(before=time.time() - tuning.retention)
-        if pruned:
-            log.info("storage.pruned", jobs=pruned)
+        try:
+            pruned = await storage.prune(before=time.time() - tuning.retention)
+        except Exception:
+            log.exception("storage.prune_failed")
+        else:
+            if pruned:
+                log.info("storage.pruned", jobs=pruned)
         await asyncio.sleep(tuning.prune_every)
 
 

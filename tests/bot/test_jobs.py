@@ -369,3 +369,19 @@ async def test_a_job_that_waited_out_an_outage_is_retried_after_its_first_crash(
     assert service.portal.sessions[494].vote_head == 5
     texts = [m.text.split(":")[0] for m in service.bot_messages()]
     assert texts == ["✅ Сохранено. Сессия 494"]
+
+
+async def test_pruning_goes_on_after_the_database_was_locked_for_a_while(
+    start_service: ServiceFactory,
+) -> None:
+    """The attack: another process holds the write lock longer than the busy timeout while
+    the service prunes finished jobs. Pruning must survive that, or de-dup keys pile up
+    for good."""
+    tuning = dataclasses.replace(FAST, retention=0.0, prune_every=0.1)
+    service = await start_service(tuning=tuning)
+    database = service.settings.bot_database_url
+    with write_locked(database):
+        await asyncio.sleep(6.0)  # a prune waits out its 5 s busy timeout and fails
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.text.startswith("✅")
+    await eventually(lambda: not job_rows(database), within=10)  # the finished job pruned
