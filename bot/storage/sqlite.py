@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Final
 
 import aiosqlite
+import structlog
 
 from bot.errors import StorageMissing
 from bot.models import IncomingCommand, Reply
 from bot.storage import AuditEntry, Job, Refusal, SessionOf
+
+log = structlog.get_logger(__name__)
 
 # Each entry moves the schema one version up; never edit one that has shipped.
 MIGRATIONS: Final = (
@@ -94,7 +97,9 @@ MIGRATIONS: Final = (
     ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
     """,
 )
-_SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
+_SESSION_COLUMN: Final = 2
+# How long closing waits for a database another process holds, to put its claims back.
+_RELEASE_WAIT_MS: Final = 500  # the schema version that added jobs.session_id
 
 # The oldest due job that no earlier unfinished job of its session holds back: a queued job
 # whose time has come, or a claim whose lease has passed (its owner died, or stopped working
@@ -388,12 +393,22 @@ class SqliteStorage:
     async def close(self) -> None:
         try:
             if self._session_of is not None:  # writable: what this instance holds is due now
-                now = time.time()
                 async with self._lock:
-                    await self._db.execute(
-                        "UPDATE jobs SET state = 'queued', owner = NULL, due_at = ?, "
-                        "updated_at = ? WHERE state = 'claimed' AND owner = ?",
-                        (now, now, self._owner),
-                    )
+                    await self._release_claims()
         finally:
             await self._db.close()
+
+    async def _release_claims(self) -> None:
+        """Put back what this instance holds, waiting for a locked database only briefly: a
+        stop keeps its bound (BOT_SHUTDOWN_TIMEOUT), and claims left behind are not lost,
+        only due again once their lease has run out."""
+        now = time.time()
+        await self._db.execute(f"PRAGMA busy_timeout = {_RELEASE_WAIT_MS}")
+        try:
+            await self._db.execute(
+                "UPDATE jobs SET state = 'queued', owner = NULL, due_at = ?, "
+                "updated_at = ? WHERE state = 'claimed' AND owner = ?",
+                (now, now, self._owner),
+            )
+        except sqlite3.OperationalError as error:  # locked by another process
+            log.warning("storage.claims_not_released", error=str(error), lease_s=self.lease)

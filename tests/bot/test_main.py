@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from bot.config import Settings
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
-from tests.harness import eventually, free_port, process_env
+from tests.harness import eventually, free_port, job_rows, process_env
 
 
 def run_bot(
@@ -144,3 +144,37 @@ async def test_sigterm_stops_within_the_bound_and_the_cut_job_runs_after_a_resta
         second.send_signal(signal.SIGTERM)
         await asyncio.wait_for(second.communicate(), 30)
     assert second.returncode == 0
+
+
+async def test_sigterm_keeps_its_bound_while_another_process_holds_the_database(
+    sandbox: TestServer, portal: Portal, tmp_path: Path
+) -> None:
+    """The attack: SIGTERM while votes hang in the portal and another process (a backup, a
+    second instance) holds the database's write lock. Putting the cut jobs back must not wait
+    out a busy timeout per job: the stop keeps its bound, and nothing is lost."""
+    env = process_env(sandbox, tmp_path, BOT_LOG_FORMAT="json", BOT_SHUTDOWN_TIMEOUT="4")
+    process = await start_bot(env, tmp_path)
+    await eventually(lambda: portal.bots and len(portal.commands) == 2, within=20)
+    portal.faults.append(Fault(method="batch", hang=True, times=-1))
+    bot_id = next(iter(portal.bots))
+    for session_id in (494, 495, 496):
+        [delivery] = await sandbox.app[EVENTS].send_message(27, bot_id, f"/rate {session_id} 5")
+        assert delivery.status == 200
+    database = env["BOT_DATABASE_URL"]
+    await eventually(lambda: [r[1] for r in job_rows(database)] == ["claimed"] * 3, within=10)
+    other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert process.returncode == 0, stderr
+    events = [e["event"] for e in map(json.loads, stdout.splitlines())]
+    assert "service.stop_overran" not in events
+    assert "service.stopped" in events
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+        states = db.execute("SELECT state FROM jobs").fetchall()
+    assert len(states) == 3
+    assert ("done",) not in states  # cut, still to do: queued, or claimed until the lease ends
