@@ -303,10 +303,13 @@ class SqliteStorage:
             return cursor.rowcount
 
     async def decide(self, key: str, reply: Reply, outcome: str) -> None:
+        # Only while this instance holds the job: one that lost it (stalled past its lease)
+        # leaves it to the instance that took it over.
         async with self._lock:
             await self._db.execute(
-                "UPDATE jobs SET reply = ?, outcome = ?, updated_at = ? WHERE key = ?",
-                (reply.model_dump_json(), outcome, time.time(), key),
+                "UPDATE jobs SET reply = ?, outcome = ?, updated_at = ? "
+                "WHERE key = ? AND state = 'claimed' AND owner = ?",
+                (reply.model_dump_json(), outcome, time.time(), key, self._owner),
             )
 
     async def postpone(self, key: str, *, until: float, error: str, crashed: bool = False) -> None:
@@ -324,9 +327,12 @@ class SqliteStorage:
             try:
                 finished = await self._db.execute_fetchall(
                     "UPDATE jobs SET state = 'done', owner = NULL, updated_at = ? WHERE key = ? "
-                    "AND state != 'done' RETURNING author",
-                    (entry.at, key),
+                    "AND state = 'claimed' AND owner = ? RETURNING author",
+                    (entry.at, key, self._owner),
                 )
+                if not finished:  # another instance took the job over: it finishes it
+                    await self._db.execute("ROLLBACK")
+                    return
                 for (author,) in finished:
                     self._unfinished -= 1
                     self._by_author[author] -= 1

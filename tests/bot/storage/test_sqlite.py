@@ -128,6 +128,35 @@ async def test_another_process_leaves_a_live_claim_alone_and_takes_it_when_the_l
     await first.close()
 
 
+
+async def test_a_process_that_lost_its_claim_neither_decides_nor_finishes_the_job(
+    path: Path,
+) -> None:
+    """The attack: the first process stalls past its lease (its renewals failing on a locked
+    database) while its vote `/rate 494 1 OLD` is in flight, and a second takes the job over.
+    The stalled one then records its reply and finishes. Neither may touch the job the second
+    now runs: `/rate 494 5 NEW` would be claimed while OLD is still being written (and end
+    overwritten by it), and the owner's reply and audit entry would be another's."""
+    first, second = await opened(path), await opened(path)
+    try:
+        jobs = [job("a", "/rate 494 1 OLD"), job("b", "/rate 494 5 NEW")]
+        await first.enqueue(jobs, limit=10, user_limit=10)
+        now = time.time()
+        assert (taken := await first.claim(now)) is not None
+        assert taken.key == "a"
+        assert (taken := await second.claim(now + LEASE + 1)) is not None
+        assert taken.key == "a"
+        await first.decide("a", Reply(text="stale"), "saved")
+        await first.finish("a", entry("a", now))
+        assert await second.claim(now + LEASE + 2) is None  # NEW waits: OLD still runs
+        assert await second.audit() == []
+        await second.postpone("a", until=now, error="HTTP_503")
+        assert (again := await second.claim(now + LEASE + 2)) is not None
+        assert (again.key, again.reply) == ("a", None)  # its own work, not the stale reply
+    finally:
+        await second.close()
+        await first.close()
+
 async def test_a_claim_left_without_renewal_is_due_again_for_its_own_process_too(
     storage: Storage,
 ) -> None:
