@@ -128,7 +128,6 @@ async def test_another_process_leaves_a_live_claim_alone_and_takes_it_when_the_l
     await first.close()
 
 
-
 async def test_a_process_that_lost_its_claim_neither_decides_nor_finishes_the_job(
     path: Path,
 ) -> None:
@@ -156,6 +155,7 @@ async def test_a_process_that_lost_its_claim_neither_decides_nor_finishes_the_jo
     finally:
         await second.close()
         await first.close()
+
 
 async def test_a_claim_left_without_renewal_is_due_again_for_its_own_process_too(
     storage: Storage,
