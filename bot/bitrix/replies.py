@@ -14,6 +14,8 @@ from bot.models import BitrixRoute, Reply
 # Bitrix24 silently drops a command answer after 10 minutes (§0 item 13); anything later than
 # this goes as a plain message instead.
 ANSWER_WINDOW: Final = 300.0
+# imbot.message.add into a chat the bot is not a member of (§00 item 6).
+NOT_A_MEMBER: Final = "WRONG_REQUEST"
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +62,21 @@ class BitrixReplies:
         else:
             # Too late for a command answer: a message, in the chat if the bot is in it.
             params["DIALOG_ID"] = route.dialog_id if route.bot_in_chat else route.author_dialog_id
-            if params["DIALOG_ID"] != route.author_dialog_id:
-                # Outside the private chat, never through a connector to a customer (§00 item
-                # 7): in a chat without one, the flag changes nothing [UNCONFIRMED].
-                params["SKIP_CONNECTOR"] = "Y"
-            await self._client.call("imbot.message.add", params)
+            if params["DIALOG_ID"] == route.author_dialog_id:
+                await self._client.call("imbot.message.add", params)
+                return
+            # Outside the private chat, never through a connector to a customer (§00 item
+            # 7): in a chat without one, the flag changes nothing [UNCONFIRMED].
+            try:
+                await self._client.call("imbot.message.add", params | {"SKIP_CONNECTOR": "Y"})
+            except BitrixError as error:
+                if error.code != NOT_A_MEMBER:
+                    raise
+                # The bot has left the chat since the command came (§00 item 6): the
+                # supervisor is answered privately rather than not at all.
+                log.info("reply.chat_left", code=error.code)
+                params["DIALOG_ID"] = route.author_dialog_id
+                await self._client.call("imbot.message.add", params)
 
     async def _settle_keyboard(self, message_id: int, route: BitrixRoute, reply: Reply) -> bool:
         """A click completed what its keyboard offered: the keyboard's message becomes the

@@ -384,6 +384,26 @@ async def test_a_late_reply_is_a_message_where_the_bot_may_post(
     assert call.params.get("SKIP_CONNECTOR") == ("Y" if where == "group" else None)
 
 
+async def test_a_late_reply_after_the_bot_left_the_chat_reaches_the_supervisor_privately(
+    start_service: ServiceFactory,
+) -> None:
+    """The attack: the bot is removed from the group while the command waits (a slow or
+    failing portal). Bitrix24 refuses a message into a chat the bot is not in (400
+    WRONG_REQUEST, §00 item 6); the answer about a saved vote must not be lost with it."""
+    service = await start_service(tuning=dataclasses.replace(FAST, answer_window=0))
+    service.portal.chats[2001].members.add(service.bot_id)
+    service.portal.faults.append(Fault(method="batch", delay=0.5))
+    await service.say(27, "chat2001", "/rate 494 5", mention=service.bot_id)
+    await eventually(lambda: not service.portal.faults)  # the vote is on its way
+    service.portal.chats[2001].members.discard(service.bot_id)
+    replies = await eventually(service.bot_messages)
+    assert stored(service, 494)[0] == 5
+    private = service.portal.private_chat(27, service.bot_id).id
+    assert [(m.chat_id, m.text.split(":")[0]) for m in replies] == [
+        (private, "✅ Сохранено. Сессия 494")
+    ]
+
+
 async def test_english_portals_get_english(service: Service) -> None:
     service.portal.language = "en"
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Well done")
