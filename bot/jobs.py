@@ -115,6 +115,11 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 self._wake.clear()
                 continue
+            if job.key in self._running:
+                # Its lease ran out while another worker here runs it (the clock jumped, or
+                # renewals failed): the claim is this process's again, and that worker's.
+                log.warning("job.lease_ran_out_while_running", key=job.key)
+                continue
             self._busy += 1
             self._running.add(job.key)
             self._idle.clear()

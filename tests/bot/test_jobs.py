@@ -385,3 +385,23 @@ async def test_pruning_goes_on_after_the_database_was_locked_for_a_while(
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
     assert reply.text.startswith("✅")
     await eventually(lambda: not job_rows(database), within=10)  # the finished job pruned
+
+
+async def test_a_job_whose_lease_ran_out_while_it_runs_is_not_run_again_alongside(
+    start_service: ServiceFactory,
+) -> None:
+    """The attack: while a vote hangs in the portal, the lease of its job runs out in the
+    process that runs it: the wall clock jumps ahead (a suspended VM resumes), or renewals
+    fail on a locked database. An idle worker of the same process must not claim the job
+    again and run it alongside: one vote, one reply."""
+    service = await start_service()
+    service.portal.faults.append(Fault(method="batch", delay=3.0))
+    await service.say(27, service.bot_id, "/rate 494 5")
+    await eventually(lambda: not service.portal.faults)  # the vote hangs in the portal
+    path = service.settings.bot_database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:  # the clock an hour ahead: as if every lease ran out
+        db.execute("UPDATE jobs SET due_at = due_at - 3600 WHERE state = 'claimed'")
+    await drained(service, within=30)
+    await asyncio.sleep(0.5)
+    assert votes_of(service.portal, 494) == 1
+    assert [m.text.split(":")[0] for m in service.bot_messages()] == ["✅ Сохранено. Сессия 494"]
