@@ -129,15 +129,26 @@ async def call_method(context: CallContext, method: str, params: dict[str, Any])
                 "The request requires higher privileges than provided by the webhook token",
                 403,
             )
-    operating.check(context.portal, method)
-    started = time.monotonic()
-    result = await impl(context, params)
+    try:
+        operating.check(context.portal, method)
+        started = time.monotonic()
+        result = await impl(context, params)
+    except RestError as error:  # a call inside batch is recorded refused too
+        _record_inner(context, method, params, error)
+        raise
     operating.charge(context.portal, method, time.monotonic() - started)
-    if context.batch_of is not None:
-        context.portal.calls.append(
-            Call(method, params, context.auth, context.user_id, 200, None, context.batch_of)
-        )
+    _record_inner(context, method, params, None)
     return result
+
+
+def _record_inner(
+    context: CallContext, method: str, params: dict[str, Any], error: RestError | None
+) -> None:
+    """A call made inside `batch` (the batch request itself is recorded by the server)."""
+    if context.batch_of is not None:
+        status, code = (error.status, error.code) if error else (200, None)
+        call = Call(method, params, context.auth, context.user_id, status, code, context.batch_of)
+        context.portal.calls.append(call)
 
 
 async def _read_params(request: web.Request) -> dict[str, Any]:

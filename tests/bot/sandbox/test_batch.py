@@ -57,3 +57,15 @@ async def test_a_reference_to_a_missing_field_inside_text_is_left_as_written(
 ) -> None:
     await comment_sent_as(http, sandbox, "a%20%24result%5Bread%5D%5Bnope%5D")
     assert portal.sessions[494].comment_head == "a $result[read][nope]"
+
+
+async def test_every_call_inside_batch_is_recorded_the_refused_ones_too(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    """Tests read `portal.calls` to see what reached the portal: a call a batch ran and the
+    method refused must be there with its error, not only the batch request."""
+    cmd = {"ok": READ, "refused": "imopenlines.session.history.get?SESSION_ID=999999"}
+    async with http.post(webhook_url(sandbox) + "batch", json={"cmd": cmd}) as answer:
+        assert answer.status == 200
+    inner = [(c.params.get("SESSION_ID"), c.error, c.batch_of) for c in portal.calls[-3:]]
+    assert inner[:2] == [("495", None, "batch"), ("999999", "ACCESS_DENIED", "batch")]
