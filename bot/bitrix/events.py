@@ -85,6 +85,7 @@ class CommandEntry(_Model):
     COMMAND_PARAMS: Text = ""
     COMMAND_CONTEXT: Flag = "TEXTAREA"
     MESSAGE_ID: Id
+    BOT_ID: IdOrZero = 0  # the bot the command is ours by (§1.5)
 
 
 class UserBlock(_Model):
@@ -252,8 +253,9 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
         dialog_id=params.DIALOG_ID,
         author_dialog_id=str(params.FROM_USER_ID),
         message_id=params.MESSAGE_ID,
-        # A group-chat message reaches the bot as a message only when it is a member.
-        bot_in_chat=private or isinstance(event, MessageEvent) or bool(params.BOT_IN_CHAT),
+        # A group-chat message reaches the bot as a message only when it is a member; a
+        # command's BOT_IN_CHAT lists every bot of the chat, maybe other applications' only.
+        bot_in_chat=private or isinstance(event, MessageEvent) or _ours_in_chat(event),
         openline=is_openline(params),
     )
     texts: list[tuple[str, str, int | None]] = []  # (key, text, command id)
@@ -295,6 +297,13 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
         )
         for key, text, command_id in texts
     ]
+
+
+def _ours_in_chat(event: CommandEvent | MessageEvent) -> bool:
+    if not isinstance(event, CommandEvent):
+        return False
+    present = {*event.data.PARAMS.BOT_IN_CHAT.keys(), *event.data.PARAMS.BOT_IN_CHAT.values()}
+    return any(str(entry.BOT_ID) in present for entry in event.data.COMMAND.values())
 
 
 def message_key(event: CommandEvent | MessageEvent) -> str:

@@ -17,7 +17,7 @@ from bot.bitrix.registration import handler_url
 from bot.bitrix.webhook import INTAKE
 from bot.logs import configure_logging
 from bot.sandbox import operating
-from bot.sandbox.portal import Fault, Portal
+from bot.sandbox.portal import Bot, Fault, Portal
 from tests.harness import FAST, Service, ServiceFactory, drained, eventually
 
 VOTE = "imopenlines.session.head.vote"
@@ -402,6 +402,22 @@ async def test_a_late_reply_after_the_bot_left_the_chat_reaches_the_supervisor_p
     assert [(m.chat_id, m.text.split(":")[0]) for m in replies] == [
         (private, "✅ Сохранено. Сессия 494")
     ]
+
+
+async def test_another_bot_in_a_group_does_not_make_ours_a_member(
+    start_service: ServiceFactory,
+) -> None:
+    """The attack: a group chat holds another application's bot, not ours; a command there
+    lists that bot in BOT_IN_CHAT. A late reply must go where ours may post (privately),
+    not into the chat first to be refused with WRONG_REQUEST (§00 item 6)."""
+    service = await start_service(tuning=dataclasses.replace(FAST, answer_window=0))
+    other = Bot(id=service.portal.new_id(), code="crm_helper", app_id="other_app", name="CRM")
+    service.portal.bots[other.id] = other
+    service.portal.chats[2001].members.add(other.id)
+    reply = await service.reply_to(27, "chat2001", "/rate 494 5")
+    assert reply.chat_id == service.portal.private_chat(27, service.bot_id).id
+    refused = [c for c in service.portal.calls if c.error == "WRONG_REQUEST"]
+    assert refused == []
 
 
 async def test_english_portals_get_english(service: Service) -> None:
