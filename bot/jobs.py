@@ -107,13 +107,12 @@ class JobRunner:
             except Exception:
                 failures += 1
                 log.exception("job.claim_failed", failures=failures)
-                await asyncio.sleep(self._rules.wait(failures))
+                # A command committed meanwhile shows the storage works again: wake for it.
+                await self._rest(self._rules.wait(failures))
                 continue
             failures = 0
             if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                self._wake.clear()
+                await self._rest(1.0)
                 continue
             if job.key in self._running:
                 # Its lease ran out while another worker here runs it (the clock jumped, or
@@ -141,6 +140,12 @@ class JobRunner:
                 self._running.discard(job.key)
                 if self._busy == 0:
                     self._idle.set()
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait `seconds`, or until new jobs are committed (`wake`)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     async def _after_crash(self, attempt: _Attempt) -> None:
         """Try a crashed job again later, or after `crash_attempts` give it up with a reply;
