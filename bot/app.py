@@ -108,7 +108,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def _storage_answers(storage: Storage) -> bool:
     try:
-        await storage.unfinished()
+        await storage.check()
     except Exception:
         log.warning("readyz.storage_failing", exc_info=True)
         return False

@@ -7,9 +7,10 @@ for every test in tests/conftest.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -238,3 +239,16 @@ def job_rows(database_url: str) -> list[tuple[str, str, str | None, int]]:
     finally:
         db.close()
     return [(str(text), str(state), owner, int(attempts)) for text, state, owner, attempts in rows]
+
+
+@contextlib.contextmanager
+def write_locked(database_url: str) -> Iterator[None]:
+    """Another process holds the database's write lock (a backup, a hand edit, a second
+    instance): every write of the service meanwhile waits out its busy timeout and fails."""
+    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

@@ -83,6 +83,10 @@ class Storage(Protocol):
         """Mark a job done and write its audit entry, in one transaction."""
         ...
 
+    async def check(self) -> None:
+        """Raise unless the storage can take a write now (readiness)."""
+        ...
+
     async def unfinished(self) -> int:
         """Jobs accepted and not done yet."""
         ...

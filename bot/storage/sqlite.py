@@ -98,7 +98,10 @@ MIGRATIONS: Final = (
     """,
 )
 _SESSION_COLUMN: Final = 2
-# How long closing waits for a database another process holds, to put its claims back.
+# How long a write waits for a database another process holds (SQLite's busy timeout); how
+# long readiness and closing wait, which must answer or end in time.
+_BUSY_WAIT_MS: Final = 5000
+_CHECK_WAIT_MS: Final = 1000
 _RELEASE_WAIT_MS: Final = 500  # the schema version that added jobs.session_id
 
 # The oldest due job that no earlier unfinished job of its session holds back: a queued job
@@ -157,7 +160,7 @@ class SqliteStorage:
         # NORMAL in WAL mode: a commit survives a crash of the process (kill -9); only a power
         # loss may lose the last transactions.
         await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("PRAGMA busy_timeout = 5000")
+        await db.execute(f"PRAGMA busy_timeout = {_BUSY_WAIT_MS}")
         storage = cls(db, session_of=session_of, lease=lease)
         await storage._migrate()
         # Claims are left alone: a live process holds them; a dead one's lease runs out.
@@ -169,7 +172,7 @@ class SqliteStorage:
         """An existing database, read only (SQLite `mode=ro`): nothing is created or changed."""
         db = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
         try:
-            await db.execute("PRAGMA busy_timeout = 5000")
+            await db.execute(f"PRAGMA busy_timeout = {_BUSY_WAIT_MS}")
             async with db.execute("PRAGMA user_version") as cursor:
                 version = await cursor.fetchone()
         except sqlite3.DatabaseError:  # a file that is not SQLite at all
@@ -358,6 +361,17 @@ class SqliteStorage:
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
+
+    async def check(self) -> None:
+        # A write lock taken and given back: reads still answer when another process holds
+        # the lock or the disk is full, while every event would be refused.
+        async with self._lock:
+            await self._db.execute(f"PRAGMA busy_timeout = {_CHECK_WAIT_MS}")
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                await self._db.execute("ROLLBACK")
+            finally:
+                await self._db.execute(f"PRAGMA busy_timeout = {_BUSY_WAIT_MS}")
 
     async def unfinished(self) -> int:
         async with self._lock:

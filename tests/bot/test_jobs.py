@@ -4,14 +4,12 @@ mid-flight, commands on one session that meet retries."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +34,7 @@ from tests.harness import (
     eventually,
     job_rows,
     process_env,
+    write_locked,
 )
 
 INTERNAL_RU = render("error.internal", "ru")
@@ -301,19 +300,6 @@ async def test_jobs_the_storage_cannot_read_do_not_stop_the_workers(
     assert reply.text.startswith("✅")
     async with http.get(service.server.make_url("/readyz")) as answer:
         assert (await answer.json())["workers"] == "ok"
-
-
-@contextlib.contextmanager
-def write_locked(database_url: str) -> Iterator[None]:
-    """Another process holds the database's write lock (a backup, a hand edit, a second
-    instance): every write of the service meanwhile waits out its busy timeout and fails."""
-    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
 
 
 def crashes(service: Service) -> float:

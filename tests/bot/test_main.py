@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from bot.config import Settings
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
-from tests.harness import eventually, free_port, job_rows, process_env
+from tests.harness import eventually, free_port, job_rows, process_env, write_locked
 
 
 def run_bot(
@@ -162,14 +162,9 @@ async def test_sigterm_keeps_its_bound_while_another_process_holds_the_database(
         assert delivery.status == 200
     database = env["BOT_DATABASE_URL"]
     await eventually(lambda: [r[1] for r in job_rows(database)] == ["claimed"] * 3, within=10)
-    other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
+    with write_locked(database):
         process.send_signal(signal.SIGTERM)
         stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     assert process.returncode == 0, stderr
     events = [e["event"] for e in map(json.loads, stdout.splitlines())]
     assert "service.stop_overran" not in events

@@ -10,7 +10,7 @@ from bot.app import METRICS, create_app
 from bot.bitrix.registration import handler_url
 from bot.config import Settings
 from bot.sandbox.portal import Fault
-from tests.harness import Service, eventually
+from tests.harness import Service, eventually, write_locked
 
 
 async def scrape(
@@ -57,6 +57,18 @@ async def test_readyz_reports_storage_portal_workers_and_senders(
     assert (status, body["ready"], body["portal"]) == (503, False, "unreachable")
     service.portal.faults.clear()
     await eventually(service.bot_messages)
+    assert (await readiness(http, service))[0] == 200
+
+
+async def test_readyz_says_storage_is_failing_while_it_cannot_take_a_write(
+    service: Service, http: aiohttp.ClientSession
+) -> None:
+    """The attack: another process holds the database's write lock (a disk that is full
+    does the same): reads still answer, but every event is refused 503 storage_error.
+    /readyz must not say ready meanwhile."""
+    with write_locked(service.settings.bot_database_url):
+        status, body = await readiness(http, service)
+    assert (status, body["ready"], body["storage"]) == (503, False, "failing")
     assert (await readiness(http, service))[0] == 200
 
 
