@@ -67,6 +67,7 @@ class OperatingBudget:
         self._bucket = window / BUCKETS
         self._clock = clock
         self._skew = 0.0  # the portal's clock minus ours, from the last answer's `finish`
+        self._last = -math.inf  # our clock's latest reading
         self._methods: dict[str, _Method] = {}
         self._changed = asyncio.Event()
 
@@ -108,10 +109,10 @@ class OperatingBudget:
         state.answered = True
         finish = _number(answer_time.get("finish"))
         if finish is not None:
-            self._skew = finish - self._clock()
+            self._skew = finish - self._now()
         reset_in = self._reset_in(answer_time)
         if reset_in is not None:
-            state.resets_at = self._clock() + reset_in
+            state.resets_at = self._now() + reset_in
         reported = _number(answer_time.get("operating"))
         if reported is None:
             return
@@ -128,7 +129,7 @@ class OperatingBudget:
         this answer or else the last one that named it (without either, the client's retry
         backoff is all the wait)."""
         state = self._state(method.lower())
-        now = self._clock()
+        now = self._now()
         reset_in = self._reset_in(answer_time)
         wait = reset_in if reset_in is not None else max(state.resets_at - now, 0.0)
         state.blocked_until = max(state.blocked_until, now + wait)
@@ -146,7 +147,7 @@ class OperatingBudget:
     def _wait(self, method: str, calls: int) -> float:
         """Seconds until `calls` more calls of the method fit; 0 if they fit now."""
         state = self._state(method)
-        now = self._clock()
+        now = self._now()
         if state.blocked_until > now:
             return min(state.blocked_until - now, self.window)
         used = self._counted(state, margin=_MARGIN)
@@ -179,8 +180,20 @@ class OperatingBudget:
     def _index(self, portal_time: float) -> int:
         return math.floor(portal_time / self._bucket)
 
+    def _now(self) -> float:
+        """Our clock. Stepped back (NTP), it takes our own deadlines back with it: a wait
+        stays as long as the portal said, never an hour more. (The portal's clock is learnt
+        again from the next answer's `finish`.)"""
+        now = self._clock()
+        if now < self._last:
+            for state in self._methods.values():
+                state.blocked_until -= self._last - now
+                state.resets_at -= self._last - now
+        self._last = now
+        return now
+
     def _portal_now(self) -> float:
-        return self._clock() + self._skew
+        return self._now() + self._skew
 
     def _state(self, method: str) -> _Method:
         return self._methods.setdefault(method, _Method())

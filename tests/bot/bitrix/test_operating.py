@@ -118,6 +118,29 @@ async def test_a_429_blocks_the_method_until_its_reset_and_never_longer_than_a_w
     assert budget.used("profile") == 0
 
 
+@pytest.mark.parametrize(
+    "answer_time",
+    [
+        {"operating_reset_at": 5000.25, "finish": 5000.0},  # the 429 names the reset
+        {},  # it does not: the reset an earlier answer named
+    ],
+)
+async def test_a_wall_clock_stepped_back_does_not_stretch_a_429_wait(
+    answer_time: dict[str, object],
+) -> None:
+    """The attack: NTP steps the wall clock back an hour while a method waits out its 429.
+    The method waits what the portal said (0.25 s), not an hour more."""
+    now = [5000.0]
+    budget = OperatingBudget(limit=LIMIT, window=WINDOW, clock=lambda: now[0])
+    budget.observe("profile", {"operating_reset_at": 5000.25, "finish": 5000.0})
+    budget.block("profile", answer_time)
+    now[0] -= 3600
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(budget.acquire(["profile"]), 0.05)  # the wait is not over
+    now[0] += 0.251
+    await asyncio.wait_for(budget.acquire(["profile"]), 1)
+
+
 async def test_a_new_method_is_probed_one_request_at_a_time_until_an_answer() -> None:
     """Its cost is unknown until the first answer; one without figures (as the docs' batch
     example shows `result_time`) ends the probing all the same."""
