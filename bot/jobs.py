@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -256,7 +257,7 @@ class JobRunner:
             reply=reply,
             **fields,
         )
-        await self._storage.finish(job.key, entry)
+        await self._store_finish(job.key, entry)
         self._metrics.command_latency.observe(max(entry.at - incoming.received_at, 0.0))
         if outcome.startswith("bitrix_error") or not delivered:
             self._metrics.jobs_failed.labels(reason="portal" if delivered else "reply").inc()
@@ -272,6 +273,20 @@ class JobRunner:
             rest_requests=requests,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
+
+    async def _store_finish(self, key: str, entry: AuditEntry) -> None:
+        """Mark a job done. Its reply is out by now, and running the job again would answer
+        twice: a failing storage is tried again here first, `crash_attempts` times in all."""
+        for tries in itertools.count(1):
+            try:
+                await self._storage.finish(key, entry)
+            except Exception:
+                if tries >= self._rules.crash_attempts:
+                    raise
+                log.warning("job.finish_failed", key=key, tries=tries, exc_info=True)
+                await asyncio.sleep(self._rules.wait(tries))
+            else:
+                return
 
     def alive(self) -> bool:
         """Every worker, and the heartbeat that keeps their leases, is still running."""

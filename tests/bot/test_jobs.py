@@ -414,3 +414,22 @@ async def test_a_worker_backing_off_after_storage_errors_wakes_for_a_new_command
     await service.say(27, service.bot_id, "/rate 494 5")
     replies = await eventually(service.bot_messages, within=10)
     assert replies[0].text.startswith("✅")
+
+
+async def test_a_reply_sent_before_the_storage_failed_is_not_sent_again(
+    start_service: ServiceFactory,
+) -> None:
+    """The attack: the reply reaches the portal, then another process holds the database's
+    write lock while the worker marks the job done. Running the job again once the storage
+    is back would answer the supervisor twice: only the finishing is tried again."""
+    service = await start_service(tuning=dataclasses.replace(FAST, coalesce=False))
+    service.portal.faults.append(Fault(method="imbot.command.answer", delay=1.0))
+    await service.say(27, service.bot_id, "/rate 494 5")
+    await eventually(lambda: not service.portal.faults)  # the reply is on its way
+    with write_locked(service.settings.bot_database_url):
+        await asyncio.sleep(7.0)  # marking the job done waits out its 5 s busy timeout, fails
+    await drained(service, within=30)
+    await asyncio.sleep(0.5)
+    assert [m.text.split(":")[0] for m in service.bot_messages()] == ["✅ Сохранено. Сессия 494"]
+    [entry] = await service.server.app[INTAKE].storage.audit()
+    assert entry.outcome == "saved"
