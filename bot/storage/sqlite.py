@@ -20,6 +20,7 @@ from typing import Final
 
 import aiosqlite
 import structlog
+from pydantic import ValidationError
 
 from bot.errors import StorageMissing
 from bot.models import IncomingCommand, Reply
@@ -276,22 +277,45 @@ class SqliteStorage:
             )
             if not due:
                 return None
-            async with self._db.execute(
-                CLAIM, {"owner": self._owner, "lease_until": now + self.lease, "now": now}
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                return None
-            key, payload, reply, outcome, attempts, crashes, created_at = row
-            return Job(
-                key=key,
-                incoming=IncomingCommand.model_validate_json(payload),
-                reply=Reply.model_validate_json(reply) if reply else None,
-                outcome=outcome,
-                attempts=attempts,
-                crashes=crashes,
-                created_at=created_at,
-            )
+            while True:
+                async with self._db.execute(
+                    CLAIM, {"owner": self._owner, "lease_until": now + self.lease, "now": now}
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    return None
+                key, payload, reply, outcome, attempts, crashes, created_at = row
+                try:
+                    return Job(
+                        key=key,
+                        incoming=IncomingCommand.model_validate_json(payload),
+                        reply=Reply.model_validate_json(reply) if reply else None,
+                        outcome=outcome,
+                        attempts=attempts,
+                        crashes=crashes,
+                        created_at=created_at,
+                    )
+                except ValidationError as error:
+                    await self._set_aside(key, error)
+
+    async def _set_aside(self, key: str, error: ValidationError) -> None:
+        """A row that no longer parses (a downgrade, a hand edit) can never run: it is done,
+        with the outcome `unreadable`, rather than claimed again at every lease."""
+        log.error("job.unreadable", key=key, errors=error.error_count())
+        rows = await self._db.execute_fetchall(
+            "UPDATE jobs SET state = 'done', owner = NULL, outcome = 'unreadable', "
+            "last_error = 'unreadable', updated_at = ? WHERE key = ? RETURNING author",
+            (time.time(), key),
+        )
+        self._forget([author for (author,) in rows])
+
+    def _forget(self, authors: list[str]) -> None:
+        """Jobs of these authors are done: off the unfinished counts."""
+        for author in authors:
+            self._unfinished -= 1
+            self._by_author[author] -= 1
+            if self._by_author[author] <= 0:
+                del self._by_author[author]
 
     async def renew(self, keys: Collection[str], now: float) -> int:
         if not keys:
@@ -336,11 +360,7 @@ class SqliteStorage:
                 if not finished:  # another instance took the job over: it finishes it
                     await self._db.execute("ROLLBACK")
                     return
-                for (author,) in finished:
-                    self._unfinished -= 1
-                    self._by_author[author] -= 1
-                    if self._by_author[author] <= 0:
-                        del self._by_author[author]
+                self._forget([author for (author,) in finished])
                 await self._db.execute(
                     "INSERT OR IGNORE INTO audit (at, key, source, user_id, text, command, "
                     "session_id, rating, outcome, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

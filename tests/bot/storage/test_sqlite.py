@@ -362,3 +362,26 @@ async def test_the_audit_can_start_from_a_time(storage: Storage) -> None:
         await storage.claim(time.time())
         await storage.finish(key, entry(key, at))
     assert [e.key for e in await storage.audit(since=150)] == ["b"]
+
+
+async def test_a_job_that_cannot_be_read_is_set_aside_and_the_next_one_is_claimed(
+    storage: Storage, path: Path
+) -> None:
+    """The attack: a row that no longer parses (written by a newer version before a
+    downgrade, or edited by hand). Claiming it failed at every lease, forever: it stayed
+    unfinished, counted against the queue, and its worker backed off instead of working."""
+    await storage.enqueue([job("a")], limit=10, user_limit=10)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO jobs (key, payload, author, state, due_at, created_at, updated_at) "
+            "VALUES ('poison', '{\"not\": \"a command\"}', 'bitrix:0', 'queued', 0, 0, 0)"
+        )
+    taken = await storage.claim(time.time())
+    assert taken is not None
+    assert taken.key == "a"
+    await storage.finish("a", entry("a", time.time()))
+    assert await storage.claim(time.time() + LEASE * 2) is None  # the poison is not due again
+    assert await storage.unfinished() == 0
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT state, outcome FROM jobs WHERE key = 'poison'").fetchone()
+    assert row == ("done", "unreadable")
