@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from bot.commands import RateCommand, RatePrompt
-from bot.errors import VoteNotAllowed, VoteNotSaved
+from bot.errors import BitrixError, BitrixRateLimited, VoteNotAllowed, VoteNotSaved
 from bot.markup import shorten
 from bot.models import Reply, ReplyButton
 from bot.ports import SessionVote, SessionVotes
@@ -24,7 +24,14 @@ COMMENT_SHOWN: Final = 300
 
 async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
     """Store the rating and/or comment; the one not given keeps its stored value."""
-    result = await votes.vote(command.session_id, rating=command.rating, comment=command.comment)
+    try:
+        result = await votes.vote(
+            command.session_id, rating=command.rating, comment=command.comment
+        )
+    except BitrixError as error:
+        if not error.retryable or isinstance(error, BitrixRateLimited):
+            raise  # refused before the portal did anything
+        return await _stored_after_all(command, votes, lang, error)
     # Without a first read (the port skips it when it is not needed), what was not given is
     # what Bitrix24 keeps untouched: the read-back shows it.
     before, after = result.before or result.after, result.after
@@ -35,6 +42,23 @@ async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
     if (after.rating, after.comment) != (wanted_rating, wanted_comment):
         raise VoteNotSaved(**describe(after, lang))
     return Reply(text=render("rate.saved", lang, **describe(after, lang)), settled=True)
+
+
+async def _stored_after_all(
+    command: RateCommand, votes: SessionVotes, lang: Lang, error: BitrixError
+) -> Reply:
+    """The vote's answer was lost (a gateway's 502/504, a timeout), but the portal may have
+    stored it all the same: what it holds now tells. If it cannot say, or holds something
+    else, the failure stands (retried later, or reported)."""
+    try:
+        now = await votes.read(command.session_id)
+    except BitrixError:
+        raise error from None
+    if (command.rating is None or now.rating == command.rating) and (
+        command.comment is None or now.comment == command.comment
+    ):
+        return Reply(text=render("rate.saved", lang, **describe(now, lang)), settled=True)
+    raise error
 
 
 async def prompt(command: RatePrompt, votes: SessionVotes, lang: Lang) -> Reply:

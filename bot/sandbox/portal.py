@@ -168,6 +168,9 @@ class Fault:
     content_type: str = "text/html"
     delay: float = 0.0
     hang: bool = False
+    # The method runs (and stores) first, then the fault answers: a gateway's 502/504 or a
+    # lost answer after the portal did the work.
+    after: bool = False
 
 
 @dataclass

@@ -60,7 +60,7 @@ class RestServer:
             return _error(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
         await self.bucket.acquire()
         fault = self.portal.take_fault(method)
-        if fault is not None:
+        if fault is not None and not fault.after:
             injected = await _injected(fault)
             if injected is not None:
                 return injected
@@ -76,6 +76,10 @@ class RestServer:
             self._record(method, params, context.auth, context.user_id, error)
             return _error(error)
         self._record(method, params, context.auth, context.user_id, None)
+        if fault is not None and fault.after:
+            injected = await _injected(fault)
+            if injected is not None:
+                return injected
         duration = time.monotonic() - started
         answer_time = operating.time_block(self.portal, method, self.portal.now(), duration)
         return web.json_response({"result": result, "time": answer_time})

@@ -420,6 +420,26 @@ async def test_another_bot_in_a_group_does_not_make_ours_a_member(
     assert refused == []
 
 
+@pytest.mark.parametrize(
+    "gateway",
+    [
+        Fault(method="batch", status=504, error="GATEWAY_TIMEOUT", after=True, times=-1),
+        Fault(method="batch", status=502, body="<html>Bad Gateway</html>", after=True, times=-1),
+    ],
+)
+async def test_a_vote_stored_behind_a_failing_gateway_is_reported_as_stored(
+    start_service: ServiceFactory, gateway: Fault
+) -> None:
+    """The attack: a gateway in front of Bitrix24 answers 502/504 after the portal stored the
+    vote, until the bot gives up. "Nothing was saved" would be false: what the portal holds is
+    read (here past the failing batch) and told."""
+    service = await start_service(tuning=dataclasses.replace(FAST, coalesce=False))
+    service.portal.faults.append(gateway)
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Молодец")
+    assert stored(service, 494) == (5, "Молодец")
+    assert reply.text.startswith("✅ Сохранено. Сессия 494")
+
+
 async def test_english_portals_get_english(service: Service) -> None:
     service.portal.language = "en"
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Well done")
