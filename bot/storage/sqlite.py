@@ -98,12 +98,13 @@ MIGRATIONS: Final = (
     ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
     """,
 )
-_SESSION_COLUMN: Final = 2
+_SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 # How long a write waits for a database another process holds (SQLite's busy timeout); how
 # long readiness and closing wait, which must answer or end in time.
 _BUSY_WAIT_MS: Final = 5000
 _CHECK_WAIT_MS: Final = 1000
-_RELEASE_WAIT_MS: Final = 500  # the schema version that added jobs.session_id
+_RELEASE_WAIT_MS: Final = 500
+_RECOUNT_EVERY: Final = 1.0  # seconds between recounts of unfinished jobs before a refusal
 
 # The oldest due job that no earlier unfinished job of its session holds back: a queued job
 # whose time has come, or a claim whose lease has passed (its owner died, or stopped working
@@ -151,6 +152,7 @@ class SqliteStorage:
         # Unfinished jobs, in all and by author: kept in memory, off the event handler's path.
         self._unfinished = 0
         self._by_author: Counter[str] = Counter()
+        self._recounted_at = -_RECOUNT_EVERY
 
     @classmethod
     async def open(cls, path: str, *, session_of: SessionOf, lease: float) -> SqliteStorage:
@@ -224,8 +226,11 @@ class SqliteStorage:
             if self._refusal(jobs, limit=limit, user_limit=user_limit):
                 # The counts in memory are this instance's alone: another on the same file (a
                 # takeover after a crash, a second one started by mistake) may have finished
-                # some of its jobs. Counted again from the file before anything is refused.
-                await self._count_unfinished()
+                # some of its jobs. Counted again from the file before anything is refused,
+                # at most once a second, so that a flood of refused events stays cheap.
+                if time.monotonic() - self._recounted_at >= _RECOUNT_EVERY:
+                    self._recounted_at = time.monotonic()
+                    await self._count_unfinished()
                 known = await self._known([job.key for job in jobs])
                 fresh = [job for job in jobs if job.key not in known]
                 refusal = self._refusal(fresh, limit=limit, user_limit=user_limit)
