@@ -45,6 +45,9 @@ class Limits:
     max_connections: int = 1000
     head_timeout: float = 10.0  # a new connection has this long to send a whole request head
     keepalive_timeout: float = 15.0  # an idle kept-alive connection is closed after this
+    # A peer that stops reading its answers ("slow read") is cut after this: an answer
+    # waiting on a full socket buffer is outside both timeouts above.
+    write_timeout: float = 30.0
     backlog: int = 128
 
 
@@ -74,7 +77,7 @@ class ConnectionGuard:
         self._awaiting_head[handler] = loop.call_later(
             self._limits.head_timeout, self._expire, handler
         )
-        return handler
+        return _WriteWatched(handler, self._limits.write_timeout)
 
     def _refuse(self) -> None:
         self.refused += 1
@@ -102,6 +105,47 @@ class ConnectionGuard:
         """A request reached the app, so its connection sent a whole head in time."""
         self.head_received(request.protocol)
         return await handler(request)
+
+
+class _WriteWatched(asyncio.Protocol):
+    """aiohttp's protocol for one connection, cut (aborted: closing would wait for the full
+    buffer to drain) when its writing stays paused for `timeout` seconds, as it does while
+    the peer reads nothing."""
+
+    def __init__(self, inner: RequestHandler, timeout: float) -> None:
+        self._inner, self._timeout = inner, timeout
+        self._transport: asyncio.BaseTransport | None = None
+        self._cut: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self._inner.eof_received()
+        return None
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+        if self._cut is None and isinstance(self._transport, asyncio.WriteTransport):
+            loop = asyncio.get_running_loop()
+            self._cut = loop.call_later(self._timeout, self._transport.abort)
+
+    def resume_writing(self) -> None:
+        self._stop_watching()
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching()
+        self._inner.connection_lost(exc)
+
+    def _stop_watching(self) -> None:
+        if self._cut is not None:
+            self._cut.cancel()
+            self._cut = None
 
 
 class _Refuse(asyncio.Protocol):

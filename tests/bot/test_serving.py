@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -124,6 +125,29 @@ async def test_beyond_the_cap_new_connections_are_refused_while_open_ones_are_se
         assert refusal.startswith(b"HTTP/1.1 503 ")
         assert served.guard.refused == 1
         assert await healthz(served, kept) == 200  # the open connection is still served
+
+
+async def test_a_peer_that_asks_and_never_reads_is_cut_at_the_write_timeout(
+    serve: Serve, http: aiohttp.ClientSession
+) -> None:
+    """The attack ("slow read"): pipeline enough requests for the answers to fill the socket
+    buffers, then read nothing. The handler waits on the full buffer, outside the head and
+    keep-alive timeouts, so the connection (and its place under the cap) was held forever."""
+    served = await serve(Limits(write_timeout=0.5))
+    peer = socket.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    peer.setblocking(False)  # noqa: FBT003 - the socket API
+    try:
+        await asyncio.get_running_loop().sock_connect(peer, ("127.0.0.1", served.port))
+        requests = b"GET /metrics HTTP/1.1\r\nHost: bot\r\n\r\n" * 3000
+        await asyncio.get_running_loop().sock_sendall(peer, requests)
+        server = served.guard.server
+        assert server is not None
+        await eventually(lambda: server.connections)  # accepted: the answers pile up
+        await eventually(lambda: not server.connections, within=20)
+    finally:
+        peer.close()
+    assert await healthz(served, http) == 200  # a peer that reads is served
 
 
 class Collect(logging.Handler):
