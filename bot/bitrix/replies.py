@@ -57,26 +57,34 @@ class BitrixReplies:
             params["DIALOG_ID"] = route.author_dialog_id
             await self._client.call("imbot.message.add", params)
         elif route.command_id is not None and route.message_id is not None and fresh:
-            params |= {"COMMAND_ID": route.command_id, "MESSAGE_ID": route.message_id}
-            await self._client.call("imbot.command.answer", params)
+            answer = {"COMMAND_ID": route.command_id, "MESSAGE_ID": route.message_id}
+            posted = await self._client.call("imbot.command.answer", params | answer)
+            if posted is True:
+                # `true` instead of a message id: Bitrix24 found the command too old and
+                # posted nothing (§0 item 13), though it was fresh by our clock.
+                log.info("reply.answer_dropped", command_id=route.command_id)
+                await self._post_message(route, params)
         else:
-            # Too late for a command answer: a message, in the chat if the bot is in it.
-            params["DIALOG_ID"] = route.dialog_id if route.bot_in_chat else route.author_dialog_id
-            if params["DIALOG_ID"] == route.author_dialog_id:
-                await self._client.call("imbot.message.add", params)
-                return
-            # Outside the private chat, never through a connector to a customer (§00 item
-            # 7): in a chat without one, the flag changes nothing [UNCONFIRMED].
-            try:
-                await self._client.call("imbot.message.add", params | {"SKIP_CONNECTOR": "Y"})
-            except BitrixError as error:
-                if error.code != NOT_A_MEMBER:
-                    raise
-                # The bot has left the chat since the command came (§00 item 6): the
-                # supervisor is answered privately rather than not at all.
-                log.info("reply.chat_left", code=error.code)
-                params["DIALOG_ID"] = route.author_dialog_id
-                await self._client.call("imbot.message.add", params)
+            await self._post_message(route, params)
+
+    async def _post_message(self, route: BitrixRoute, params: dict[str, Any]) -> None:
+        """Too late for a command answer: a message, in the chat if the bot is in it."""
+        params["DIALOG_ID"] = route.dialog_id if route.bot_in_chat else route.author_dialog_id
+        if params["DIALOG_ID"] == route.author_dialog_id:
+            await self._client.call("imbot.message.add", params)
+            return
+        # Outside the private chat, never through a connector to a customer (§00 item 7): in
+        # a chat without one, the flag changes nothing [UNCONFIRMED].
+        try:
+            await self._client.call("imbot.message.add", params | {"SKIP_CONNECTOR": "Y"})
+        except BitrixError as error:
+            if error.code != NOT_A_MEMBER:
+                raise
+            # The bot has left the chat since the command came (§00 item 6): the supervisor
+            # is answered privately rather than not at all.
+            log.info("reply.chat_left", code=error.code)
+            params["DIALOG_ID"] = route.author_dialog_id
+            await self._client.call("imbot.message.add", params)
 
     async def _settle_keyboard(self, message_id: int, route: BitrixRoute, reply: Reply) -> bool:
         """A click completed what its keyboard offered: the keyboard's message becomes the

@@ -440,6 +440,22 @@ async def test_a_vote_stored_behind_a_failing_gateway_is_reported_as_stored(
     assert reply.text.startswith("✅ Сохранено. Сессия 494")
 
 
+async def test_a_command_answer_bitrix24_drops_as_too_late_is_sent_as_a_message(
+    service: Service,
+) -> None:
+    """The attack: the reply leaves in time by our clock, but reaches Bitrix24 after its
+    10 minutes (a reply held up in the portal's queues or by its operating-time limit, or
+    clocks that disagree): imbot.command.answer then answers `true` and posts nothing
+    (§0 item 13). The answer is not lost: it goes as a message."""
+    service.portal.faults.append(Fault(method="batch", delay=0.5))
+    await service.say(27, service.bot_id, "/rate 494 5")
+    await eventually(lambda: not service.portal.faults)  # the vote is on its way
+    service.portal.advance_clock(11 * 60)  # by the portal's clock, the command is 11 min old
+    reply = await eventually(service.bot_messages)
+    assert reply[0].text.startswith("✅ Сохранено. Сессия 494")
+    assert reply[0].via == "imbot.message.add"
+
+
 async def test_english_portals_get_english(service: Service) -> None:
     service.portal.language = "en"
     reply = await service.reply_to(27, service.bot_id, "/rate 494 5 Well done")
