@@ -330,11 +330,13 @@ async def _keep_registering(
             log.error(  # noqa: TRY400
                 "bitrix.registration_failed", code=error.code, method=error.method, retry_in_s=wait
             )
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, tuning.registration_backoff)
+        except Exception:  # an answer it cannot read: tried again, never given up for good
+            log.exception("bitrix.registration_failed", retry_in_s=wait)
         else:
             state.registered.set()
             return
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, tuning.registration_backoff)
 
 
 async def _log_startup(app: web.Application) -> None:

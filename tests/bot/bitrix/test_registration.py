@@ -85,6 +85,27 @@ async def test_a_portal_down_at_start_is_retried_and_the_service_serves_meanwhil
     assert service.bot_id in portal.bots
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"result": [{"CODE": "rating_bot"}]}',  # a bot without an ID
+        '{"result": [{"CODE": "rating_bot", "ID": "five"}]}',
+    ],
+)
+async def test_an_answer_registration_cannot_read_is_retried_not_the_end_of_it(
+    start_service: ServiceFactory, portal: Portal, answer: str
+) -> None:
+    """The attack: the portal (or a proxy in front of it) answers imbot.bot.list with
+    something registration cannot read. Registration must go on trying, not end for good
+    with the bot unregistered until a restart."""
+    portal.faults.append(
+        Fault(method="imbot.bot.list", body=answer, content_type="application/json", times=2)
+    )
+    service = await start_service(registered=False)
+    await asyncio.wait_for(service.server.app[BITRIX].registered.wait(), 10)
+    assert service.bot_id in portal.bots
+
+
 FOREIGN_HANDLER = "https://other.example.com/hook?CLIENT_ID=theirs"
 
 
