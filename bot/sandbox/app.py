@@ -13,6 +13,7 @@ from bot.sandbox import batch, im, imbot, openlines
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Fault, Portal
 from bot.sandbox.rest import MethodImpl, RestServer
+from bot.sandbox.v2 import methods as v2
 
 METHODS: Final[Mapping[str, MethodImpl]] = {
     "imbot.register": imbot.register,
@@ -28,6 +29,15 @@ METHODS: Final[Mapping[str, MethodImpl]] = {
     "imopenlines.session.head.vote": openlines.head_vote,
     "imopenlines.session.history.get": openlines.history_get,
     "imopenlines.dialog.get": openlines.dialog_get,
+    "imbot.v2.bot.register": v2.bot_register,
+    "imbot.v2.bot.update": v2.bot_update,
+    "imbot.v2.bot.unregister": v2.bot_unregister,
+    "imbot.v2.bot.list": v2.bot_list,
+    "imbot.v2.command.register": v2.command_register,
+    "imbot.v2.command.answer": v2.command_answer,
+    "imbot.v2.chat.message.send": v2.message_send,
+    "imbot.v2.event.get": v2.event_get,
+    "imbot.v2.revision.get": v2.revision_get,
     "batch": batch.batch,
     "profile": openlines.profile,
     "im.user.get": im.user_get,

@@ -5,6 +5,10 @@ Form-urlencoded with PHP nested keys, every value a string, the field sets of pr
 11, 12, 14): a message whose lines hold registered commands fires ONIMCOMMANDADD (the same
 command on several lines collapses into one `data[COMMAND]` entry, the last line's), and only a
 message that matched no command fires ONIMBOTMESSAGEADD.
+
+A Chatbots 2.0 bot (`Bot.event_mode`) hears the same things as ONIMBOTV2* events
+(`bot.sandbox.v2.events`), queued for `imbot.v2.Event.get` in fetch mode or posted to its
+`webhookUrl` in webhook mode; a classic bot's path is unchanged.
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ import aiohttp
 
 from bot.bitrix.form import flatten_form
 from bot.sandbox.portal import Bot, BotCommand, Chat, Message, Portal, User
+from bot.sandbox.v2 import events as v2
+from bot.sandbox.v2.queue import QueuedEvent
+from bot.sandbox.v2.shapes import webhook_form
 
 # The server's own pattern for a command line (§1.5, ONIMCOMMANDADD).
 _COMMAND_LINE: Final = re.compile(r"^/(?P<COMMAND>[^ \n]*) ?(?P<PARAMS>.*)$", re.MULTILINE)
 _MENTION: Final = re.compile(r"\[USER=(\d+)\][^\[]*\[/USER\]\s*", re.IGNORECASE)
 _TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
+QUEUED: Final = "queue:"  # a Delivery's url prefix for an event queued for a fetch-mode bot
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,21 @@ class EventSender:
         message = portal.post(chat.id, author_id, text, via="user")
         matched = self._find_commands(chat, text)
         if matched:
-            return [
+            classic = [m for m in matched if not self._is_v2(m[0].bot_id)]
+            deliveries = [
                 await self.post(command.handler, self.command_form(message, author, chat, entries))
-                for command, entries in _by_command(matched)
+                for command, entries in _by_command(classic)
             ]
+            fresh = [m for m in matched if self._is_v2(m[0].bot_id)]
+            events = v2.command_events(portal, message, author, chat, fresh)
+            deliveries += [await self.deliver_v2(*event) for event in events]
+            return deliveries
         deliveries = []
         for bot in self._bots_to_tell(chat, mention):
+            if bot.event_mode:
+                event = v2.message_event(portal, bot, message, author, chat)
+                deliveries.append(await self.deliver_v2(*event))
+                continue
             form = self.message_form(bot, message, author, chat, original)
             deliveries.append(await self.post(bot.handlers["EVENT_MESSAGE_ADD"], form))
         return deliveries
@@ -91,6 +108,12 @@ class EventSender:
             if c.bot_id == message.author_id and c.command == command.lower()
         )
         chat = self.portal.chats[message.chat_id]
+        if self._is_v2(bot_command.bot_id):
+            user = self.portal.user(user_id)
+            [event] = v2.command_events(
+                self.portal, message, user, chat, [(bot_command, params)], context="keyboard"
+            )
+            return await self.deliver_v2(*event)
         form = self.command_form(
             message,
             self.portal.user(user_id),
@@ -108,6 +131,8 @@ class EventSender:
         if chat_id:
             chat.members.add(bot.id)
         user = self.portal.user(user_id)
+        if bot.event_mode:
+            return await self.deliver_v2(*v2.join_event(self.portal, bot, user, chat))
         params = {
             "CHAT_TYPE": chat.type,
             "MESSAGE_TYPE": chat.type,
@@ -138,10 +163,23 @@ class EventSender:
     async def delete_bot(self, bot_id: int) -> Delivery:
         """The bot is deleted in the portal: ONIMBOTDELETE, and it is gone."""
         bot = self.portal.bots.pop(bot_id)
+        if bot.event_mode:
+            # Queued too, though Event.get no longer knows the bot [UNCONFIRMED].
+            return await self.deliver_v2(*v2.delete_event(self.portal, bot))
         data = {"BOT_ID": bot.id, "BOT_CODE": bot.code}
         return await self.post(
             bot.handlers["EVENT_BOT_DELETE"], self._envelope("ONIMBOTDELETE", bot, data)
         )
+
+    async def deliver_v2(self, bot: Bot, event: str, data: dict[str, Any]) -> Delivery:
+        """A Chatbots 2.0 event: into a fetch-mode bot's queue, or POSTed to its webhookUrl."""
+        if bot.event_mode == "fetch":
+            queued = QueuedEvent(self.portal.new_id(), event, self.portal.now(), data)
+            self.portal.queue_of(bot.id).push(queued)
+            return Delivery(event, f"{QUEUED}{bot.id}", data, 200, str(queued.event_id))
+        handler_id = self._handler_ids.setdefault(f"{bot.id}:{event}", self.portal.new_id())
+        form = webhook_form(self.portal, bot, event, data, handler_id)
+        return await self.post(bot.webhook_url, form)
 
     async def post(self, url: str, form: Mapping[str, Any]) -> Delivery:
         """POST a form as Bitrix24's queue server does; any body, any status is recorded."""
@@ -265,6 +303,9 @@ class EventSender:
                 "application_token": bot.application_token,
             },
         }
+
+    def _is_v2(self, bot_id: int) -> bool:
+        return bool(self.portal.bots[bot_id].event_mode)
 
     def _chat_for(self, author_id: int, to: int | str) -> Chat:
         if isinstance(to, str) and to.startswith("chat"):

@@ -204,7 +204,7 @@ async def command_unregister(ctx: CallContext, params: dict[str, Any]) -> Any:
     return True
 
 
-def _chat_of_dialog(portal: Portal, bot: Bot, dialog_id: str) -> Chat:
+def chat_of_dialog(portal: Portal, bot: Bot, dialog_id: str) -> Chat:
     if dialog_id.startswith("chat"):
         chat = portal.chats.get(php.intval(dialog_id.removeprefix("chat")))
         if chat is None:
@@ -245,7 +245,7 @@ async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:
     dialog_id = php.trim(params.get("DIALOG_ID"))
     if not dialog_id:
         raise RestError("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
-    chat = _chat_of_dialog(ctx.portal, bot, dialog_id)
+    chat = chat_of_dialog(ctx.portal, bot, dialog_id)
     if bot.id not in chat.members and not php.yes(params.get("SYSTEM")):
         # CIMChat::AddMessage: only members post, unless the message is a system one (§00
         # item 6).

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Literal
 
+from bot.sandbox.v2.queue import EventQueue
+
 
 class RestError(Exception):
     """A REST error the sandbox answers with: `{"error", "error_description"}` and a status."""
@@ -106,6 +108,10 @@ class Bot:
     openline: bool = False
     handlers: dict[str, str] = field(default_factory=dict)  # EVENT_* -> URL as Bitrix keeps it
     application_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    # "" for a classic bot (v1 events pushed to `handlers`); "fetch" or "webhook" once it is a
+    # Chatbots 2.0 bot (ONIMBOTV2* events queued for Event.get, or posted to `webhook_url`).
+    event_mode: str = ""
+    webhook_url: str = ""
 
 
 @dataclass
@@ -210,6 +216,8 @@ class Portal:
     operating_cost: dict[str, float] = field(default_factory=dict)
     operating: dict[str, dict[int, float]] = field(default_factory=dict)  # method -> bucket
     clock_offset: float = 0.0
+    chatbots_v2: bool = True  # a portal without Chatbots 2.0 knows no imbot.v2.* method
+    event_queues: dict[int, EventQueue] = field(default_factory=dict)  # bot id -> its queue
     _ids: Callable[[], int] = field(default_factory=lambda: count(5000).__next__)
 
     def now(self) -> float:
@@ -220,6 +228,9 @@ class Portal:
 
     def new_id(self) -> int:
         return self._ids()
+
+    def queue_of(self, bot_id: int) -> EventQueue:
+        return self.event_queues.setdefault(bot_id, EventQueue())
 
     def user(self, user_id: int) -> User:
         if user_id not in self.users:
