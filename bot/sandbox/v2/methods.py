@@ -20,6 +20,7 @@ from bot.sandbox.v2.shapes import BOT_TYPES, bot_object, bot_user
 REVISION: Final = {"rest": 36, "web": 130, "mobile": 23, "desktop": 6}
 MAX_TOKEN: Final = 40
 MAX_BOTS: Final = 100  # per application (bot-register.md, BOT_LIMIT_EXCEEDED)
+BOTS_PAGE: Final = 50  # Bot.list's default limit
 MAX_MESSAGE: Final = 20_000
 _CUT: Final = " (...)"  # what a longer text is truncated with (chat-message-send.md)
 _MODES: Final = ("fetch", "webhook")
@@ -130,22 +131,33 @@ async def bot_update(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 
 async def bot_unregister(ctx: CallContext, params: dict[str, Any]) -> Any:
-    """The bot, its commands and its event queue go. [UNCONFIRMED: the answer's shape.]"""
+    """The bot, its commands and its event queue go."""
     bot = _owned_bot(ctx, params)
     del ctx.portal.bots[bot.id]
     for command in [c for c in ctx.portal.commands.values() if c.bot_id == bot.id]:
         del ctx.portal.commands[command.id]
     ctx.portal.event_queues.pop(bot.id, None)
-    return {"result": True}
+    return True
 
 
 async def bot_list(ctx: CallContext, params: dict[str, Any]) -> Any:
-    """Unlike imbot.bot.list, only the calling application's bots (bot-list.md)."""
+    """Unlike imbot.bot.list, only the calling application's bots, a page at a time, an
+    unknown `filter.type` giving none (bot-list.md)."""
     app_id = _app_of(ctx, params.get("botToken"))
-    bots = [b for b in ctx.portal.bots.values() if b.app_id == app_id]
+    wanted = (
+        params.get("filter", {}).get("type") if isinstance(params.get("filter"), dict) else None
+    )
+    bots = [
+        b
+        for b in ctx.portal.bots.values()
+        if b.app_id == app_id and (wanted is None or BOT_TYPES.get(wanted) == b.type)
+    ]
+    offset = max(php.intval(params.get("offset", 0)), 0)
+    page = bots[offset : offset + max(php.intval(params.get("limit", BOTS_PAGE)), 1)]
     return {
-        "bots": [bot_object(ctx.portal, b) for b in bots],
-        "users": [bot_user(b) for b in bots],
+        "bots": [bot_object(ctx.portal, b) for b in page],
+        "users": [bot_user(b) for b in page],
+        "hasNextPage": offset + len(page) < len(bots),
     }
 
 

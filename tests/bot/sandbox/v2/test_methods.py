@@ -180,8 +180,8 @@ async def test_unregister_removes_the_bot_and_its_commands(
 ) -> None:
     bot_id = await register_v2(http, sandbox)
     await register_rate(http, sandbox, bot_id)
-    status, _ = await v2(http, sandbox, "Bot.unregister", botId=bot_id, botToken=TOKEN)
-    assert status == 200
+    status, answer = await v2(http, sandbox, "Bot.unregister", botId=bot_id, botToken=TOKEN)
+    assert (status, answer["result"]) == (200, True)
     assert (portal.bots, portal.commands) == ({}, {})
 
 
@@ -291,3 +291,28 @@ async def test_revision_get_tells_whether_the_portal_has_chatbots_2(
     answer_status, answer = await v2(http, sandbox, "Revision.get")
     assert answer_status == status
     assert answer.get("result", {}).get("rest", 0) >= (36 if has_v2 else 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "codes", "more"),
+    [
+        ({}, ["a", "b", "c"], False),
+        ({"limit": 2}, ["a", "b"], True),
+        ({"limit": 2, "offset": 2}, ["c"], False),
+        ({"filter": {"type": "supervisor"}}, ["b"], False),
+        ({"filter": {"type": "nonsense"}}, [], False),
+    ],
+)
+async def test_bot_list_pages_the_applications_bots(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    params: dict[str, Any],
+    codes: list[str],
+    more: bool,
+) -> None:
+    for code, kind in (("a", "bot"), ("b", "supervisor"), ("c", "bot")):
+        await register_v2(http, sandbox, code=code, type=kind)
+    await register_v2(http, sandbox, token="another-app", code="z")
+    _, answer = await v2(http, sandbox, "Bot.list", botToken=TOKEN, **params)
+    assert [b["code"] for b in answer["result"]["bots"]] == codes
+    assert answer["result"]["hasNextPage"] is more
