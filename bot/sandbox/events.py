@@ -6,7 +6,7 @@ Form-urlencoded with PHP nested keys, every value a string, the field sets of pr
 command on several lines collapses into one `data[COMMAND]` entry, the last line's), and only a
 message that matched no command fires ONIMBOTMESSAGEADD.
 
-A Chatbots 2.0 bot (`Bot.event_mode`) hears the same things as ONIMBOTV2* events
+A Chatbots 2.0 bot (`Portal.speaks_v2`) hears the same things as ONIMBOTV2* events
 (`bot.sandbox.v2.events`), queued for `imbot.v2.Event.get` in fetch mode or posted to its
 `webhookUrl` in webhook mode; a classic bot's path is unchanged.
 """
@@ -75,7 +75,7 @@ class EventSender:
             return deliveries
         deliveries = []
         for bot in self._bots_to_tell(chat, mention):
-            if bot.event_mode:
+            if portal.speaks_v2(bot):
                 event = v2.message_event(portal, bot, message, author, chat)
                 deliveries.append(await self.deliver_v2(*event))
                 continue
@@ -131,7 +131,7 @@ class EventSender:
         if chat_id:
             chat.members.add(bot.id)
         user = self.portal.user(user_id)
-        if bot.event_mode:
+        if self.portal.speaks_v2(bot):
             return await self.deliver_v2(*v2.join_event(self.portal, bot, user, chat))
         params = {
             "CHAT_TYPE": chat.type,
@@ -163,7 +163,7 @@ class EventSender:
     async def delete_bot(self, bot_id: int) -> Delivery:
         """The bot is deleted in the portal: ONIMBOTDELETE, and it is gone."""
         bot = self.portal.bots.pop(bot_id)
-        if bot.event_mode:
+        if self.portal.speaks_v2(bot):
             # Queued too, though Event.get no longer knows the bot [UNCONFIRMED].
             return await self.deliver_v2(*v2.delete_event(self.portal, bot))
         data = {"BOT_ID": bot.id, "BOT_CODE": bot.code}
@@ -305,7 +305,7 @@ class EventSender:
         }
 
     def _is_v2(self, bot_id: int) -> bool:
-        return bool(self.portal.bots[bot_id].event_mode)
+        return self.portal.speaks_v2(self.portal.bots[bot_id])
 
     def _chat_for(self, author_id: int, to: int | str) -> Chat:
         if isinstance(to, str) and to.startswith("chat"):

@@ -2,7 +2,8 @@
 
 A v2 bot is the portal's `Bot` with an event mode. Through an incoming webhook every call
 carries `botToken` and the caller's application is `custom<botToken>`, so a classic bot
-registered with CLIENT_ID=X is the same application's bot for botToken=X. The error codes are
+registered with CLIENT_ID=X is the same application's bot for botToken=X (§00 item 9;
+[UNCONFIRMED]: migration.md calls the v1 CLIENT_ID "a different token"). The error codes are
 the docs' own; where the docs name none, the code says [UNCONFIRMED].
 """
 
@@ -97,7 +98,7 @@ def _apply_bot_fields(bot: Bot, fields: dict[str, Any], *, new: bool) -> None:
     if url is not None:
         bot.webhook_url = str(url)
     if mode is not None:
-        bot.event_mode = mode  # a classic bot switched over now gets v2 events [UNCONFIRMED]
+        bot.event_mode = mode  # a classic bot's events change only if Portal.classic_bots_switch
 
 
 async def bot_register(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -118,7 +119,7 @@ async def bot_register(ctx: CallContext, params: dict[str, Any]) -> Any:
             return _bot_answer(ctx, bot)  # "returns the existing bot without updating"
     if sum(1 for b in ctx.portal.bots.values() if b.app_id == app_id) >= MAX_BOTS:
         raise RestError("BOT_LIMIT_EXCEEDED", "Bot limit exceeded")
-    bot = Bot(id=ctx.portal.new_id(), code=code, app_id=app_id, name="")
+    bot = Bot(id=ctx.portal.new_id(), code=code, app_id=app_id, name="", registered_v2=True)
     _apply_bot_fields(bot, fields, new=True)
     ctx.portal.bots[bot.id] = bot
     return _bot_answer(ctx, bot)

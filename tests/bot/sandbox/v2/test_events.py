@@ -18,7 +18,9 @@ from bot.sandbox.events import EventSender
 from bot.sandbox.imbot import ANSWER_WINDOW
 from bot.sandbox.portal import Portal
 from bot.sandbox.v2.queue import RETENTION
+from tests.bot.sandbox.test_rest import rest
 from tests.bot.sandbox.v2.test_methods import TOKEN, register_rate, register_v2, v2
+from tests.harness import webhook_url
 
 HOUR = 3600.0
 
@@ -268,3 +270,47 @@ async def test_a_keyboard_click_is_a_command_event_in_keyboard_context(
         "keyboard",
         "494 5",
     )
+
+
+@pytest.mark.parametrize(
+    ("switch", "event"), [(False, "ONIMCOMMANDADD"), (True, "ONIMBOTV2COMMANDADD")]
+)
+async def test_a_classic_bot_switched_to_fetch_gets_v2_events_only_where_the_portal_allows(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    portal: Portal,
+    switch: bool,
+    event: str,
+) -> None:
+    """migration.md: a bot keeps the event format of the API it was registered through;
+    issue 9 assumes Bot.update switches it. `Portal.classic_bots_switch` picks the world."""
+    portal.classic_bots_switch = switch
+    _, registered = await rest(
+        http,
+        webhook_url(sandbox) + "imbot.register",
+        json={
+            "CODE": "rating_bot",
+            "EVENT_HANDLER": "http://127.0.0.1:9/b24",  # nobody listens: recorded, not sent
+            "PROPERTIES": {"NAME": "Оценка"},
+            "CLIENT_ID": TOKEN,
+        },
+    )
+    bot_id = registered["result"]
+    await rest(
+        http,
+        webhook_url(sandbox) + "imbot.command.register",
+        json={
+            "BOT_ID": bot_id,
+            "COMMAND": "rate",
+            "EVENT_COMMAND_ADD": "http://127.0.0.1:9/b24",
+            "LANG": [{"LANGUAGE_ID": "ru", "TITLE": "Оценить"}],
+            "CLIENT_ID": TOKEN,
+        },
+    )
+    status, _ = await v2(
+        http, sandbox, "Bot.update", botId=bot_id, botToken=TOKEN, fields={"eventMode": "fetch"}
+    )
+    assert status == 200
+    [delivery] = await sandbox.app[EVENTS].send_message(27, bot_id, "/rate 494 5")
+    assert delivery.event == event
+    assert len(portal.queue_of(bot_id).events) == (1 if switch else 0)
