@@ -314,3 +314,15 @@ async def test_a_classic_bot_switched_to_fetch_gets_v2_events_only_where_the_por
     [delivery] = await sandbox.app[EVENTS].send_message(27, bot_id, "/rate 494 5")
     assert delivery.event == event
     assert len(portal.queue_of(bot_id).events) == (1 if switch else 0)
+
+
+async def test_event_get_works_inside_batch_and_acknowledges_there(fetching: Fetching) -> None:
+    ids = await queue_messages(fetching, 2)
+    query = f"botId={fetching.bot_id}&botToken={TOKEN}"
+    cmd = {"first": f"imbot.v2.Event.get?{query}&limit=1"}
+    _, body = await rest(fetching.http, webhook_url(fetching.sandbox) + "batch", json={"cmd": cmd})
+    [event] = body["result"]["result"]["first"]["events"]
+    assert event["eventId"] == ids[0]
+    cmd = {"next": f"imbot.v2.Event.get?{query}&offset={ids[1]}"}
+    _, body = await rest(fetching.http, webhook_url(fetching.sandbox) + "batch", json={"cmd": cmd})
+    assert [e["eventId"] for e in body["result"]["result"]["next"]["events"]] == ids[1:]
