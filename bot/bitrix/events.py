@@ -203,9 +203,12 @@ def is_openline(params: MessageParams | JoinParams) -> bool:
 
 def chat_session_id(params: MessageParams) -> int | None:
     """An open-line chat's session: the 6th `|` field of CHAT_ENTITY_DATA_1 (§1.7)."""
-    if not is_openline(params):
-        return None
-    fields = params.CHAT_ENTITY_DATA_1.split("|")
+    return session_of_entity_data(params.CHAT_ENTITY_DATA_1) if is_openline(params) else None
+
+
+def session_of_entity_data(entity_data_1: str) -> int | None:
+    """The session of an open-line chat's ENTITY_DATA_1: its 6th `|` field (§1.7)."""
+    fields = entity_data_1.split("|")
     value = fields[5] if len(fields) > 5 else ""  # noqa: PLR2004
     return int(value) if _ASCII_ID.fullmatch(value) and 0 < int(value) <= MAX_ID else None
 
@@ -232,8 +235,13 @@ def _is_line_customer(params: MessageParams) -> bool:
     [UNCONFIRMED] that CONNECTOR_USER_ID is the customer's portal user id for every connector:
     ONIMCOMMANDADD has no IS_CONNECTOR (§1.5), so this is all a command event tells.
     """
-    fields = params.CHAT_ENTITY_ID.split("|")
-    return len(fields) > 3 and fields[3] == str(params.FROM_USER_ID)  # noqa: PLR2004
+    return is_line_customer(params.CHAT_ENTITY_ID, params.FROM_USER_ID)
+
+
+def is_line_customer(entity_id: str, user_id: int) -> bool:
+    """`user_id` is the last field of an open-line chat's ENTITY_ID (§1.7)."""
+    fields = entity_id.split("|")
+    return len(fields) > 3 and fields[3] == str(user_id)  # noqa: PLR2004
 
 
 def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[IncomingCommand]:
