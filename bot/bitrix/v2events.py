@@ -360,8 +360,8 @@ def admit_fetched(
     Bitrix24 queues one message's events together; they are consecutive in the sandbox].
     """
     page = FetchedPage()
-    groups: dict[str, list[IncomingCommand]] = {}
-    welcomes: list[IncomingCommand] = []
+    groups: dict[str, list[IncomingCommand]] = {}  # in the order of their first event
+    welcomes: set[str] = set()  # groups of one welcome each: not a message anyone wrote
     for raw in events:
         try:
             event = parse_fetched(raw)
@@ -377,16 +377,19 @@ def admit_fetched(
             log.warning("bitrix.bot_deleted", bot_id=event.data.bot.id)
         elif isinstance(event, JoinEvent):
             welcome = welcome_of(event, received_at)
-            welcomes += [welcome] if welcome else []
+            if welcome:
+                groups[welcome.key] = [welcome]
+                welcomes.add(welcome.key)
         else:
             groups.setdefault(_group_of(event), []).extend(commands_of(event, received_at))
-    admitted = [
-        command
-        for group, commands in groups.items()
-        for command in admit(commands, message_key=group, may_rate=may_rate)
-    ]
     unique: dict[str, IncomingCommand] = {}
-    for command in [*admitted, *welcomes]:
-        unique.setdefault(command.key, command)
+    for group, commands in groups.items():
+        taken = (
+            commands
+            if group in welcomes
+            else admit(commands, message_key=group, may_rate=may_rate)
+        )
+        for command in taken:
+            unique.setdefault(command.key, command)
     page.commands = list(unique.values())
     return page

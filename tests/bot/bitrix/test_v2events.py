@@ -247,6 +247,13 @@ async def test_a_join_is_a_welcome_except_in_an_open_line(
     assert [c.key for c in again.commands] == [c.key for c in first.commands]
 
 
+async def test_a_pages_jobs_keep_the_order_of_its_events(bot: Bot) -> None:
+    await bot.sender.join(bot.bot_id, 27)
+    await bot.sender.send_message(27, bot.bot_id, "/rate 494 5")
+    await bot.sender.send_message(28, bot.bot_id, "/help")
+    assert texts(await bot.jobs()) == ["/start", "/rate 494 5", "/help"]
+
+
 async def test_the_bots_deletion_is_reported(bot: Bot) -> None:
     await bot.sender.delete_bot(bot.bot_id)
     # The deleted bot's queue can no longer be fetched: its last event, as queued.
