@@ -200,9 +200,12 @@ class OperatingBudget:
 
 
 def _number(value: Any) -> float | None:
+    """A finite figure, or None: `float()` and `json.loads` both take `inf` and `NaN`, and
+    either as the portal's clock would make every later call fail before it leaves."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None

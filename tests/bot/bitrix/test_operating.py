@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -14,7 +15,7 @@ from pydantic import SecretStr
 from bot.bitrix.batch import BatchCall
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
 from bot.bitrix.operating import OperatingBudget
-from bot.sandbox.portal import Portal, Webhook
+from bot.sandbox.portal import Fault, Portal, Webhook
 from tests.bot.sandbox.test_rest import rest
 from tests.harness import webhook_url
 
@@ -154,3 +155,23 @@ async def test_a_new_method_is_probed_one_request_at_a_time_until_an_answer() ->
     budget.observe("imopenlines.session.head.vote", {})
     budget.release(["imopenlines.session.head.vote"])
     await asyncio.wait_for(second, 1)
+
+
+@pytest.mark.parametrize("figure", ['"inf"', '"nan"', "Infinity", "NaN", '"-inf"'])
+@pytest.mark.parametrize("field", ["finish", "operating", "operating_reset_at"])
+async def test_a_garbled_time_figure_does_not_stop_every_later_call(
+    http: aiohttp.ClientSession, sandbox: TestServer, scaled: Portal, field: str, figure: str
+) -> None:
+    """The attack: one answer (a proxy's, a portal bug's) whose `time` holds a figure that is
+    not finite, which Python's float() and json.loads both take. Taken in, it made the
+    portal's clock infinite or NaN, and every later call of every method raised before it
+    left: the bot was dead to the portal until restarted."""
+    figures = {"finish": 1000.0, "operating": 0.01, "operating_reset_at": 1000.5, field: "X"}
+    answer_time = json.dumps(figures).replace('"X"', figure)
+    body = f'{{"result": {{}}, "time": {answer_time}}}'
+    scaled.faults.append(Fault(method="profile", body=body, content_type="application/json"))
+    client = scaled_client(http, sandbox)
+    await client.call("profile")  # the garbled answer
+    for method in ("profile", "imbot.bot.list"):
+        await asyncio.wait_for(client.call(method), 5)
+    assert 0 <= client.budget.used("profile") <= LIMIT
