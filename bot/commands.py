@@ -352,7 +352,8 @@ def _nearest_rating(token: str) -> int:
     elif _STARS.fullmatch(token):
         numbers = [token.count("★") + token.count("⭐")]
     elif _DECIMAL.fullmatch(token):
-        numbers = [round(float(token.replace(",", ".")))]
+        # float() of a long digit run is inf, which round() refuses; the sign is applied below.
+        numbers = [round(min(abs(float(token.replace(",", "."))), MAX_RATING + 1))]
     value = -numbers[0] if token.startswith("-") and numbers else (numbers or [MAX_RATING])[0]
     return min(max(value, 1), MAX_RATING)
 

@@ -143,6 +143,10 @@ async def test_help_is_for_everyone(service: Service) -> None:
     ("text", "answer"),
     [
         ("/rate 494 7 Молодец", "Оценка «7» не подходит"),
+        # A decimal too long for a float once crashed the corrected example ("Something
+        # went wrong") instead of explaining the rating.
+        ("/rate 494 " + "9" * 400 + ".5 Молодец", "Оценка «99999"),
+        ("/rate 494 -" + "9" * 400 + ",5", "Оценка «-9999"),
         ("/rate Молодец", "Укажите номер сессии"),
         ("привет", "Я понимаю только команды"),
         ("/foo", "Не знаю команду /foo"),
