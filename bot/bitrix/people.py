@@ -24,6 +24,10 @@ USER_GET: Final = "im.user.get"
 # busy supervisor at one lookup per ten minutes and bounds how long a change goes unseen.
 CACHE_SECONDS: Final = 600.0
 CACHE_USERS: Final = 10_000
+# The refusals that are about the user (docs: im-user-get.md): ACCESS_DENIED, the webhook's
+# owner may not see them, as with an extranet user outside their groups; USER_NOT_EXISTS, no
+# such user. Neither may rate.
+ABOUT_THE_USER: Final = frozenset({"ACCESS_DENIED", "USER_NOT_EXISTS"})
 
 
 class BitrixPeople:
@@ -40,10 +44,10 @@ class BitrixPeople:
         try:
             user = await self._client.call(USER_GET, {"ID": user_id})
         except BitrixError as error:
-            if error.retryable:
-                raise  # the portal is down or busy: the job tries again later
-            # ACCESS_DENIED: the webhook's owner may not see this user, as with an extranet
-            # user outside their groups; USER_NOT_EXISTS: no such user. Neither may rate.
+            if error.code.upper() not in ABOUT_THE_USER:
+                # The portal is down or busy (the job tries again later), or the lookup itself
+                # is refused (a webhook without the `im` scope): neither says who the user is.
+                raise
             log.warning("bitrix.user_unverified", user_id=user_id, code=error.code)
             return "unverified"
         kind = _kind_of(user)

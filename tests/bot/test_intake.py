@@ -160,6 +160,19 @@ async def test_customers_and_extranet_users_never_rate(
     assert not any(m.to_customer for m in portal.messages.values() if m.author_id != author)
 
 
+async def test_a_supervisor_is_not_called_a_guest_when_the_lookup_itself_is_refused(
+    service: Service,
+) -> None:
+    """The attack on ourselves: a webhook made before the author lookup existed has no `im`
+    scope, so every im.user.get is refused with insufficient_scope. That refusal says nothing
+    about the author, yet every supervisor was told they were an extranet user."""
+    [hook] = [h for h in service.portal.webhooks if h.user_id == 1]
+    hook.scopes = hook.scopes - {"im"}
+    reply = await service.reply_to(27, service.bot_id, "/rate 494 5")
+    assert reply.text.startswith("Что-то пошло не так, оценка не сохранена")
+    assert service.portal.sessions[494].vote_head == 0
+
+
 NOT_STAFF = "Оценивать сессии могут только сотрудники портала"
 
 
