@@ -79,8 +79,17 @@ MIGRATIONS: Final = (
     );
     INSERT INTO jobs_v2 (key, payload, author, state, reply, outcome, attempts, due_at,
         created_at, updated_at, last_error)
-    SELECT key, payload,
-        json_extract(payload, '$.source') || ':' || json_extract(payload, '$.author_id'),
+    SELECT key,
+        -- The first release's routes had no author_dialog_id: the private chat with the
+        -- author is the author's user id.
+        CASE WHEN json_valid(payload) THEN json_set(payload, '$.route.author_dialog_id',
+            coalesce(json_extract(payload, '$.route.author_dialog_id'),
+                CAST(json_extract(payload, '$.author_id') AS TEXT)))
+        ELSE payload END,
+        -- A row that does not parse is set aside when claimed; it must not stop the upgrade.
+        CASE WHEN json_valid(payload) THEN coalesce(
+            json_extract(payload, '$.source') || ':' || json_extract(payload, '$.author_id'), '')
+        ELSE '' END,
         -- A claim of the old schema has no owner and no lease: due again, as it used to be.
         CASE state WHEN 'claimed' THEN 'queued' ELSE state END,
         reply, outcome, attempts, due_at, created_at, updated_at, last_error
@@ -202,10 +211,15 @@ class SqliteStorage:
         rows = await self._db.execute_fetchall(
             "SELECT seq, payload FROM jobs WHERE state != 'done'"
         )
-        await self._db.executemany(
-            "UPDATE jobs SET session_id = ? WHERE seq = ?",
-            [(self._session_of(IncomingCommand.model_validate_json(p)), s) for s, p in rows],
-        )
+        sessions = []
+        for seq, payload in rows:
+            try:
+                sessions.append(
+                    (self._session_of(IncomingCommand.model_validate_json(payload)), seq)
+                )
+            except ValidationError:
+                continue  # set aside when claimed (`_set_aside`), not a reason not to start
+        await self._db.executemany("UPDATE jobs SET session_id = ? WHERE seq = ?", sessions)
 
     async def _count_unfinished(self) -> None:
         rows = await self._db.execute_fetchall(

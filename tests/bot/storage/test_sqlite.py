@@ -4,6 +4,7 @@ lease."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -385,3 +386,59 @@ async def test_a_job_that_cannot_be_read_is_set_aside_and_the_next_one_is_claime
     with sqlite3.connect(path) as db:
         row = db.execute("SELECT state, outcome FROM jobs WHERE key = 'poison'").fetchone()
     assert row == ("done", "unreadable")
+
+
+def _first_release_payload(key: str, text: str, author: int, dialog_id: str) -> str:
+    """A job as the first release wrote it: its route had no `author_dialog_id`."""
+    route = {"kind": "bitrix", "dialog_id": dialog_id, "command_id": 5001, "message_id": 10}
+    return json.dumps(
+        {"key": key, "source": "bitrix", "author_id": author, "text": text,
+         "chat_session_id": None, "language": "ru", "received_at": 0.0,
+         "route": route | {"openline": False}}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dialog_id", ["27", "chat2001"])
+async def test_a_job_the_first_release_queued_survives_the_upgrade(
+    path: Path, dialog_id: str
+) -> None:
+    """The attack: upgrade while a command is queued. The first release's route has no
+    `author_dialog_id`, so the migration could not read the row and the service did not
+    start; and a second start set the command aside as unreadable: a command lost."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+        db.execute(
+            "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
+            "VALUES ('old', ?, 'queued', 0, 0, 0)",
+            (_first_release_payload("old", "/rate 494 5", 27, dialog_id),),
+        )
+    db.close()
+    storage = await opened(path)
+    taken = await storage.claim(time.time())
+    assert taken is not None
+    assert (taken.key, taken.incoming.text) == ("old", "/rate 494 5")
+    assert taken.incoming.route.dialog_id == dialog_id
+    assert taken.incoming.route.author_dialog_id == "27"  # the private chat with the author
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT session_id FROM jobs").fetchall() == [(494,)]
+    db.close()
+    await storage.close()
+
+
+async def test_an_unreadable_job_of_an_older_database_does_not_stop_the_upgrade(
+    path: Path,
+) -> None:
+    _schema_1_database(path, {"good": ("queued", "/rate 494 5")})
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO jobs (key, payload, state, due_at, created_at, updated_at) "
+            "VALUES ('bad', '{\"key\": \"bad\"}', 'queued', 0, 0, 0), "
+            "('worse', 'not json', 'queued', 0, 0, 0)"
+        )
+    db.close()
+    storage = await opened(path)
+    taken = await storage.claim(time.time())
+    assert taken is not None
+    assert taken.key == "good"  # "bad" is set aside, as on the current schema
+    await storage.close()
