@@ -26,11 +26,12 @@ _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 # What must not reach a terminal raw: C0 and C1 controls and DEL (ESC starts the sequences that
 # move the cursor, recolour or retitle the terminal), the line and paragraph separators, and the
 # bidi embeddings, overrides, isolates and marks that reorder the text shown around them. The
-# backslash is escaped as well, so that an escape in the table is never ambiguous.
+# backslash is escaped as well, so that an escape in the table is never ambiguous, and the
+# column separator, so that a comment cannot fake columns.
 _UNSAFE: Final = re.compile(
-    "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    "[|\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
-_NAMED: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NAMED: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "|": "\\|"}
 
 
 def audit_row(entry: AuditEntry) -> dict[str, object]:

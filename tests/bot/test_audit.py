@@ -100,6 +100,7 @@ def test_a_csv_cell_that_a_spreadsheet_would_evaluate_is_text(text: str, cell: s
         ("\u2066iso\u2069 \u200fmark", "\\u2066iso\\u2069 \\u200fmark"),
         ("line\u2028sep", "line\\u2028sep"),
         ("C:\\x1b", "C:\\\\x1b"),
+        ("saved | 5 | fake", "saved \\| 5 \\| fake"),
         ("Молодец ★★★★★ 👍", "Молодец ★★★★★ 👍"),
     ],
 )
