@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from tenacity import AsyncRetrying, stop_after_attempt
 
 from bot.dispatch import Handled, RetryLater, SendReply, command_fields
 from bot.errors import BitrixError
@@ -277,16 +277,18 @@ class JobRunner:
     async def _store_finish(self, key: str, entry: AuditEntry) -> None:
         """Mark a job done. Its reply is out by now, and running the job again would answer
         twice: a failing storage is tried again here first, `crash_attempts` times in all."""
-        for tries in itertools.count(1):
-            try:
-                await self._storage.finish(key, entry)
-            except Exception:
-                if tries >= self._rules.crash_attempts:
-                    raise
-                log.warning("job.finish_failed", key=key, tries=tries, exc_info=True)
-                await asyncio.sleep(self._rules.wait(tries))
-            else:
-                return
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._rules.crash_attempts),
+            wait=lambda state: self._rules.wait(state.attempt_number),
+            before_sleep=lambda state: log.warning(
+                "job.finish_failed",
+                key=key,
+                tries=state.attempt_number,
+                exc_info=state.outcome.exception() if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        await retrying(self._storage.finish, key, entry)
 
     def alive(self) -> bool:
         """Every worker, and the heartbeat that keeps their leases, is still running."""

@@ -87,11 +87,7 @@ async def receive_event(request: web.Request) -> web.Response:
     except _Rejected as rejected:
         return _reject(intake, rejected)
     except ValidationError as error:
-        intake.metrics.events_rejected.labels(reason="malformed_event").inc()
-        log.warning(
-            "event.rejected", status=400, reason="malformed_event", errors=error.error_count()
-        )
-        return web.json_response({"status": "rejected", "reason": "malformed_event"}, status=400)
+        return _reject(intake, _Rejected(400, "malformed_event", errors=error.error_count()))
     if event is None:
         intake.metrics.events_rejected.labels(reason="unknown_event").inc()
         log.info("event.ignored", bitrix_event=str(form.get("event", ""))[:64])
