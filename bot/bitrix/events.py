@@ -217,7 +217,9 @@ def author_kind(data: CommandData | MessageData) -> AuthorKind:
     """Staff, an extranet (or Bitrix24.Network) user or an open line's customer (a connector
     user)."""
     params = data.PARAMS
-    if data.USER.IS_CONNECTOR == "Y" or (is_openline(params) and _is_line_customer(params)):
+    if data.USER.IS_CONNECTOR == "Y" or (
+        is_openline(params) and is_line_customer(params.CHAT_ENTITY_ID, params.FROM_USER_ID)
+    ):
         return "customer"
     if data.USER.IS_NETWORK == "Y":
         return "extranet"  # a guest from another portal: not this portal's staff either
@@ -228,18 +230,13 @@ def author_kind(data: CommandData | MessageData) -> AuthorKind:
     return "extranet" if data.USER.IS_EXTRANET == "Y" else "staff"
 
 
-def _is_line_customer(params: MessageParams) -> bool:
-    """The author is the customer the open-line chat belongs to: the last field of its
-    CHAT_ENTITY_ID, `connector|LINE_ID|CONNECTOR_CHAT_ID|CONNECTOR_USER_ID` (§1.7).
+def is_line_customer(entity_id: str, user_id: int) -> bool:
+    """The user is the customer the open-line chat belongs to: the last field of its ENTITY_ID,
+    `connector|LINE_ID|CONNECTOR_CHAT_ID|CONNECTOR_USER_ID` (§1.7).
 
     [UNCONFIRMED] that CONNECTOR_USER_ID is the customer's portal user id for every connector:
-    ONIMCOMMANDADD has no IS_CONNECTOR (§1.5), so this is all a command event tells.
+    a command event has no IS_CONNECTOR (§1.5), so this is all it tells.
     """
-    return is_line_customer(params.CHAT_ENTITY_ID, params.FROM_USER_ID)
-
-
-def is_line_customer(entity_id: str, user_id: int) -> bool:
-    """`user_id` is the last field of an open-line chat's ENTITY_ID (§1.7)."""
     fields = entity_id.split("|")
     return len(fields) > 3 and fields[3] == str(user_id)  # noqa: PLR2004
 
