@@ -15,12 +15,11 @@ import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
 from bot.bitrix.coalesce import Coalescer, RestCaller
 from bot.bitrix.people import BitrixPeople
-from bot.bitrix.registration import Registration, register
+from bot.bitrix.registration import register
 from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.votes import BitrixSessionVotes
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
@@ -30,10 +29,19 @@ from bot.errors import BitrixError, BotCodeTaken
 from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
+from bot.probes import healthz, metrics, readyz
+from bot.state import (
+    BITRIX,
+    COALESCER,
+    CORE,
+    METRICS,
+    SETTINGS,
+    STOPPING,
+    BitrixState,
+    Core,
+    Stopping,
+)
 from bot.storage import Storage, open_storage
-
-SETTINGS = web.AppKey("settings", Settings)
-METRICS = web.AppKey("metrics", Metrics)
 
 # What closing the portal session and the database takes at most, kept out of the workers'
 # share of BOT_SHUTDOWN_TIMEOUT.
@@ -77,54 +85,6 @@ class AccessLogger(AbstractAccessLogger):
         return True
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    """Liveness: the process is up and serving."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: storage answers, the portal was reachable, the workers and the coalescer's
-    senders run (webhook mode)."""
-    checks: dict[str, str] = {}
-    app = request.app
-    if BITRIX in app:
-        intake = app.get(INTAKE)
-        checks["storage"] = (
-            "ok" if intake and await _storage_answers(intake.storage) else "failing"
-        )
-        registered = app[BITRIX].registered.is_set()
-        reachable = registered and app[METRICS].portal_reachable
-        checks["portal"] = (
-            "ok"
-            if reachable
-            else ("unreachable" if registered else app[BITRIX].refused or "not registered")
-        )
-        checks["workers"] = "ok" if intake and intake.runner.alive() else "stopped"
-        if COALESCER in app:
-            checks["senders"] = "ok" if app[COALESCER].alive() else "stopped"
-    ready = all(value == "ok" for value in checks.values())
-    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
-
-
-async def _storage_answers(storage: Storage) -> bool:
-    try:
-        await storage.check()
-    except Exception:
-        log.warning("readyz.storage_failing", exc_info=True)
-        return False
-    return True
-
-
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format."""
-    app = request.app
-    intake = app.get(INTAKE)
-    if intake is not None:
-        app[METRICS].jobs_unfinished.set(await intake.storage.unfinished())
-    body = generate_latest(app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 @dataclass(frozen=True)
 class Tuning:
     """Internal knobs (not settings): tests shorten the waits."""
@@ -144,39 +104,6 @@ class Tuning:
     coalesce: bool = True  # merge queued REST calls into batch requests (off: the naive mode)
     retention: float = 7 * 24 * 3600.0  # de-dup keys of finished jobs are kept this long
     prune_every: float = 3600.0
-
-
-@dataclass
-class BitrixState:
-    """What the service knows about its bot in the portal."""
-
-    registration: Registration | None = None
-    registered: asyncio.Event = field(default_factory=asyncio.Event)
-    # Why registration stopped for good (a setting to fix), for /readyz.
-    refused: str | None = None
-
-    def forget(self, bot_id: int) -> None:
-        if self.registration is not None and self.registration.bot_id == bot_id:
-            self.registration = None
-            self.registered.clear()
-
-
-BITRIX = web.AppKey("bitrix_state", BitrixState)
-COALESCER = web.AppKey("coalescer", Coalescer)
-
-
-@dataclass
-class Stopping:
-    """The stop in progress: when it began, and what it left for the next start."""
-
-    began: float | None = None  # time.monotonic()
-    jobs_left: int | None = None
-
-    def elapsed(self) -> float:
-        return 0.0 if self.began is None else time.monotonic() - self.began
-
-
-STOPPING = web.AppKey("stopping", Stopping)
 
 
 def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Application:
@@ -236,6 +163,7 @@ def _bitrix_webhook_mode(
                 rules=tuning.jobs,
                 metrics=app[METRICS],
             )
+            app[CORE] = Core(storage, runner)
             app[INTAKE] = EventIntake(
                 path_secret=settings.b24_handler_path().rsplit("/", 1)[-1],
                 client_id=client_id,

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
-from bot.app import STOPPING
+from bot.state import STOPPING
 
 log = structlog.get_logger(__name__)
 

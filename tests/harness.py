@@ -21,15 +21,15 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 
-from bot.app import BITRIX, Tuning, create_app
+from bot.app import Tuning, create_app
 from bot.bitrix.client import BitrixClient, PortalLimiters, RestAuth, RetryPolicy, WebhookAuth
-from bot.bitrix.webhook import INTAKE
 from bot.config import Settings
 from bot.jobs import RetryRules
 from bot.sandbox.app import EVENTS, create_sandbox_app
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Message, Portal
 from bot.sandbox.seed import seeded_portal
+from bot.state import BITRIX, CORE
 
 WEBHOOK_CODE = "s4ndb0xh00kc0de"
 
@@ -219,7 +219,7 @@ async def post_form(http: aiohttp.ClientSession, url: str, **request: Any) -> in
 
 async def drained(service: Service, within: float = 10.0) -> None:
     """Wait until every accepted job is finished."""
-    storage = service.server.app[INTAKE].storage
+    storage = service.server.app[CORE].storage
     deadline = asyncio.get_running_loop().time() + within
     while await storage.unfinished():
         if asyncio.get_running_loop().time() > deadline:

@@ -9,9 +9,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from bot.app import SETTINGS, AccessLogger, create_app
+from bot.app import AccessLogger, create_app
 from bot.config import Settings
 from bot.logs import configure_logging
+from bot.state import SETTINGS
 
 
 async def test_healthz_answers_ok(aiohttp_client: AiohttpClient, settings: Settings) -> None:

@@ -16,7 +16,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.app import METRICS
 from bot.bitrix.webhook import INTAKE
 from bot.dispatch import Handled
 from bot.jobs import JobRunner, RetryRules, session_of
@@ -24,6 +23,7 @@ from bot.metrics import Metrics
 from bot.models import BitrixRoute, IncomingCommand, Reply, Route
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Message, Portal
+from bot.state import METRICS
 from bot.storage import open_storage
 from bot.texts import render
 from tests.harness import (

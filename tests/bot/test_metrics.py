@@ -6,10 +6,11 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
-from bot.app import METRICS, create_app
+from bot.app import create_app
 from bot.bitrix.registration import handler_url
 from bot.config import Settings
 from bot.sandbox.portal import Fault
+from bot.state import METRICS
 from tests.harness import Service, eventually, write_locked
 
 

@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.app import BITRIX
 from bot.bitrix.registration import handler_url
 from bot.logs import configure_logging
 from bot.sandbox.portal import Bot, Fault, Portal
+from bot.state import BITRIX
 from tests.harness import Service, ServiceFactory, webhook_url
 
 

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app import METRICS
 from bot.bitrix.events import MAX_MESSAGE_CHARS
 from bot.bitrix.form import flatten_form
 from bot.bitrix.registration import handler_url
@@ -26,6 +25,7 @@ from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES
 from bot.jobs import RetryRules
 from bot.logs import configure_logging
 from bot.sandbox.portal import Fault
+from bot.state import METRICS
 from tests.bot.bitrix.test_events import EVIL_IDS
 from tests.harness import FAST, Service, ServiceFactory, drained, eventually, post_form
 

@@ -1,0 +1,58 @@
+"""The service's own endpoints for operators: /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.state import BITRIX, COALESCER, CORE, METRICS
+from bot.storage import Storage
+
+log = structlog.get_logger(__name__)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process is up and serving."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: storage answers, the portal was reachable, the workers and the coalescer's
+    senders run."""
+    checks: dict[str, str] = {}
+    app = request.app
+    if BITRIX in app:
+        core = app.get(CORE)
+        checks["storage"] = "ok" if core and await _storage_answers(core.storage) else "failing"
+        registered = app[BITRIX].registered.is_set()
+        reachable = registered and app[METRICS].portal_reachable
+        checks["portal"] = (
+            "ok"
+            if reachable
+            else ("unreachable" if registered else app[BITRIX].refused or "not registered")
+        )
+        checks["workers"] = "ok" if core and core.runner.alive() else "stopped"
+        if COALESCER in app:
+            checks["senders"] = "ok" if app[COALESCER].alive() else "stopped"
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+
+async def _storage_answers(storage: Storage) -> bool:
+    try:
+        await storage.check()
+    except Exception:
+        log.warning("readyz.storage_failing", exc_info=True)
+        return False
+    return True
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    app = request.app
+    core = app.get(CORE)
+    if core is not None:
+        app[METRICS].jobs_unfinished.set(await core.storage.unfinished())
+    body = generate_latest(app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
