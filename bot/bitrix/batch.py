@@ -149,9 +149,18 @@ def command_text(call: BatchCall, chunk: Sequence[BatchCall]) -> str:
                 f"batch call {call.key!r} refers to {ref.key!r}, which is not an earlier call "
                 "of the same request"
             )
-    params = {key.upper(): value for key, value in call.params.items()}
-    query = encode_query(params, verbatim=_rendered)
+    query = encode_query(wire_params(call.method, call.params), verbatim=_rendered)
     return f"{call.method}?{query}" if query else call.method
+
+
+def wire_params(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters as a method reads them. v1 methods read their keys case-sensitively in
+    upper case (protocol notes §3.2); Chatbots 2.0 methods (`imbot.v2.*`, and every `*.v2.*`
+    alike) bind their camelCase names (`botId`, `botToken`, `fields`) as documented, so those
+    go as given."""
+    if ".v2." in method.lower():
+        return dict(params)
+    return {key.upper(): value for key, value in params.items()}
 
 
 def _rendered(value: Any) -> str | None:

@@ -37,6 +37,7 @@ from bot.bitrix.batch import (
     needs_direct,
     read_batch,
     resolve_references,
+    wire_params,
 )
 from bot.bitrix.envelope import RestResponse, read_envelope
 from bot.bitrix.operating import LIMIT, WINDOW, OperatingBudget
@@ -215,9 +216,7 @@ class BitrixClient:
         self, method: str, params: Mapping[str, Any] | None = None
     ) -> RestResponse:
         """Call a method and return the whole envelope (`time`, `total`, `next`)."""
-        # v1 methods read their keys case-sensitively in upper case (protocol notes §3.2).
-        body = {key.upper(): value for key, value in (params or {}).items()}
-        return await self._with_retries(method, body)
+        return await self._with_retries(method, wire_params(method, params or {}))
 
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
         """Run calls in order, through `batch` 50 per request; per-call results and errors.
