@@ -209,11 +209,15 @@ async def command_register(ctx: CallContext, params: dict[str, Any]) -> Any:
     return {"command": _command_object(command)}
 
 
+def _cut(text: str) -> str:
+    """A text longer than MAX_MESSAGE, cut (chat-message-send.md) [UNCONFIRMED: where
+    exactly]."""
+    return text[: MAX_MESSAGE - len(_CUT)] + _CUT if len(text) > MAX_MESSAGE else text
+
+
 def _message_fields(params: dict[str, Any]) -> dict[str, Any]:
     fields = _fields(params)
-    text = php.trim(fields.get("message"))
-    if len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - len(_CUT)] + _CUT  # [UNCONFIRMED: where exactly it cuts]
+    text = _cut(php.trim(fields.get("message")))
     if not text and not fields.get("attach"):
         raise RestError("EMPTY_MESSAGE", "Message is empty")
     return {
@@ -246,13 +250,37 @@ async def message_send(ctx: CallContext, params: dict[str, Any]) -> Any:
     return {"id": message.id, "uuidMap": {}}
 
 
+async def message_update(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """Only the bot's own messages, never a system one (authorId 0); `keyboard` (or
+    `attach`) "N" or empty removes it (chat-message-update.md). No edit window is documented
+    for v2 (v1 has three days) [UNCONFIRMED]."""
+    bot = _owned_bot(ctx, params)
+    message = ctx.portal.messages.get(php.intval(params.get("messageId")))
+    if message is None or message.author_id != bot.id or message.system:
+        raise RestError("ACCESS_DENIED", "Access denied", 403)
+    fields = _fields(params)
+    if "message" in fields:
+        text = php.trim(fields["message"])
+        if not text:
+            raise RestError("EMPTY_MESSAGE", "Message is empty")  # [UNCONFIRMED] send's code
+        message.text = _cut(text)
+    for name in ("keyboard", "attach"):
+        if name in fields:
+            value = fields[name]
+            setattr(message, name, None if value in ("", "N", [], {}) else php.as_list(value))
+    return {"result": True}
+
+
 async def command_answer(ctx: CallContext, params: dict[str, Any]) -> Any:
-    """Within the answer window the answer is posted (a system message where the bot is not
-    a member); after it, `true` and nothing posted, as in v1 (§0 item 13, §00 item 9)."""
+    """`{"result": true}` both when the answer is posted (a system message where the bot is
+    not a member) and when the answer window is over and nothing is posted: the v2
+    controller maps `Im\\Command::addMessage`'s silent `true` (§0 item 13) to the same answer
+    (`Imbot\\V2\\Controller\\Command::answerAction`, §00 item 9)."""
     bot = _owned_bot(ctx, params)
     command = ctx.portal.commands.get(php.intval(params.get("commandId")))
     if command is None or command.bot_id != bot.id:
-        raise RestError("COMMAND_ANSWER_FAILED", "Command answer failed")  # [UNCONFIRMED]
+        # `validateCommandOwnership` in the same controller.
+        raise RestError("COMMAND_NOT_FOUND", "Command not found")
     message_id = php.intval(params.get("messageId"))
     fields = _message_fields(params)
     granted = ctx.portal.answer_grants.get((command.id, message_id))
