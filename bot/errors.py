@@ -164,6 +164,16 @@ class BitrixUnavailable(BitrixError):
         super().__init__(method, reason)
 
 
+class BitrixBotNotReady(BitrixError):
+    """No bot id to call with yet: the bot is not (re-)registered in the portal. Retryable, so a
+    reply waits in its job for the registration instead of being lost."""
+
+    _retryable = True
+
+    def __init__(self, method: str) -> None:
+        super().__init__(method, "BOT_NOT_READY")
+
+
 class BitrixRequestFailed(BitrixError):
     """Our side failed while building or sending a request, or reading its answer (a bug, or
     an answer no code path expected): the calls in it fail with this, and it is not retried,

@@ -24,6 +24,13 @@ class BitrixRoute(Frozen):
     bot_in_chat: bool = True  # the bot may post into `dialog_id`
     openline: bool = False  # an open-line chat: nothing may reach the customer
     keyboard_message_id: int | None = None  # a click: the bot's message holding the keyboard
+    # The API the command came through: "v2" (Chatbots 2.0, fetched) or "v1" (classic imbot).
+    # A command id belongs to the bot of its API: a v1 job answered after a switch to fetch
+    # mode gets a message, never a v2 command answer.
+    api: Literal["v1", "v2"] = "v1"
+    # When the portal queued the event (a fetched event's `date`), if it says: the answer
+    # window runs from then, not from when the event was fetched (§0 item 13).
+    queued_at: float | None = None
 
 
 Route = BitrixRoute  # a discriminated union once Telegram arrives

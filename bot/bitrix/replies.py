@@ -38,17 +38,7 @@ class BitrixReplies:
             return
         params: dict[str, Any] = {"MESSAGE": reply.text, "CLIENT_ID": self._client_id}
         if reply.buttons:
-            params["KEYBOARD"] = {
-                "BUTTONS": [
-                    {
-                        "TEXT": b.text,
-                        "COMMAND": b.command,
-                        "COMMAND_PARAMS": b.params,
-                        "DISPLAY": "LINE",
-                    }
-                    for b in reply.buttons
-                ]
-            }
+            params["KEYBOARD"] = {"BUTTONS": keyboard_buttons(reply)}
         fresh = time.time() - received_at < self._answer_window
         if route.openline:
             # Privacy: in an open-line chat the connector forwards messages to the customer
@@ -109,3 +99,12 @@ class BitrixReplies:
             log.warning("reply.keyboard_not_updated", code=error.code, message_id=message_id)
             return False
         return True
+
+
+def keyboard_buttons(reply: Reply) -> list[dict[str, str]]:
+    """The reply's buttons as Bitrix24 takes them, in v1 and v2 alike (§6.9): each sends
+    `/<command> <params>` to the bot, inline."""
+    return [
+        {"TEXT": b.text, "COMMAND": b.command, "COMMAND_PARAMS": b.params, "DISPLAY": "LINE"}
+        for b in reply.buttons
+    ]

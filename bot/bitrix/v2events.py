@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 import structlog
@@ -238,7 +239,19 @@ def _route(event: CommandEvent | MessageEvent) -> BitrixRoute:
         # [UNCONFIRMED]: a late answer then goes to the author's private chat.
         bot_in_chat=private or isinstance(event, MessageEvent),
         openline=is_openline(data.chat),
+        api="v2",
+        queued_at=queued_at(event.date),
     )
+
+
+def queued_at(date: str) -> float | None:
+    """The event's `date` (ISO 8601 with an offset, event-get.md) as a timestamp; None when
+    it is missing or unreadable, or names no time zone (then no moment is known)."""
+    try:
+        moment = datetime.fromisoformat(date)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def _command_text(event: CommandEvent, name: str) -> str:
@@ -269,7 +282,9 @@ def commands_of(event: CommandEvent | MessageEvent, received_at: float) -> list[
         if block.context != "textarea":  # a keyboard button or menu item
             texts.append((click_key(event), f"/{name} {block.params}"))
             if block.context == "keyboard":
-                route = route.model_copy(update={"keyboard_message_id": data.message.id})
+                # The keyboard is the bot's own message in this chat: the bot is (or was) in it.
+                update = {"keyboard_message_id": data.message.id, "bot_in_chat": True}
+                route = route.model_copy(update=update)
         elif name.casefold() in COMMAND_NAMES:
             key = f"{message_key(event)}:c{block.id}:e{event.event_id}"
             texts.append((key, _command_text(event, name)))
