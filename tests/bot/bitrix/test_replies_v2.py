@@ -270,3 +270,15 @@ async def test_a_silent_reply_calls_nothing(fetching: Fetching) -> None:
 
 def test_the_answer_window_leaves_room_within_bitrix24s_ten_minutes() -> None:
     assert ANSWER_WINDOW <= PORTAL_WINDOW / 2  # room for a clock between us and the portal
+
+
+async def test_a_reply_through_the_client_alone_reaches_the_portal_too(
+    fetching: Fetching, make_client: Callable[..., BitrixClient]
+) -> None:
+    """Outside batch as inside it, the v2 parameters keep their camelCase names (`botToken`,
+    `botId`, `fields`): upper-cased as v1's are, Bitrix24 does not know them."""
+    job = await fetching.command("/rate 494 5")
+    replies = BitrixV2Replies(make_client(), TOKEN, lambda: fetching.bot_id)
+    await replies.send(job.route, Reply(text="✅ Сохранено."), job.received_at)
+    [message] = fetching.posted()
+    assert (message.via, message.text) == (ANSWER, "✅ Сохранено.")

@@ -19,7 +19,13 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.bitrix.v2events import FetchedPage, MalformedFetchedEvent, admit_fetched, parse_fetched
+from bot.bitrix.v2events import (
+    FetchedPage,
+    MalformedFetchedEvent,
+    admit_fetched,
+    parse_fetched,
+    queued_at,
+)
 from bot.intake import MAX_COMMANDS_PER_MESSAGE
 from bot.jobs import session_of
 from bot.models import IncomingCommand
@@ -232,6 +238,38 @@ async def test_a_keyboard_click_completes_the_vote_on_the_keyboards_message(bot:
     for job in page.commands:
         assert (job.route.keyboard_message_id, job.route.command_id) == (keyboard, bot.rate_id)
         assert job.key.startswith(f"b24:click:{keyboard}:{job.author_id}:")
+        assert job.route.bot_in_chat  # the keyboard is the bot's own message in that chat
+
+
+@pytest.mark.parametrize("to", ["bot", GROUP, LINE_CHAT])
+async def test_a_fetched_command_is_routed_through_v2_from_when_the_portal_queued_it(
+    bot: Bot, to: str
+) -> None:
+    """The route says which API the command id belongs to, and when the portal queued the
+    event: a command typed an hour before it is fetched is an hour old (§0 item 13)."""
+    bot.portal.advance_clock(-3600)
+    await bot.sender.send_message(27, bot.bot_id if to == "bot" else to, "/rate 494 5")
+    bot.portal.advance_clock(3600)
+    [job] = (await bot.jobs()).commands
+    assert job.route.api == "v2"
+    assert job.route.queued_at is not None
+    assert abs(time.time() - 3600 - job.route.queued_at) < 60
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("2025-01-15T10:30:00+01:00", 1736933400.0),  # event-get.md's example
+        ("2025-01-15T09:30:00Z", 1736933400.0),
+        ("2025-01-15T10:30:00", None),  # no zone: no moment
+        ("", None),
+        ("yesterday", None),
+    ],
+)
+def test_an_events_date_is_read_as_a_moment_or_not_at_all(
+    date: str, expected: float | None
+) -> None:
+    assert queued_at(date) == expected
 
 
 @pytest.mark.parametrize(
