@@ -114,10 +114,11 @@ class BitrixV2Replies:
                 raise
             log.info("reply.answer_refused", code=error.code, command_id=route.command_id)
             return False
-        if isinstance(answer, dict) and answer.get("result") is True:
+        # `{"result": true}` (command-answer.md and the controller today); an earlier page
+        # showed a bare `true`, taken alike rather than posting the reply twice.
+        if answer is True or (isinstance(answer, dict) and answer.get("result") is True):
             return True
-        # Anything but the documented `{"result": true}`: not taken for a post [UNCONFIRMED
-        # whether Bitrix24 ever answers so].
+        # Anything else is not taken for a post [UNCONFIRMED whether Bitrix24 answers so].
         log.info("reply.answer_dropped", command_id=route.command_id)
         return False
 
