@@ -8,9 +8,11 @@ replies go through a real BitrixClient behind the Coalescer, so every v2 call tr
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,15 +24,20 @@ from bot.bitrix.coalesce import Coalescer
 from bot.bitrix.replies import ANSWER_WINDOW
 from bot.bitrix.replies_v2 import ANSWER, SEND, UPDATE, BitrixV2Replies
 from bot.bitrix.v2events import admit_fetched
+from bot.dispatch import Handled
 from bot.errors import BitrixBotNotReady
+from bot.jobs import JobRunner, RetryRules, session_of
+from bot.metrics import Metrics
 from bot.models import IncomingCommand, Reply, ReplyButton
 from bot.sandbox.app import EVENTS
 from bot.sandbox.events import EventSender
 from bot.sandbox.imbot import ANSWER_WINDOW as PORTAL_WINDOW
 from bot.sandbox.portal import Message, Portal
+from bot.storage import open_storage
 from bot.texts import render
 from tests.bbcodes import HOSTILE, live_markup
 from tests.bot.sandbox.v2.test_methods import TOKEN, register_rate, register_v2, v2
+from tests.harness import eventually
 
 GROUP, LINE = "chat2001", "chat1157"
 SUPERVISOR = 27
@@ -282,3 +289,38 @@ async def test_a_reply_through_the_client_alone_reaches_the_portal_too(
     await replies.send(job.route, Reply(text="✅ Сохранено."), job.received_at)
     [message] = fetching.posted()
     assert (message.via, message.text) == (ANSWER, "✅ Сохранено.")
+
+
+async def test_a_reply_waiting_for_the_bots_registration_is_sent_once_it_is_registered(
+    fetching: Fetching, make_client: Callable[..., BitrixClient], tmp_path: Path
+) -> None:
+    """The JobRunner postpones a job whose reply has no bot id to go with (BOT_NOT_READY)
+    and sends it when the bot is registered again: the reply is late, not lost."""
+    registered: list[int] = []
+    replies = BitrixV2Replies(make_client(), TOKEN, lambda: next(iter(registered), None))
+    storage = await open_storage(f"sqlite:///{tmp_path / 'bot.sqlite3'}", session_of=session_of)
+
+    async def execute(_incoming: IncomingCommand, _may_retry: bool) -> Handled:
+        return Handled(Reply(text="✅ Сохранено."), "saved")
+
+    metrics = Metrics()
+    rules = RetryRules(first_wait=0.01, longest_wait=0.05)
+    runner = JobRunner(storage, execute, replies.send, workers=1, rules=rules, metrics=metrics)
+    try:
+        await storage.enqueue([await fetching.command("/rate 494 5")], limit=10, user_limit=10)
+        runner.wake()
+        postponed = "bot_jobs_postponed_total"
+        await eventually(lambda: metrics.registry.get_sample_value(postponed))
+        assert fetching.posted() == []
+        registered.append(fetching.bot_id)
+        [message] = await eventually(fetching.posted)
+        assert (message.via, message.text) == (ANSWER, "✅ Сохранено.")
+        for _ in range(500):  # the job ends once the reply is sent
+            if not await storage.unfinished():
+                break
+            await asyncio.sleep(0.01)
+        [entry] = await storage.audit()
+        assert (entry.outcome, entry.reply) == ("saved", "✅ Сохранено.")
+    finally:
+        await runner.stop(grace=1)
+        await storage.close()
