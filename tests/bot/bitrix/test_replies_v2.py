@@ -162,6 +162,8 @@ async def test_a_reply_goes_where_its_command_came_from_and_never_to_a_customer(
     assert (message.via, message.chat_id, message.system) == (via, chat, system)
     assert message.text == "✅ Сохранено."
     assert not any(m.to_customer for m in portal.messages.values())
+    sent = {c.batch_of for c in portal.calls if c.method in (ANSWER.lower(), SEND.lower())}
+    assert sent == {"batch"}  # coalesced, as under load
 
 
 @pytest.mark.parametrize(("leaves", "where"), [(False, "group"), (True, "private")])
