@@ -46,7 +46,9 @@ class BitrixReplies:
             # supervisor is answered in their private chat with the bot, never in the line.
             params["DIALOG_ID"] = route.author_dialog_id
             await self._client.call("imbot.message.add", params)
-        elif route.command_id is not None and route.message_id is not None and fresh:
+        elif route.api == "v1" and route.command_id and route.message_id and fresh:
+            # A v2 route (a job queued in fetch mode before the switch back to webhook mode)
+            # names a command of the replaced bot: it is answered by a message.
             answer = {"COMMAND_ID": route.command_id, "MESSAGE_ID": route.message_id}
             posted = await self._client.call("imbot.command.answer", params | answer)
             if posted is True:
