@@ -34,14 +34,26 @@ from pydantic_settings import (
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console"]
 TelegramMode = Literal["polling", "webhook"]
+EventMode = Literal["fetch", "webhook"]
 
 # Settings whose values are secrets or may hold one: never echoed in an error screen.
 SECRET_SETTINGS = frozenset(
-    {"b24_webhook_url", "b24_client_id", "telegram_bot_token", "telegram_webhook_secret"}
+    {
+        "b24_webhook_url",
+        "b24_client_id",
+        "b24_bot_token",
+        "telegram_bot_token",
+        "telegram_webhook_secret",
+    }
 )
 
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9]+)/?$")
 _BOT_CODE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
+# A Chatbots 2.0 botToken. The docs give only "at most 40 characters" (protocol notes §00
+# item 9); the alphabet is ours [UNCONFIRMED which characters Bitrix24 accepts]: what the
+# derived CLIENT_ID uses plus `-` and `.`, nothing a URL, a form or a log would mangle. At least
+# 16, as any webhook of the portal with the imbot scope that knows the token acts as our bot.
+_BOT_TOKEN = re.compile(r"^[A-Za-z0-9_.-]{16,40}$")
 
 
 class UserAllowList(BaseModel):
@@ -151,6 +163,29 @@ class Settings(BaseSettings):
     b24_rate_burst: int = Field(
         50, ge=1, le=10000, description="the portal's leaky bucket: capacity"
     )
+    b24_event_mode: EventMode = Field(
+        "fetch",
+        description="fetch (Chatbots 2.0: the service pulls its events, no public URL needed) "
+        "or webhook (classic: Bitrix24 posts events to BOT_PUBLIC_URL)",
+    )
+    b24_bot_token: SecretStr | None = Field(
+        None,
+        description="Chatbots 2.0 botToken, 16-40 of A-Z a-z 0-9 _ . - "
+        "(default: the CLIENT_ID, derived, stable)",
+    )
+    b24_poll_budget: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="fetch mode: the share of B24_RATE_LIMIT an idle service may spend polling",
+    )
+    b24_answer_target: float = Field(
+        3.0,
+        gt=0,
+        le=600,
+        description="fetch mode: seconds within which a command is answered (p95) on an idle "
+        "portal; with B24_POLL_BUDGET it sets the idle poll interval",
+    )
     b24_bot_code: str = Field("rating_bot", description="the bot's code in Bitrix24")
     b24_bot_name: str = Field(
         "Оценка диалогов", min_length=1, max_length=100, description="the bot's display name"
@@ -187,7 +222,9 @@ class Settings(BaseSettings):
         values.update(_MappingEnvSource(cls, environ)())
         return cls.model_validate(values)
 
-    @field_validator("bot_log_level", "bot_log_format", "telegram_mode", mode="before")
+    @field_validator(
+        "bot_log_level", "bot_log_format", "telegram_mode", "b24_event_mode", mode="before"
+    )
     @classmethod
     def _lower(cls, raw: object) -> object:
         return raw.strip().lower() if isinstance(raw, str) else raw
@@ -224,6 +261,16 @@ class Settings(BaseSettings):
         if not _BOT_CODE.match(raw):
             raise ValueError("must be 1-50 Latin letters, digits or underscores")
         return raw
+
+    @field_validator("b24_bot_token", mode="before")
+    @classmethod
+    def _check_bot_token(cls, raw: object) -> object:
+        if isinstance(raw, SecretStr):
+            raw = raw.get_secret_value()
+        if isinstance(raw, str) and not _BOT_TOKEN.match(raw.strip()):
+            # Never the value itself: it is a secret (SECRET_SETTINGS).
+            raise ValueError("must be 16-40 characters, each a Latin letter, a digit, _, . or -")
+        return raw.strip() if isinstance(raw, str) else raw
 
     @field_validator("b24_supervisor_ids", mode="before")
     @classmethod
@@ -270,6 +317,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, "bot_public_url", f"http://127.0.0.1:{self.bot_port}")
         if self.b24_client_id is None and self.b24_webhook_url is not None:
             object.__setattr__(self, "b24_client_id", SecretStr(self._derived_client_id()))
+        if self.b24_bot_token is None and self.b24_client_id is not None:
+            object.__setattr__(self, "b24_bot_token", SecretStr(self._derived_bot_token()))
         if self.telegram_mode == "webhook" and self.telegram_webhook_secret is None:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_MODE=webhook")
         return self
@@ -284,6 +333,19 @@ class Settings(BaseSettings):
         seed = f"{self.b24_webhook_url.get_secret_value()}|{self.b24_bot_code}"
         digest = hashlib.sha256(b"openline-rating-bot client id\0" + seed.encode()).hexdigest()
         return f"{self.b24_bot_code}_{digest[:24]}"
+
+    def _derived_bot_token(self) -> str:
+        """The botToken: the CLIENT_ID itself where it is a valid token, so a bot of ours
+        registered the classic way is the same application's bot in Chatbots 2.0 (`custom`
+        + token, protocol notes §00 item 9); else a stable hash of it (a B24_BOT_CODE over
+        15 characters makes the derived CLIENT_ID longer than 40).
+        """
+        assert self.b24_client_id is not None  # noqa: S101 - checked by the caller
+        client_id = self.b24_client_id.get_secret_value()
+        if _BOT_TOKEN.match(client_id):
+            return client_id
+        seed = b"openline-rating-bot bot token\0" + client_id.encode()
+        return hashlib.sha256(seed).hexdigest()[:40]
 
     def b24_handler_path(self) -> str:
         """The path Bitrix24 posts bot events to: `/b24/events/<secret>`.

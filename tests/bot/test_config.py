@@ -236,7 +236,14 @@ def test_a_bad_webhook_url_is_explained_without_echoing_it(url: str, message: st
 
 
 @pytest.mark.parametrize(
-    "name", ["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "B24_CLIENT_ID", "B24_WEBHOOK_URL"]
+    "name",
+    [
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "B24_CLIENT_ID",
+        "B24_WEBHOOK_URL",
+        "B24_BOT_TOKEN",
+    ],
 )
 def test_secret_settings_are_never_echoed(name: str) -> None:
     """Even a value pydantic refuses for its type is not shown when the setting is secret."""
@@ -278,3 +285,90 @@ def test_the_shipped_env_example_is_valid() -> None:
     assert settings.public_url == "https://rating-bot.example.com"
     assert settings.b24_bot_name == "Оценка диалогов"
     assert settings.b24_webhook_url is None
+
+
+TOKEN = "tok_Rating-bot.2026_0123456789"
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "expected"),
+    [
+        ({}, "b24_event_mode", "fetch"),
+        ({"B24_EVENT_MODE": "webhook"}, "b24_event_mode", "webhook"),
+        ({"B24_EVENT_MODE": " FETCH "}, "b24_event_mode", "fetch"),
+        ({"B24_EVENT_MODE": "Webhook"}, "b24_event_mode", "webhook"),
+        ({}, "b24_poll_budget", 0.25),
+        ({"B24_POLL_BUDGET": "1"}, "b24_poll_budget", 1.0),
+        ({"B24_POLL_BUDGET": "0.05"}, "b24_poll_budget", 0.05),
+        ({}, "b24_answer_target", 3.0),
+        ({"B24_ANSWER_TARGET": "0.5"}, "b24_answer_target", 0.5),
+        ({}, "b24_bot_token", None),
+        ({"B24_WEBHOOK_URL": WEBHOOK, "B24_BOT_TOKEN": TOKEN}, "b24_bot_token", TOKEN),
+        ({"B24_BOT_TOKEN": f" {TOKEN} "}, "b24_bot_token", TOKEN),
+        ({"B24_BOT_TOKEN": "a" * 40}, "b24_bot_token", "a" * 40),
+        ({"B24_BOT_TOKEN": "a" * 16}, "b24_bot_token", "a" * 16),
+    ],
+)
+def test_fetch_mode_settings_take_good_values(
+    env: dict[str, str], field: str, expected: Any
+) -> None:
+    assert plain(getattr(load(env), field)) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("B24_EVENT_MODE", "push", "B24_EVENT_MODE = 'push'\n      Input should be 'fetch' or"),
+        ("B24_POLL_BUDGET", "0", "B24_POLL_BUDGET = '0'\n      Input should be greater than 0"),
+        ("B24_POLL_BUDGET", "1.5", "B24_POLL_BUDGET = '1.5'\n      Input should be less than"),
+        ("B24_POLL_BUDGET", "-1", "B24_POLL_BUDGET = '-1'\n      Input should be greater than"),
+        ("B24_ANSWER_TARGET", "0", "B24_ANSWER_TARGET = '0'\n      Input should be greater than"),
+        ("B24_ANSWER_TARGET", "x", "B24_ANSWER_TARGET = 'x'\n      Input should be a valid"),
+    ],
+)
+def test_fetch_mode_settings_refuse_bad_values(name: str, raw: str, message: str) -> None:
+    assert message in invalid({name: raw})
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "s3cr3t-but-too-long-" + "x" * 21,  # 41 characters
+        "s3cr3t-short",  # 12
+        "s3cr3t token with spaces",
+        "s3cr3t$result[bot]-token",  # batch syntax
+        "s3cr3t/../token-0123456",
+        "s3cr3t-токен-0123456789",
+    ],
+)
+def test_a_bad_bot_token_is_explained_without_echoing_it(token: str) -> None:
+    screen = invalid({"B24_BOT_TOKEN": token})
+    assert "B24_BOT_TOKEN\n      must be 16-40 characters" in screen
+    assert "s3cr3t" not in screen
+
+
+def test_the_bot_token_is_the_client_id_derived_or_set_and_stable() -> None:
+    derived = load({"B24_WEBHOOK_URL": WEBHOOK})
+    assert plain(derived.b24_bot_token) == plain(derived.b24_client_id)
+    assert plain(load({"B24_WEBHOOK_URL": WEBHOOK}).b24_bot_token) == plain(derived.b24_bot_token)
+    assert len(plain(derived.b24_bot_token)) <= 40
+    set_id = load({"B24_WEBHOOK_URL": WEBHOOK, "B24_CLIENT_ID": "our_client_id_0123"})
+    assert plain(set_id.b24_bot_token) == "our_client_id_0123"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # a code over 15 characters derives a CLIENT_ID longer than 40
+        {"B24_WEBHOOK_URL": WEBHOOK, "B24_BOT_CODE": "quality_rating_bot_2026"},
+        # a CLIENT_ID that is no valid token
+        {"B24_WEBHOOK_URL": WEBHOOK, "B24_CLIENT_ID": "short"},
+        {"B24_WEBHOOK_URL": WEBHOOK, "B24_CLIENT_ID": "a client id with spaces"},
+    ],
+)
+def test_a_client_id_that_is_no_valid_token_derives_a_stable_one(env: dict[str, str]) -> None:
+    token = plain(load(env).b24_bot_token)
+    assert token == plain(load(env).b24_bot_token)
+    assert len(token) == 40
+    assert token != plain(load(env).b24_client_id)
+    assert "k3yc0de5ecret77" not in token
