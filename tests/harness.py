@@ -72,6 +72,8 @@ def process_env(sandbox: TestServer, tmp_path: Path, **extra: str) -> dict[str, 
     port = free_port()
     return {
         "PYTHONIOENCODING": "utf-8",
+        # The tests written before fetch mode mean the classic push path; callers override.
+        "B24_EVENT_MODE": "webhook",
         "B24_WEBHOOK_URL": webhook_url(sandbox),
         "BOT_HOST": "127.0.0.1",
         "BOT_PORT": str(port),
@@ -192,6 +194,8 @@ def start_service(
     async def start(*, tuning: Tuning = FAST, registered: bool = True, **env: str) -> Service:
         port = free_port()
         values = {
+            # The tests written before fetch mode mean the classic push path; callers override.
+            "B24_EVENT_MODE": "webhook",
             "B24_WEBHOOK_URL": webhook_url(sandbox),
             "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "B24_SUPERVISOR_IDS": "1,27",
