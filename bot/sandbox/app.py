@@ -34,6 +34,7 @@ METHODS: Final[Mapping[str, MethodImpl]] = {
     "imbot.v2.bot.unregister": v2.bot_unregister,
     "imbot.v2.bot.list": v2.bot_list,
     "imbot.v2.command.register": v2.command_register,
+    "imbot.v2.command.update": v2.command_update,
     "imbot.v2.command.answer": v2.command_answer,
     "imbot.v2.chat.message.send": v2.message_send,
     "imbot.v2.chat.message.update": v2.message_update,

@@ -209,6 +209,53 @@ async def command_register(ctx: CallContext, params: dict[str, Any]) -> Any:
     return {"command": _command_object(command)}
 
 
+async def command_update(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """command-update.md: `title`/`params` per language, a null value removing that language
+    and an absent one keeping it; `common`/`hidden` as Y/N."""
+    bot = _owned_bot(ctx, params)
+    command = ctx.portal.commands.get(php.intval(params.get("commandId")))
+    if command is None or command.bot_id != bot.id:
+        raise RestError("COMMAND_NOT_FOUND", "Command not found")
+    fields = _fields(params)
+    raw = fields.get("command")
+    if raw is not None:
+        name = php.trim(raw).lstrip("/") if isinstance(raw, str) else ""
+        if not name:
+            raise RestError("COMMAND_NAME_EMPTY", "Command name is empty")
+        if not name.isascii() or not name.isalnum():
+            raise RestError("COMMAND_NAME_INVALID", "Command name is invalid")
+        taken = any(
+            c.bot_id == bot.id and c.command == name.lower() and c.id != command.id
+            for c in ctx.portal.commands.values()
+        )
+        if taken:
+            raise RestError("COMMAND_ALREADY_EXISTS", "Command already exists")
+        command.command = name.lower()
+    command.lang = _updated_lang(command.lang, fields.get("title"), fields.get("params"))
+    if "common" in fields:
+        command.common = _flag(fields["common"], default=command.common)
+    if "hidden" in fields:
+        command.hidden = _flag(fields["hidden"], default=command.hidden)
+    return {"command": _command_object(command)}
+
+
+def _updated_lang(lang: list[dict[str, Any]], title: Any, hints: Any) -> list[dict[str, Any]]:
+    """`params` applies only to the languages given in `title` (command-update.md)."""
+    if not isinstance(title, dict):
+        return lang
+    hints = hints if isinstance(hints, dict) else {}
+    items = {item["LANGUAGE_ID"]: dict(item) for item in lang}
+    for language, text in title.items():
+        if text is None or text == "":  # null; a form-encoded null arrives as nothing or ""
+            items.pop(language, None)
+            continue
+        item = items.setdefault(language, {"LANGUAGE_ID": language, "PARAMS": ""})
+        item["TITLE"] = text
+        if language in hints:
+            item["PARAMS"] = hints[language] or ""
+    return list(items.values())
+
+
 def _cut(text: str) -> str:
     """A text longer than MAX_MESSAGE, cut (chat-message-send.md) [UNCONFIRMED: where
     exactly]."""
