@@ -270,3 +270,24 @@ def test_text_either_goes_outside_batch_or_arrives_as_written(text: str) -> None
     decoded = unflatten_form(parse_qsl(query, keep_blank_values=True))
     tables = {"result": {"vote": {"x": "SUBSTITUTED"}}, "error": {}}
     assert rewrite_batch_syntax(decoded, tables) == {"COMMENT": text, "FIELDS": {"NOTE": text}}
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "sent"),
+    [
+        # v1 methods read their keys in upper case (protocol notes §3.2) ...
+        ("imbot.command.answer", {"command_id": 7}, "imbot.command.answer?COMMAND_ID=7"),
+        # ... Chatbots 2.0 methods in camelCase, as the docs write them (§00 item 9)
+        (
+            "imbot.v2.Command.update",
+            {"botId": 5, "commandId": BatchRef("reg", ("command", "id"))},
+            "imbot.v2.Command.update?botId=5&commandId=$result[reg][command][id]",
+        ),
+        ("imbot.v2.Event.get", {"botId": 5, "offset": 0}, "imbot.v2.Event.get?botId=5&offset=0"),
+    ],
+)
+def test_a_batch_call_keeps_the_key_case_its_method_reads(
+    method: str, params: dict[str, Any], sent: str
+) -> None:
+    chunk = [BatchCall("reg", "imbot.v2.Command.register"), BatchCall("call", method, params)]
+    assert command_text(chunk[1], chunk) == sent
