@@ -201,6 +201,21 @@ class BotCodeTaken(BotError):
         )
 
 
+class ChatbotsV2Unavailable(BotError):
+    """B24_EVENT_MODE=fetch on a portal without Chatbots 2.0 (`imbot.v2.*` not found).
+
+    Like BotCodeTaken, a setting to fix: retrying cannot help. For the operator, in the log
+    and on the command line; never a supervisor's reply.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Bitrix24 portal has no Chatbots 2.0 (imbot.v2.* methods are not found), so "
+            "events cannot be fetched. Set B24_EVENT_MODE=webhook and BOT_PUBLIC_URL to a "
+            "public https:// address of this service, by which Bitrix24 can post events."
+        )
+
+
 class NotSupervisor(UserFacingError):
     """In webhook mode only B24_SUPERVISOR_IDS may rate. Params: user_id."""
 

@@ -64,13 +64,19 @@ async def find_bot(client: BitrixClient, code: str) -> int | None:
 
 async def register(client: BitrixClient, settings: Settings) -> Registration:
     """Register or update the bot and its commands: two REST requests."""
+    return await register_found(client, settings, await find_bot(client, settings.b24_bot_code))
+
+
+async def register_found(
+    client: BitrixClient, settings: Settings, existing: int | None
+) -> Registration:
+    """`register` with imbot.bot.list already read: `existing` is the bot with our code."""
     url, client_id = handler_url(settings), _client_id(settings)
     bot_fields: dict[str, Any] = {
         "EVENT_HANDLER": url,
         "OPENLINE": "Y",
         "PROPERTIES": {"NAME": settings.b24_bot_name, "COLOR": "AQUA", "WORK_POSITION": "Bot"},
     }
-    existing = await find_bot(client, settings.b24_bot_code)
     calls: list[BatchCall] = []
     if existing is None:
         bot_ref: BatchRef | int = BatchRef("bot")
