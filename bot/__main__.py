@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import aiohttp
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from bot.app import AccessLogger, create_app
 from bot.audit import parse_since, read_audit, write_audit
 from bot.bitrix.client import BitrixClient, PortalLimiters, WebhookAuth
-from bot.bitrix.registration import register, unregister
+from bot.bitrix.registration_v2 import register_for_mode, unregister_v2
 from bot.config import (
     SECRET_SETTINGS,
     Settings,
@@ -22,7 +22,7 @@ from bot.config import (
     describe_settings_error,
     env_name,
 )
-from bot.errors import BitrixError, BotCodeTaken, StorageMissing
+from bot.errors import BitrixError, BotCodeTaken, ChatbotsV2Unavailable, StorageMissing
 from bot.logs import configure_logging
 from bot.serving import Limits, rate_limit_server_errors, serve_until_signalled, start_serving
 
@@ -108,7 +108,7 @@ async def run_service(settings: Settings) -> None:
 def secret_literals(settings: Settings) -> list[str]:
     """The configured secrets, for the log redactor to mask wherever they turn up."""
     secrets = [settings.b24_webhook_url, settings.telegram_bot_token]
-    secrets += [settings.telegram_webhook_secret, settings.b24_client_id]
+    secrets += [settings.telegram_webhook_secret, settings.b24_client_id, settings.b24_bot_token]
     literals = [s.get_secret_value() for s in secrets if s is not None]
     if settings.b24_webhook_url is not None:
         literals.append(settings.b24_handler_path().rsplit("/", 1)[-1])
@@ -171,23 +171,29 @@ async def manage_bot(settings: Settings, command: str) -> int:
         )
         try:
             if command == "register":
-                registration = await register(client, settings)
-                print(
-                    f"Registered bot {registration.bot_id} with commands "
-                    f"{', '.join('/' + c for c in registration.command_ids)}; events go to "
-                    f"{settings.public_url}/b24/events/…"
-                )
+                registration = await register_for_mode(client, settings)
+                print(registered_text(settings, registration.bot_id, registration.command_ids))
             else:
-                removed = await unregister(client, settings)
+                # Our bot goes however it was registered (fetch or webhook mode).
+                removed = await unregister_v2(client, settings)
                 print(f"Removed bot {removed}." if removed else "No bot to remove.")
         except BitrixError as error:
             # The code and method only: no URL, no secret.
             print(f"Bitrix24 refused: {error.code} in {error.method}.", file=sys.stderr)
             return 1
-        except BotCodeTaken as error:
-            print(error, file=sys.stderr)  # names B24_BOT_CODE; holds no secret
+        except (BotCodeTaken, ChatbotsV2Unavailable) as error:
+            print(error, file=sys.stderr)  # names the settings to change; holds no secret
             return 1
     return 0
+
+
+def registered_text(settings: Settings, bot_id: int, commands: Iterable[str]) -> str:
+    names = ", ".join("/" + c for c in commands)
+    if settings.b24_event_mode == "fetch":
+        where = "events are pulled (fetch mode); no public URL needed"
+    else:
+        where = f"events go to {settings.public_url}/b24/events/… (webhook mode)"
+    return f"Registered bot {bot_id} with commands {names}; {where}."
 
 
 if __name__ == "__main__":

@@ -18,7 +18,15 @@ from aiohttp.test_utils import TestServer
 from bot.config import Settings
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
-from tests.harness import eventually, free_port, job_rows, process_env, write_locked
+from tests.bot.bitrix.test_registration import _run_cli as run_cli
+from tests.harness import (
+    eventually,
+    free_port,
+    job_rows,
+    process_env,
+    webhook_url,
+    write_locked,
+)
 
 
 def run_bot(
@@ -49,6 +57,8 @@ def test_help_explains_subcommands_and_every_setting(tmp_path: Path) -> None:
         ({"BOT_PORT": "http"}, "BOT_PORT = 'http'"),
         ({"B24_WEBHOOK_URL": "http://portal.example/rest/1/k3yc0de5ecret77/"}, "B24_WEBHOOK_URL"),
         ({"B24_SUPERVISOR_IDS": "all"}, "B24_SUPERVISOR_IDS"),
+        ({"B24_BOT_TOKEN": "k3yc0de5ecret77/"}, "B24_BOT_TOKEN"),
+        ({"B24_EVENT_MODE": "pull"}, "B24_EVENT_MODE = 'pull'"),
     ],
 )
 def test_an_invalid_setting_exits_2_with_one_clear_screen(
@@ -173,3 +183,40 @@ async def test_sigterm_keeps_its_bound_while_another_process_holds_the_database(
         states = db.execute("SELECT state FROM jobs").fetchall()
     assert len(states) == 3
     assert ("done",) not in states  # cut, still to do: queued, or claimed until the lease ends
+
+
+CANARY_TOKEN = "t0kenL3akCanary_cli_0123"
+
+
+async def test_cli_register_in_fetch_mode_needs_no_public_url_and_shows_no_secret(
+    sandbox: TestServer, portal: Portal, tmp_path: Path
+) -> None:
+    env = {
+        "PYTHONIOENCODING": "utf-8",
+        "B24_WEBHOOK_URL": webhook_url(sandbox),
+        "B24_BOT_TOKEN": CANARY_TOKEN,
+        "BOT_LOG_LEVEL": "debug",
+    }
+    code, out, err = await run_cli(["register"], env, tmp_path)
+    [bot] = portal.bots.values()
+    assert (code, bot.event_mode, bot.registered_v2) == (0, "fetch", True)
+    assert out.splitlines()[-1] == (
+        f"Registered bot {bot.id} with commands /rate, /help; "
+        "events are pulled (fetch mode); no public URL needed."
+    )
+    code, out, _ = await run_cli(["unregister"], env, tmp_path)
+    assert (code, out.splitlines()[-1]) == (0, f"Removed bot {bot.id}.")
+    assert portal.bots == {}
+    assert CANARY_TOKEN not in out + err
+
+
+async def test_cli_register_in_fetch_mode_on_a_portal_without_chatbots_2(
+    sandbox: TestServer, portal: Portal, tmp_path: Path
+) -> None:
+    portal.chatbots_v2 = False
+    env = {"B24_WEBHOOK_URL": webhook_url(sandbox), "BOT_LOG_LEVEL": "critical"}
+    code, out, err = await run_cli(["register"], env, tmp_path)
+    assert code == 1
+    assert "Set B24_EVENT_MODE=webhook and BOT_PUBLIC_URL" in err
+    assert "Traceback" not in out + err
+    assert portal.bots == {}

@@ -183,7 +183,12 @@ async def test_onimbotdelete_makes_the_service_forget_its_bot(service: Service) 
 
 
 def _cli_env(sandbox: TestServer, **extra: str) -> dict[str, str]:
-    return {"PYTHONIOENCODING": "utf-8", "B24_WEBHOOK_URL": webhook_url(sandbox), **extra}
+    return {
+        "PYTHONIOENCODING": "utf-8",
+        "B24_EVENT_MODE": "webhook",  # the classic path; fetch mode: tests/bot/test_main.py
+        "B24_WEBHOOK_URL": webhook_url(sandbox),
+        **extra,
+    }
 
 
 async def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
