@@ -50,6 +50,30 @@ class Metrics:
             registry=r,
             buckets=_LATENCY_BUCKETS,
         )
+        # Fetch mode (bot/bitrix/fetch.py).
+        self.events_fetched = Counter(
+            "bot_events_fetched",
+            "Chatbots 2.0 events fetched with imbot.v2.Event.get, by type",
+            ["type"],
+            registry=r,
+        )
+        self.fetch_lag = Histogram(
+            "bot_fetch_lag_seconds",
+            "Age of the oldest event of a fetched page when it was fetched",
+            registry=r,
+            buckets=(0.5, 1, 2, 3, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
+        )
+        self.poll_interval = Gauge(
+            "bot_poll_interval_seconds", "The current pause between two Event.get", registry=r
+        )
+        self.fetch_active = Gauge(
+            "bot_fetch_active", "1 while this instance is the bot's consumer, else 0", registry=r
+        )
+        self.fetch_last_success = Gauge(
+            "bot_fetch_last_success_timestamp_seconds",
+            "Unix time of the last successful Event.get",
+            registry=r,
+        )
 
         # The last REST request reached a working portal (for /readyz); a business error or a
         # rate limit still means it answered.

@@ -348,12 +348,21 @@ def welcome_of(event: JoinEvent, received_at: float) -> IncomingCommand | None:
 
 @dataclass
 class FetchedPage:
-    """What one page of fetched events comes to: the jobs to store, and what else it held."""
+    """What one page of fetched events comes to: the jobs to store, and what else it held.
 
-    commands: list[IncomingCommand] = field(default_factory=list)
+    The jobs stay grouped by message (a click, a welcome: a group of its own), because
+    `Storage.enqueue` refuses per call: one user over their share loses their message's jobs,
+    not everyone's."""
+
+    groups: list[list[IncomingCommand]] = field(default_factory=list)
     deleted_bots: list[int] = field(default_factory=list)  # ONIMBOTV2DELETE: the bot is gone
     ignored: int = 0  # well-formed events this bot does not handle
     malformed: int = 0  # events that failed the checks: skipped, never retried
+
+    @property
+    def commands(self) -> list[IncomingCommand]:
+        """Every job of the page, in order."""
+        return [command for group in self.groups for command in group]
 
 
 def _group_of(event: CommandEvent | MessageEvent) -> str:
@@ -397,14 +406,15 @@ def admit_fetched(
                 welcomes.add(welcome.key)
         else:
             groups.setdefault(_group_of(event), []).extend(commands_of(event, received_at))
-    unique: dict[str, IncomingCommand] = {}
+    seen: set[str] = set()
     for group, commands in groups.items():
         taken = (
             commands
             if group in welcomes
             else admit(commands, message_key=group, may_rate=may_rate)
         )
-        for command in taken:
-            unique.setdefault(command.key, command)
-    page.commands = list(unique.values())
+        fresh = [command for command in taken if command.key not in seen]
+        seen.update(command.key for command in fresh)
+        if fresh:
+            page.groups.append(fresh)
     return page

@@ -83,6 +83,16 @@ class Storage(Protocol):
         """Mark a job done and write its audit entry, in one transaction."""
         ...
 
+    async def hold(self, name: str, *, now: float, lease: float) -> bool:
+        """Acquire or renew the lease on `name` (one consumer of a bot's events) until
+        `now` + `lease`, atomically: whether this instance holds it now. Another holder's
+        lease is taken over only once it has run out."""
+        ...
+
+    async def let_go(self, name: str) -> None:
+        """Release the lease on `name` if this instance holds it."""
+        ...
+
     async def check(self) -> None:
         """Raise unless the storage can take a write now (readiness)."""
         ...

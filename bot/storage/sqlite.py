@@ -106,6 +106,15 @@ MIGRATIONS: Final = (
     """
     ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
     """,
+    # One consumer of a bot's fetched events (bot/bitrix/fetch.py): the instance holding the
+    # row until `expires_at`, which it keeps pushing forward while it lives.
+    """
+    CREATE TABLE consumers (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
 )
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 # How long a write waits for a database another process holds (SQLite's busy timeout); how
@@ -114,6 +123,15 @@ _BUSY_WAIT_MS: Final = 5000
 _CHECK_WAIT_MS: Final = 1000
 _RELEASE_WAIT_MS: Final = 500
 _RECOUNT_EVERY: Final = 1.0  # seconds between recounts of unfinished jobs before a refusal
+
+# Acquire or renew in one statement: the row is ours if it is new, already ours, or its
+# holder's lease has run out (its process died).
+HOLD: Final = """
+INSERT INTO consumers (name, owner, expires_at) VALUES (:name, :owner, :until)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+    WHERE consumers.owner = excluded.owner OR consumers.expires_at <= :now
+RETURNING owner
+"""
 
 # The oldest due job that no earlier unfinished job of its session holds back: a queued job
 # whose time has come, or a claim whose lease has passed (its owner died, or stopped working
@@ -400,6 +418,19 @@ class SqliteStorage:
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
+
+    async def hold(self, name: str, *, now: float, lease: float) -> bool:
+        async with self._lock:
+            rows = await self._db.execute_fetchall(
+                HOLD, {"name": name, "owner": self._owner, "until": now + lease, "now": now}
+            )
+            return bool(rows)
+
+    async def let_go(self, name: str) -> None:
+        async with self._lock:
+            await self._db.execute(
+                "DELETE FROM consumers WHERE name = ? AND owner = ?", (name, self._owner)
+            )
 
     async def check(self) -> None:
         # A write lock taken and given back: reads still answer when another process holds

@@ -442,3 +442,31 @@ async def test_an_unreadable_job_of_an_older_database_does_not_stop_the_upgrade(
     assert taken is not None
     assert taken.key == "good"  # "bad" is set aside, as on the current schema
     await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("first_then", "after", "second_holds"),
+    [
+        ("renews", 5.0, False),  # the holder lives: nobody else takes its lease
+        ("dies", 5.0, False),  # its lease has not run out yet
+        ("dies", 11.0, True),  # it has: the second instance takes over
+        ("lets_go", 0.0, True),  # released on close
+    ],
+)
+async def test_one_consumer_lease_per_name_taken_over_only_when_it_runs_out(
+    path: Path, first_then: str, after: float, second_holds: bool
+) -> None:
+    first, second = await opened(path), await opened(path)
+    try:
+        assert await first.hold("bot", now=0.0, lease=10.0)
+        assert await first.hold("bot", now=1.0, lease=10.0)  # renewed by its holder
+        assert await second.hold("other bot", now=1.0, lease=10.0)  # one lease per name
+        if first_then == "renews":
+            assert await first.hold("bot", now=after, lease=10.0)
+        elif first_then == "lets_go":
+            await first.let_go("bot")
+        assert await second.hold("bot", now=after, lease=10.0) is second_holds
+        assert await first.hold("bot", now=after, lease=10.0) is not second_holds
+    finally:
+        await first.close()
+        await second.close()
