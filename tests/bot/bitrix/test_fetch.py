@@ -90,6 +90,7 @@ class Rig:
         user_share: int = 50,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        accepting: Callable[[], bool] = lambda: True,
     ) -> FetchPoller:
         return FetchPoller(
             rest or self.client,
@@ -105,6 +106,7 @@ class Rig:
             on_bot_missing=self.bot_gone,
             consumer="sandbox.test/rating_bot",
             tuning=tuning,
+            accepting=accepting,
         )
 
     def start(self, poller: FetchPoller) -> None:
@@ -270,6 +272,18 @@ async def test_a_full_queue_acknowledges_nothing_and_loses_nothing(rig: Rig) -> 
     assert texts(rig) == ["/rate 494 5", "/rate 495 4"]
 
 
+async def test_while_shutting_down_nothing_is_stored_or_acknowledged(rig: Rig) -> None:
+    accepting = False
+    poller = rig.poller(await rig.storage(), accepting=lambda: accepting)
+    rig.start(poller)
+    await rig.say(27, GROUP, "/rate 494 5")
+    await eventually(lambda: poller.status().problem == "shutting_down")
+    assert (texts(rig), len(rig.unacknowledged())) == ([], 1)
+    accepting = True  # the next start
+    await eventually(lambda: texts(rig) and not rig.unacknowledged())
+    assert texts(rig) == ["/rate 494 5"]
+
+
 async def test_one_user_over_their_share_does_not_hold_back_anyone_else(rig: Rig) -> None:
     rig.start(rig.poller(await rig.storage(), user_share=1))
     await rig.say(27, GROUP, "/rate 494 5")
@@ -308,7 +322,7 @@ async def _another_application(_rig: Rig) -> str:
     ids=lambda gone: str(gone.__name__),
 )
 async def test_a_missing_bot_is_reported_and_the_poller_waits_for_a_new_one(
-    rig: Rig, gone: Callable[[Rig], Any]
+    rig: Rig, gone: Callable[[Rig], Any], logs: list[MutableMapping[str, Any]]
 ) -> None:
     old = rig.bot_id
     token = await gone(rig)
@@ -320,6 +334,8 @@ async def test_a_missing_bot_is_reported_and_the_poller_waits_for_a_new_one(
     gets = rig.event_gets()
     await asyncio.sleep(FAST_POLL.idle * 3)
     assert rig.event_gets() == gets  # no fetch for a bot that is gone
+    assert "fetch.bot_missing" in [e["event"] for e in logs]
+    assert token not in repr(logs)  # the bot token is a secret
 
 
 async def test_after_the_bot_is_registered_again_its_commands_are_stored(rig: Rig) -> None:
