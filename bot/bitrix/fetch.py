@@ -90,6 +90,10 @@ class PollTuning:
         default_factory=lambda: RetryRules(first_wait=1.0, longest_wait=60.0)
     )
 
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and 0 < self.budget_share <= 1 and self.answer_target > 0):
+            raise ValueError("the rate, the budget share (up to 1) and the target are positive")
+
     @property
     def idle(self) -> float:
         """The pause of an idle poller: the budget's share of the rate, and no more."""

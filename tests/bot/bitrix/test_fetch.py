@@ -503,3 +503,13 @@ def _entry(key: str) -> AuditEntry:
         outcome="saved",
         reply="ok",
     )
+
+
+@pytest.mark.parametrize(
+    ("rate", "share", "target"), [(0.0, 0.25, 3.0), (2.0, 0.0, 3.0), (2.0, 1.5, 3.0), (2, 0.25, 0)]
+)
+def test_a_tuning_that_allows_no_polling_is_refused(
+    rate: float, share: float, target: float
+) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        PollTuning(rate=rate, budget_share=share, answer_target=target)
