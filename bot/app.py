@@ -8,24 +8,25 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from pydantic import SecretStr
 
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
 from bot.bitrix.coalesce import Coalescer, RestCaller
+from bot.bitrix.fetch import FetchPoller, PollTuning
 from bot.bitrix.people import BitrixPeople
-from bot.bitrix.registration import register
 from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
+from bot.bitrix.replies_v2 import BitrixV2Replies
 from bot.bitrix.votes import BitrixSessionVotes
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
 from bot.config import Settings, is_loopback_host
 from bot.dispatch import Handled, Services, run_command
-from bot.errors import BitrixError, BotCodeTaken
 from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
@@ -35,6 +36,7 @@ from bot.state import (
     COALESCER,
     CORE,
     METRICS,
+    POLLER,
     SETTINGS,
     STOPPING,
     BitrixState,
@@ -42,6 +44,7 @@ from bot.state import (
     Stopping,
 )
 from bot.storage import Storage, open_storage
+from bot.upkeep import keep_pruning, keep_registered
 
 # What closing the portal session and the database takes at most, kept out of the workers'
 # share of BOT_SHUTDOWN_TIMEOUT.
@@ -104,6 +107,8 @@ class Tuning:
     coalesce: bool = True  # merge queued REST calls into batch requests (off: the naive mode)
     retention: float = 7 * 24 * 3600.0  # de-dup keys of finished jobs are kept this long
     prune_every: float = 3600.0
+    poll: PollTuning = field(default_factory=PollTuning)  # fetch mode; the settings fill in
+    # the rate, the budget share and the answer target
 
 
 def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Application:
@@ -119,20 +124,23 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Appli
     app.on_shutdown.append(_stop_begins)
     if settings.b24_webhook_url is not None:
         app[BITRIX] = BitrixState()
-        app.router.add_post("/b24/events/{secret}", receive_event)
-        app.cleanup_ctx.append(_bitrix_webhook_mode(tuning or Tuning()))
+        if settings.b24_event_mode == "webhook":
+            app.router.add_post("/b24/events/{secret}", receive_event)
+        app.cleanup_ctx.append(_bitrix_side(tuning or Tuning()))
     app.on_cleanup.append(_log_stopped)  # after every cleanup context has closed
     return app
 
 
-def _bitrix_webhook_mode(
+def _bitrix_side(
     tuning: Tuning,
 ) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    """The portal's client, the core (storage, workers) and the transport B24_EVENT_MODE
+    chooses: the webhook handler's intake, or the poller."""
+
     @contextlib.asynccontextmanager
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings, state = app[SETTINGS], app[BITRIX]
         assert settings.b24_webhook_url is not None  # noqa: S101 - checked by create_app
-        assert settings.b24_client_id is not None  # noqa: S101 - derived with the webhook
         async with aiohttp.ClientSession() as session:
             auth = WebhookAuth(settings.b24_webhook_url)
             limiters = PortalLimiters(rate=settings.b24_rate_limit, burst=settings.b24_rate_burst)
@@ -143,47 +151,28 @@ def _bitrix_webhook_mode(
             if coalescer is not None:
                 app[COALESCER] = coalescer
             caller: RestCaller = coalescer or client
-            services = Services(
-                BitrixSessionVotes(caller), settings.b24_supervisor_ids, BitrixPeople(caller)
-            )
-            client_id = settings.b24_client_id.get_secret_value()
-            replies = BitrixReplies(caller, client_id, answer_window=tuning.answer_window)
             storage = await open_storage(
                 settings.bot_database_url, session_of=session_of, lease=settings.bot_job_lease
             )
-
-            async def execute(job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: FBT001
-                return await run_command(job, services, may_retry=may_retry)
-
-            runner = JobRunner(
-                storage,
-                execute,
-                replies.send,
-                workers=tuning.workers,
-                rules=tuning.jobs,
-                metrics=app[METRICS],
-            )
+            runner = _runner(app, caller, storage, tuning)
             app[CORE] = Core(storage, runner)
-            app[INTAKE] = EventIntake(
-                path_secret=settings.b24_handler_path().rsplit("/", 1)[-1],
-                client_id=client_id,
-                application_token=None,
-                storage=storage,
-                runner=runner,
-                supervisors=settings.b24_supervisor_ids,
-                queue_limit=tuning.queue_size,
-                user_share=tuning.user_share,
-                metrics=app[METRICS],
-                clock=time.time,
-                on_bot_deleted=state.forget,
-            )
             background = [
-                asyncio.create_task(_keep_registering(client, settings, state, tuning)),
-                asyncio.create_task(_keep_pruning(storage, tuning)),
+                asyncio.create_task(
+                    keep_registered(client, settings, state, backoff=tuning.registration_backoff)
+                ),
+                asyncio.create_task(
+                    keep_pruning(storage, retention=tuning.retention, every=tuning.prune_every)
+                ),
             ]
+            if settings.b24_event_mode == "webhook":
+                app[INTAKE] = _intake(app, core=app[CORE], tuning=tuning)
+            else:
+                app[POLLER] = _poller(app, caller, app[CORE], tuning)
+                background.append(asyncio.create_task(app[POLLER].run(), name="fetch-poller"))
             try:
                 yield
             finally:
+                # Fetching stops first: what it stored waits in storage for the next start.
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
@@ -196,6 +185,92 @@ def _bitrix_webhook_mode(
                 await storage.close()
 
     return context
+
+
+def _runner(
+    app: web.Application, caller: RestCaller, storage: Storage, tuning: Tuning
+) -> JobRunner:
+    """The workers: every command through dispatch, every reply back by the mode's API."""
+    settings, state = app[SETTINGS], app[BITRIX]
+    services = Services(
+        BitrixSessionVotes(caller), settings.b24_supervisor_ids, BitrixPeople(caller)
+    )
+    replies: BitrixReplies | BitrixV2Replies
+    if settings.b24_event_mode == "webhook":
+        replies = BitrixReplies(
+            caller, secret(settings.b24_client_id), answer_window=tuning.answer_window
+        )
+    else:
+        replies = BitrixV2Replies(
+            caller,
+            secret(settings.b24_bot_token),
+            state.bot_id,
+            answer_window=tuning.answer_window,
+        )
+
+    async def execute(job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: FBT001
+        return await run_command(job, services, may_retry=may_retry)
+
+    return JobRunner(
+        storage,
+        execute,
+        replies.send,
+        workers=tuning.workers,
+        rules=tuning.jobs,
+        metrics=app[METRICS],
+    )
+
+
+def _intake(app: web.Application, *, core: Core, tuning: Tuning) -> EventIntake:
+    """Webhook mode: what the event handler checks and where it puts commands."""
+    settings = app[SETTINGS]
+    return EventIntake(
+        path_secret=settings.b24_handler_path().rsplit("/", 1)[-1],
+        client_id=secret(settings.b24_client_id),
+        application_token=None,
+        storage=core.storage,
+        runner=core.runner,
+        supervisors=settings.b24_supervisor_ids,
+        queue_limit=tuning.queue_size,
+        user_share=tuning.user_share,
+        metrics=app[METRICS],
+        clock=time.time,
+        on_bot_deleted=app[BITRIX].forget,
+    )
+
+
+def _poller(app: web.Application, caller: RestCaller, core: Core, tuning: Tuning) -> FetchPoller:
+    """Fetch mode: the one consumer of the bot's events (Chatbots 2.0, protocol notes §00 9)."""
+    settings, state = app[SETTINGS], app[BITRIX]
+    assert settings.b24_webhook_url is not None  # noqa: S101 - checked by create_app
+    portal = urlsplit(settings.b24_webhook_url.get_secret_value()).hostname or ""
+    return FetchPoller(
+        caller,
+        bot_token=secret(settings.b24_bot_token),
+        bot_id=state.bot_id,
+        storage=core.storage,
+        wake=core.runner.wake,
+        may_rate=settings.b24_supervisor_ids.allows,
+        queue_limit=tuning.queue_size,
+        user_share=tuning.user_share,
+        metrics=app[METRICS],
+        clock=time.time,
+        on_bot_missing=state.forget,
+        consumer=f"b24:{portal}:{settings.b24_bot_code}",
+        tuning=replace(
+            tuning.poll,
+            rate=settings.b24_rate_limit,
+            budget_share=settings.b24_poll_budget,
+            answer_target=settings.b24_answer_target,
+        ),
+        accepting=lambda: core.runner.accepting,
+    )
+
+
+def secret(value: SecretStr | None) -> str:
+    """A secret setting that validation has filled in (derived when not set)."""
+    assert value is not None  # noqa: S101 - derived with the webhook by Settings
+    return value.get_secret_value()
 
 
 async def _unfinished_or_none(storage: Storage) -> int | None:
@@ -220,57 +295,11 @@ async def _log_stopped(app: web.Application) -> None:
     )
 
 
-async def _keep_pruning(storage: Storage, tuning: Tuning) -> None:
-    """Forget de-dup keys of jobs finished longer ago than the retention period; a failing
-    storage (locked by another process, say) is logged and tried again next time."""
-    while True:
-        try:
-            pruned = await storage.prune(before=time.time() - tuning.retention)
-        except Exception:
-            log.exception("storage.prune_failed")
-        else:
-            if pruned:
-                log.info("storage.pruned", jobs=pruned)
-        await asyncio.sleep(tuning.prune_every)
-
-
-async def _keep_registering(
-    client: BitrixClient, settings: Settings, state: BitrixState, tuning: Tuning
-) -> None:
-    """Register on start; while the portal is unreachable, keep trying with growing waits."""
-    wait = 1.0
-    while True:
-        try:
-            state.registration = await register(client, settings)
-        except BotCodeTaken as error:
-            # Retrying cannot help: the operator must choose another code.
-            log.error(  # noqa: TRY400
-                "bitrix.bot_code_taken",
-                setting="B24_BOT_CODE",
-                code=error.code,
-                bot_id=error.bot_id,
-                hint=str(error),
-            )
-            state.refused = f"not registered: B24_BOT_CODE {error.code!r} is another app's bot"
-            return
-        except BitrixError as error:
-            # The code says what failed; a traceback would not add to it.
-            log.error(  # noqa: TRY400
-                "bitrix.registration_failed", code=error.code, method=error.method, retry_in_s=wait
-            )
-        except Exception:  # an answer it cannot read: tried again, never given up for good
-            log.exception("bitrix.registration_failed", retry_in_s=wait)
-        else:
-            state.registered.set()
-            return
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, tuning.registration_backoff)
-
-
 async def _log_startup(app: web.Application) -> None:
     settings = app[SETTINGS]
     public_host = urlsplit(settings.public_url).hostname or ""
-    if settings.b24_webhook_url is not None and is_loopback_host(public_host):
+    pushed = settings.b24_event_mode == "webhook"  # fetch mode needs no public URL
+    if settings.b24_webhook_url is not None and pushed and is_loopback_host(public_host):
         portal = urlsplit(settings.b24_webhook_url.get_secret_value()).hostname or ""
         if not is_loopback_host(portal):
             log.warning(
@@ -280,6 +309,7 @@ async def _log_startup(app: web.Application) -> None:
     log.info(
         "service.started",
         public_url=settings.public_url,
-        webhook_mode=settings.b24_webhook_url is not None,
+        bitrix24=settings.b24_webhook_url is not None,
+        event_mode=settings.b24_event_mode,
         telegram=settings.telegram_bot_token is not None,
     )

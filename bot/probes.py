@@ -6,7 +6,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.state import BITRIX, COALESCER, CORE, METRICS
+from bot.bitrix.fetch import PollerStatus
+from bot.state import BITRIX, COALESCER, CORE, METRICS, POLLER
 from bot.storage import Storage
 
 log = structlog.get_logger(__name__)
@@ -35,8 +36,30 @@ async def readyz(request: web.Request) -> web.Response:
         checks["workers"] = "ok" if core and core.runner.alive() else "stopped"
         if COALESCER in app:
             checks["senders"] = "ok" if app[COALESCER].alive() else "stopped"
+    extra: dict[str, object] = {}
+    if POLLER in app:
+        checks["events"], extra["poller"] = _poller_check(app[POLLER].status())
     ready = all(value == "ok" for value in checks.values())
-    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+    return web.json_response({"ready": ready, **checks, **extra}, status=200 if ready else 503)
+
+
+def _poller_check(status: PollerStatus) -> tuple[str, dict[str, object]]:
+    """Fetch mode: whether events come in, and the poller's own account. A passive instance
+    (another one consumes this bot's events) is ready: it is the stand-by, and takes over when
+    the other one stops."""
+    since = None if status.since_success is None else round(status.since_success, 1)
+    shown: dict[str, object] = {"state": status.state, "last_fetch_s": since}
+    if status.reason:
+        shown["reason"] = status.reason
+    if status.problem:
+        shown["problem"] = status.problem
+    if status.state == "passive":
+        return "ok", shown
+    if status.state == "active" and not status.problem:
+        return "ok", shown
+    if status.state == "waiting":
+        return f"waiting: {status.reason}", shown
+    return status.problem or status.state, shown
 
 
 async def _storage_answers(storage: Storage) -> bool:

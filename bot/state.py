@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot.bitrix.coalesce import Coalescer
+from bot.bitrix.fetch import FetchPoller
 from bot.bitrix.registration import Registration
 from bot.config import Settings
 from bot.jobs import JobRunner
@@ -23,6 +24,7 @@ class BitrixState:
 
     registration: Registration | None = None
     registered: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: asyncio.Event = field(default_factory=asyncio.Event)  # set: register again
     # Why registration stopped for good (a setting to fix), for /readyz.
     refused: str | None = None
 
@@ -30,6 +32,7 @@ class BitrixState:
         if self.registration is not None and self.registration.bot_id == bot_id:
             self.registration = None
             self.registered.clear()
+            self.lost.set()
 
     def bot_id(self) -> int | None:
         return self.registration.bot_id if self.registration is not None else None
@@ -60,3 +63,4 @@ STOPPING = web.AppKey("stopping", Stopping)
 BITRIX = web.AppKey("bitrix_state", BitrixState)
 COALESCER = web.AppKey("coalescer", Coalescer)
 CORE = web.AppKey("core", Core)
+POLLER = web.AppKey("fetch_poller", FetchPoller)

@@ -23,6 +23,7 @@ from pytest_aiohttp import AiohttpServer
 
 from bot.app import Tuning, create_app
 from bot.bitrix.client import BitrixClient, PortalLimiters, RestAuth, RetryPolicy, WebhookAuth
+from bot.bitrix.fetch import PollTuning
 from bot.config import Settings
 from bot.jobs import RetryRules
 from bot.sandbox.app import EVENTS, create_sandbox_app
@@ -125,6 +126,13 @@ FAST = Tuning(
     jobs=RetryRules(first_wait=0.05, longest_wait=0.2, give_up_after=2.0),
     registration_backoff=0.2,
     shutdown_grace=2,
+    # Fetch mode: quick rounds (the idle interval follows B24_RATE_LIMIT and B24_POLL_BUDGET).
+    poll=PollTuning(
+        quick=0.05,
+        lease=2.0,
+        wait_for_bot=0.05,
+        backoff=RetryRules(first_wait=0.05, longest_wait=0.2),
+    ),
 )
 
 
