@@ -262,6 +262,9 @@ def _poller(app: web.Application, caller: RestCaller, core: Core, tuning: Tuning
             rate=settings.b24_rate_limit,
             budget_share=settings.b24_poll_budget,
             answer_target=settings.b24_answer_target,
+            # After a kill -9 the restarted service waits this long to consume again: no
+            # longer than it waits for the dead process's jobs.
+            lease=min(tuning.poll.lease, settings.bot_job_lease),
         ),
         accepting=lambda: core.runner.accepting,
     )

@@ -62,6 +62,10 @@ async def batch(ctx: CallContext, params: dict[str, Any]) -> Any:
 async def _run(ctx: CallContext, method: str, params: dict[str, Any]) -> Any:
     if method == "batch":  # nested batch is refused since rest 24.0.0
         raise RestError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed", 405)
+    fault = ctx.portal.take_fault(method, inside_batch=True)
+    if fault is not None:
+        code = fault.error or "INTERNAL_SERVER_ERROR"
+        raise RestError(code, fault.description or code, fault.status or 500)
     return await call_method(ctx, method, params)
 
 

@@ -178,6 +178,9 @@ class Fault:
     # The method runs (and stores) first, then the fault answers: a gateway's 502/504 or a
     # lost answer after the portal did the work.
     after: bool = False
+    # For calls of `method` made inside `batch` (never "*"): that call alone fails with the
+    # fault's error, the rest of the batch goes on (delay, hang and body do not apply).
+    inside_batch: bool = False
 
 
 @dataclass
@@ -274,9 +277,11 @@ class Portal:
         staff = line.heads | line.supervisors | line.operators | {session.operator_id}
         return user.is_admin or user_id in staff
 
-    def take_fault(self, method: str) -> Fault | None:
+    def take_fault(self, method: str, *, inside_batch: bool = False) -> Fault | None:
         for fault in self.faults:
-            if fault.method in ("*", method):
+            if fault.inside_batch != inside_batch:
+                continue
+            if fault.method == method or (fault.method == "*" and not inside_batch):
                 if fault.times > 0:
                     fault.times -= 1
                 if fault.times == 0:

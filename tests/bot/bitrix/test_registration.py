@@ -16,7 +16,7 @@ from bot.bitrix.registration import handler_url
 from bot.logs import configure_logging
 from bot.sandbox.portal import Bot, Fault, Portal
 from bot.state import BITRIX
-from tests.harness import Service, ServiceFactory, webhook_url
+from tests.harness import Service, ServiceFactory, eventually, webhook_url
 
 
 def client_id(service: Service) -> str:
@@ -177,9 +177,16 @@ async def test_a_foreign_bot_with_our_code_is_never_adopted(
     assert portal.commands == {}
 
 
-async def test_onimbotdelete_makes_the_service_forget_its_bot(service: Service) -> None:
-    await service.events.delete_bot(service.bot_id)
-    assert service.server.app[BITRIX].registration is None
+async def test_a_bot_deleted_in_the_portal_is_forgotten_and_registered_again(
+    service: Service,
+) -> None:
+    old_id = service.bot_id
+    await service.events.delete_bot(old_id)
+    state = service.server.app[BITRIX]
+    new_id = await eventually(lambda: state.bot_id() not in (None, old_id) and state.bot_id())
+    assert [b.id for b in service.portal.bots.values()] == [new_id]
+    reply = await service.reply_to(27, new_id, "/rate 494 5")
+    assert reply.text.startswith("✅")
 
 
 def _cli_env(sandbox: TestServer, **extra: str) -> dict[str, str]:

@@ -220,3 +220,16 @@ async def test_inspection_api_shows_sessions_and_takes_faults_and_time(
     async with http.post(sandbox.make_url("/_sandbox/clock"), json={"advance": 600}):
         pass
     assert portal.now() - before >= 600
+
+
+async def test_a_fault_inside_batch_fails_that_call_alone_and_spares_direct_calls(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    portal.faults.append(Fault(method="profile", error="INTERNAL_SERVER_ERROR", inside_batch=True))
+    assert (await rest(http, webhook_url(sandbox) + "profile"))[0] == 200  # a direct call
+    body = {"cmd": {"a": "profile", "b": "imbot.v2.Revision.get"}}
+    status, answer = await rest(http, webhook_url(sandbox) + "batch", json=body)
+    assert status == 200
+    assert answer["result"]["result_error"]["a"]["error"] == "INTERNAL_SERVER_ERROR"
+    assert "b" in answer["result"]["result"]
+    assert portal.faults == []  # used up
