@@ -7,13 +7,12 @@ import asyncio
 
 import aiohttp
 
-from bot.sandbox.portal import Portal
+from bot.sandbox.portal import Fault, Portal
 from bot.state import BITRIX, POLLER
-from tests.harness import Service, ServiceFactory, drained, eventually, post_form
+from tests.harness import Service, ServiceFactory, drained, eventually, job_rows, post_form
 
 # The sandbox drains 50 requests a second in tests: a poller told so polls every 0.08 s idle.
 FETCH = {"B24_EVENT_MODE": "fetch", "B24_RATE_LIMIT": "50"}
-EVENT_GET = "imbot.v2.event.get"  # the sandbox records method names in lower case
 
 
 async def start_fetching(start_service: ServiceFactory, **env: str) -> Service:
@@ -159,3 +158,33 @@ async def test_an_idle_service_polls_within_its_share_of_the_portal_budget(
     requests = [c for c in service.portal.calls[begin:] if c.batch_of is None]  # HTTP requests
     assert len(requests) <= 6 * 2 * 0.25 + 1
     assert requests  # it does poll
+
+
+async def test_commands_queued_in_one_mode_are_answered_after_a_switch_to_the_other(
+    start_service: ServiceFactory,
+) -> None:
+    """Fetch mode, then webhook mode on the same database: the command still waiting (the
+    portal was overloaded) is run by the classic bot and answered by a message, since its
+    command belonged to the replaced bot."""
+    fetching = await start_fetching(start_service)
+    overloaded = Fault(
+        method="imopenlines.session.head.vote",
+        error="QUERY_LIMIT_EXCEEDED",
+        status=503,
+        times=-1,
+        inside_batch=True,
+    )
+    fetching.portal.faults.append(overloaded)
+    await fetching.say(27, fetching.bot_id, "/rate 494 5 Дождался")
+    database = fetching.settings.bot_database_url
+    # Tried, refused by the overloaded portal, and put back: postponed, not lost.
+    await eventually(lambda: [(r[1], r[3] > 0) for r in job_rows(database)] == [("queued", True)])
+    await fetching.server.close()
+    fetching.portal.faults.clear()
+    classic = await start_service(B24_EVENT_MODE="webhook")
+    await eventually(classic.bot_messages)
+    [reply] = classic.bot_messages()
+    assert reply.text.startswith("✅ Сохранено. Сессия 494")
+    assert reply.via == "imbot.message.add"
+    assert reply.chat_id == classic.portal.private_chat(27, classic.bot_id).id
+    assert stored(classic.portal, 494) == (5, "Дождался")
