@@ -31,12 +31,18 @@ MAX_COMMANDS_PER_MESSAGE: Final = 10
 
 
 def admit(
-    commands: Sequence[IncomingCommand], *, message_key: str, may_rate: Callable[[int], bool]
+    commands: Sequence[IncomingCommand],
+    *,
+    message_key: str,
+    may_rate: Callable[[int], bool],
+    already: int = 0,
 ) -> list[IncomingCommand]:
     """The jobs to store for the commands of ONE message (one author).
 
     `message_key` is the prefix every command key of the message shares, whichever event
     delivered it: the notice is keyed by it, so a redelivery adds no second notice.
+    `already` counts the message's commands an earlier delivery admitted (fetch mode: one
+    message's command events may come over several pages); they count against the bounds.
     """
     if not commands:
         return []
@@ -45,15 +51,19 @@ def admit(
         log.info("intake.customer_ignored", user_id=first.author_id, commands=len(commands))
         return []
     if first.author_kind == "extranet" or not may_rate(first.author_id):
-        if len(commands) > 1:
+        if len(commands) > 1 or already:
             log.info("intake.one_reply", user_id=first.author_id, commands=len(commands))
-        return [first]
+        return [] if already else [first]
     # An author the event does not describe is verified by each job: the jobs after the first
     # are marked, so that only the first answers should they turn out not to be staff.
-    taken = [first, *(c.model_copy(update={"follows": True}) for c in commands[1:])]
-    if len(commands) <= MAX_COMMANDS_PER_MESSAGE:
+    taken = [
+        c if i == 0 and not already else c.model_copy(update={"follows": True})
+        for i, c in enumerate(commands)
+    ]
+    room = max(MAX_COMMANDS_PER_MESSAGE - already, 0)
+    if len(commands) <= room:
         return taken
-    skipped = len(commands) - MAX_COMMANDS_PER_MESSAGE
+    skipped = len(commands) - room
     log.info("intake.commands_skipped", user_id=first.author_id, skipped=skipped)
     notice = first.model_copy(
         update={
@@ -63,4 +73,4 @@ def admit(
             "follows": True,
         }
     )
-    return [*taken[:MAX_COMMANDS_PER_MESSAGE], notice]
+    return [*taken[:room], notice]

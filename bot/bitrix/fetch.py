@@ -42,7 +42,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from bot.bitrix.coalesce import RestCaller
-from bot.bitrix.v2events import MAX_EVENT_ID, FetchedPage, admit_fetched
+from bot.bitrix.v2events import MAX_EVENT_ID, FetchedPage, MessageTally, admit_fetched
 from bot.errors import BitrixError
 from bot.jobs import RetryRules
 from bot.metrics import Metrics
@@ -174,6 +174,7 @@ class FetchPoller:
         self._foreign = False
         self._last_success: float | None = None
         self._interval = tuning.idle
+        self._tally = MessageTally()
 
     def status(self) -> PollerStatus:
         since = None if self._last_success is None else self._clock() - self._last_success
@@ -224,12 +225,15 @@ class FetchPoller:
             return self._back_off()
         if self._is_foreign(page):
             return self._go_foreign()
-        fetched = admit_fetched(page.events, received_at=self._clock(), may_rate=self._may_rate)
+        fetched = admit_fetched(
+            page.events, received_at=self._clock(), may_rate=self._may_rate, tally=self._tally
+        )
         self._metrics.events_rejected.labels(reason="malformed_event").inc(fetched.malformed)
         problem = await self._store(fetched)
         if problem:
             self._problem = problem
             return self._back_off()
+        self._tally.record(fetched.admitted)
         self._offset = page.next_offset
         if bot_id in fetched.deleted_bots:
             self._bot_gone(bot_id)

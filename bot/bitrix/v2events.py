@@ -29,6 +29,7 @@ message to `bot.intake.admit` together, as the webhook adapter does for one v1 e
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +61,8 @@ log = structlog.get_logger(__name__)
 # The queue's own ids: not a 32-bit column we know of, so bounded only to what JSON and
 # SQLite hold exactly [UNCONFIRMED: the width of Bitrix24's event id].
 MAX_EVENT_ID: Final = 2**53 - 1
+# How many messages' admitted keys the poller remembers: far more than a few pages hold.
+TALLY_MESSAGES: Final = 10_000
 _EVENT_ID = re.compile(r"[0-9]{1,16}")
 _EVENT_TYPE = re.compile(r"[A-Za-z0-9_]{1,64}")
 _LEADING_BLANKS = "\t\n\r\f\v \u200b\u2060\ufeff"
@@ -346,6 +349,26 @@ def welcome_of(event: JoinEvent, received_at: float) -> IncomingCommand | None:
     )
 
 
+class MessageTally:
+    """The job keys admitted so far per message, for the messages of the last pages: one
+    message's command events may straddle pages, and its bounds are the message's (intake).
+    Only what was stored is recorded, so a page fetched again is admitted as before."""
+
+    def __init__(self, messages: int = TALLY_MESSAGES) -> None:
+        self._messages = messages
+        self._keys: OrderedDict[str, frozenset[str]] = OrderedDict()
+
+    def keys_of(self, message: str) -> frozenset[str]:
+        return self._keys.get(message, frozenset())
+
+    def record(self, admitted: dict[str, list[str]]) -> None:
+        for message, keys in admitted.items():
+            self._keys[message] = self.keys_of(message).union(keys)
+            self._keys.move_to_end(message)
+        while len(self._keys) > self._messages:
+            self._keys.popitem(last=False)
+
+
 @dataclass
 class FetchedPage:
     """What one page of fetched events comes to: the jobs to store, and what else it held.
@@ -355,6 +378,7 @@ class FetchedPage:
     not everyone's."""
 
     groups: list[list[IncomingCommand]] = field(default_factory=list)
+    admitted: dict[str, list[str]] = field(default_factory=dict)  # message -> its new job keys
     deleted_bots: list[int] = field(default_factory=list)  # ONIMBOTV2DELETE: the bot is gone
     ignored: int = 0  # well-formed events this bot does not handle
     malformed: int = 0  # events that failed the checks: skipped, never retried
@@ -373,15 +397,19 @@ def _group_of(event: CommandEvent | MessageEvent) -> str:
 
 
 def admit_fetched(
-    events: Sequence[Any], *, received_at: float, may_rate: Callable[[int], bool]
+    events: Sequence[Any],
+    *,
+    received_at: float,
+    may_rate: Callable[[int], bool],
+    tally: MessageTally | None = None,
 ) -> FetchedPage:
     """The jobs for one fetched page, ready for `Storage.enqueue`, each key once.
 
     The commands of one message (its several command events, or one message event) pass
     `bot.intake.admit` together, as v1's one event does: a customer gets nothing, someone who
     may not rate one reply, a supervisor at most MAX_COMMANDS_PER_MESSAGE commands. A message
-    whose command events straddle two pages is bounded per page [UNCONFIRMED whether
-    Bitrix24 queues one message's events together; they are consecutive in the sandbox].
+    whose command events straddle pages is bounded as one message through `tally`, which
+    holds what earlier pages admitted (the caller records `admitted` once the page is stored).
     """
     page = FetchedPage()
     groups: dict[str, list[IncomingCommand]] = {}  # in the order of their first event
@@ -407,14 +435,24 @@ def admit_fetched(
         else:
             groups.setdefault(_group_of(event), []).extend(commands_of(event, received_at))
     seen: set[str] = set()
+    tally = tally or MessageTally()
     for group, commands in groups.items():
-        taken = (
-            commands
-            if group in welcomes
-            else admit(commands, message_key=group, may_rate=may_rate)
-        )
+        taken = commands if group in welcomes else _admit_more(group, commands, tally, may_rate)
         fresh = [command for command in taken if command.key not in seen]
         seen.update(command.key for command in fresh)
         if fresh:
             page.groups.append(fresh)
+            page.admitted[group] = [c.key for c in fresh if c.notice is None]
     return page
+
+
+def _admit_more(
+    group: str,
+    commands: list[IncomingCommand],
+    tally: MessageTally,
+    may_rate: Callable[[int], bool],
+) -> list[IncomingCommand]:
+    """`admit` for what of a message earlier pages did not bring (those are stored already)."""
+    earlier = tally.keys_of(group)
+    new = [command for command in commands if command.key not in earlier]
+    return admit(new, message_key=group, may_rate=may_rate, already=len(earlier))
