@@ -42,7 +42,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from bot.bitrix.coalesce import RestCaller
-from bot.bitrix.v2events import MAX_EVENT_ID, FetchedPage, MessageTally, admit_fetched
+from bot.bitrix.v2events import FetchedPage, MessageTally, admit_fetched
 from bot.errors import BitrixError
 from bot.jobs import RetryRules
 from bot.metrics import Metrics
@@ -67,6 +67,10 @@ EVENT_TYPES: Final = frozenset(
     }
 )
 MAX_PAGE: Final = 1000  # Event.get's largest `limit`
+# The largest offset the portal can take back (PHP_INT_MAX). Not MAX_EVENT_ID + 1: a page
+# whose last event has an odd id (that event skipped as malformed) must still be
+# acknowledged, or it would be fetched again for 24 hours, holding back every later event.
+MAX_OFFSET: Final = 2**63 - 1
 
 State = Literal["waiting", "active", "passive", "stopped"]
 
@@ -121,7 +125,7 @@ class _Page(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     events: list[Any] = Field(max_length=MAX_PAGE)
-    next_offset: int = Field(alias="nextOffset", ge=0, le=MAX_EVENT_ID + 1)
+    next_offset: int = Field(alias="nextOffset", ge=0, le=MAX_OFFSET)
     has_more: StrictBool = Field(default=False, alias="hasMore")
 
 

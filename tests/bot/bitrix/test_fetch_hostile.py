@@ -9,7 +9,8 @@ import dataclasses
 import pytest
 
 from bot.intake import MAX_COMMANDS_PER_MESSAGE
-from tests.bot.bitrix.test_fetch import FAST_POLL, GROUP, Rig, rig, texts
+from bot.metrics import Metrics
+from tests.bot.bitrix.test_fetch import FAST_POLL, GROUP, Rig, rig, sample, texts
 from tests.harness import eventually
 
 __all__ = ["rig"]  # the fixture, shared with test_fetch.py
@@ -35,3 +36,24 @@ async def test_a_message_whose_command_events_span_pages_is_bounded_as_one_messa
     await rig.say(author, GROUP, "\n".join(["/help"] * 30))
     await eventually(lambda: texts(rig) and not rig.unacknowledged(), within=20)
     assert len(texts(rig)) == jobs
+
+
+@pytest.mark.parametrize(
+    "odd_id",
+    [
+        2**53,  # past what JSON holds exactly: the event is malformed, the page is not
+        2**62,
+    ],
+)
+async def test_an_event_with_an_odd_id_is_skipped_and_does_not_stall_the_queue(
+    rig: Rig, odd_id: int
+) -> None:
+    assert rig.bot_id is not None
+    await rig.say(27, GROUP, "/rate 494 5")
+    queue = rig.portal.queue_of(rig.bot_id)
+    queue.push(dataclasses.replace(queue.events[-1], event_id=odd_id))
+    metrics = Metrics()
+    rig.start(rig.poller(await rig.storage(), metrics=metrics))
+    await eventually(lambda: texts(rig) and not rig.unacknowledged())
+    assert texts(rig) == ["/rate 494 5"]
+    assert sample(metrics, "bot_events_rejected_total", reason="malformed_event") == 1
