@@ -1,17 +1,22 @@
 """Fetch mode attacked (issue 9): hostile messages and odd pages from the portal, over HTTP
-against the sandbox, with real SQLite. The rig is test_fetch.py's.
+against the sandbox, with real SQLite. The rig is test_fetch.py's; the service is the real one
+in fetch mode (test_fetch_mode.py's settings).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import aiohttp
 import pytest
 
 from bot.intake import MAX_COMMANDS_PER_MESSAGE
 from bot.metrics import Metrics
+from bot.texts import render
+from tests.bbcodes import live_markup
 from tests.bot.bitrix.test_fetch import FAST_POLL, GROUP, Rig, rig, sample, texts
-from tests.harness import eventually
+from tests.bot.bitrix.test_fetch_mode import FETCH, queued
+from tests.harness import ServiceFactory, drained, eventually
 
 __all__ = ["rig"]  # the fixture, shared with test_fetch.py
 
@@ -57,3 +62,56 @@ async def test_an_event_with_an_odd_id_is_skipped_and_does_not_stall_the_queue(
     await eventually(lambda: texts(rig) and not rig.unacknowledged())
     assert texts(rig) == ["/rate 494 5"]
     assert sample(metrics, "bot_events_rejected_total", reason="malformed_event") == 1
+
+
+HOSTILE = [
+    "/rate 494 5 [URL=https://evil.example]жми[/URL] [USER=1]всем[/USER]",
+    "/rate 494 [SEND=/rate 494 1]x[/SEND] 5",
+    "/rate 494 5 $result[vote][x] $result_error[b]",
+    "/help [b]\n/rate 495 [COLOR=red]4[/COLOR]\n>>цитата",
+    "/rate 494 5 " + "[b]ж" * 5000,  # 20,000 characters
+    "\n".join(f"/rate {494 + n % 3} {n % 5 + 1} [USER={n}]" for n in range(300)),
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize(
+    ("author", "where"),
+    [
+        (27, "bot"),  # a supervisor, privately
+        (27, "chat1157"),  # a supervisor, inside an open line
+        (28, "chat2001"),  # someone who may not rate, in a group chat
+        (301, "bot"),  # an extranet user
+        (1211, "chat1157"),  # the open line's customer
+    ],
+)
+async def test_hostile_text_in_fetch_mode_writes_no_live_markup_and_reaches_no_customer(
+    start_service: ServiceFactory,
+    http: aiohttp.ClientSession,
+    text: str,
+    author: int,
+    where: str,
+) -> None:
+    service = await start_service(**FETCH)
+    await service.say(author, service.bot_id if where == "bot" else where, text)
+    await eventually(lambda: queued(service.portal, service.bot_id) == 0, within=20)
+    await drained(service, within=60)
+    written = service.bot_messages()
+    ours = (render("help", "ru"), render("help", "en"))
+    for message in written:
+        assert live_markup(_without(message.text, ours)) == [], message.text
+        assert not message.to_customer, message.text
+    assert len(written) <= (MAX_COMMANDS_PER_MESSAGE + 1 if author == 27 else 1)
+    if author == 1211:
+        assert written == []
+    if author == 27:
+        assert written  # answered: the text was fetched, not lost
+    async with http.get(service.server.make_url("/readyz")) as ready:
+        assert ready.status == 200, await ready.text()
+
+
+def _without(text: str, templates: tuple[str, ...]) -> str:
+    """Our own help text is the one reply with markup of ours ([b])."""
+    for template in templates:
+        text = text.replace(template, "")
+    return text
