@@ -15,7 +15,7 @@ another database is noticed only by what the portal shows (`_is_foreign`) [UNCON
 
 The poll interval, and why (B24_RATE_LIMIT = r requests/s, B24_POLL_BUDGET = b,
 B24_ANSWER_TARGET = t):
-- while a page says `hasMore`, the next fetch goes at once;
+- while a page says `hasMore` and moved the cursor, the next fetch goes at once;
 - right after a page with events, it waits `quick`, doubling after each empty page up to
 - the idle interval `1 / (r * b)`: an idle service makes at most `r * b` Event.get a second,
   the share b of the portal's budget (defaults 2 req/s * 0.25: one poll every 2 s).
@@ -238,12 +238,13 @@ class FetchPoller:
             self._problem = problem
             return self._back_off()
         self._tally.record(fetched.admitted)
+        moved = self._offset is None or page.next_offset > self._offset
         self._offset = page.next_offset
         if bot_id in fetched.deleted_bots:
             self._bot_gone(bot_id)
             return 0.0
         self._failures, self._problem = 0, ""
-        return self._next_interval(page)
+        return self._next_interval(page, moved=moved)
 
     def _current_bot(self) -> int | None:
         """The bot to fetch for; None while there is none, or only the one reported missing."""
@@ -345,11 +346,13 @@ class FetchPoller:
         log.info("fetch.stored", commands=stored, ignored=page.ignored, malformed=page.malformed)
         return ""
 
-    def _next_interval(self, page: _Page) -> float:
+    def _next_interval(self, page: _Page, *, moved: bool) -> float:
+        """A page that did not move the cursor is taken for an empty one, whatever its
+        `hasMore` says: fetching it again at once would spin on the same page."""
         tuning = self._tuning
-        if page.has_more:
+        if moved and page.has_more:
             self._interval = 0.0
-        elif page.events:
+        elif moved and page.events:
             self._interval = min(tuning.quick, tuning.idle)
         else:
             self._interval = min(max(self._interval * 2, tuning.quick), tuning.idle)

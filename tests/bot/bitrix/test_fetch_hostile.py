@@ -5,13 +5,18 @@ in fetch mode (test_fetch_mode.py's settings).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+from typing import Any
 
 import aiohttp
 import pytest
 
+from bot.bitrix.fetch import EVENT_GET
 from bot.intake import MAX_COMMANDS_PER_MESSAGE
 from bot.metrics import Metrics
+from bot.sandbox.portal import Fault
 from bot.texts import render
 from tests.bbcodes import live_markup
 from tests.bot.bitrix.test_fetch import FAST_POLL, GROUP, Rig, rig, sample, texts
@@ -115,3 +120,40 @@ def _without(text: str, templates: tuple[str, ...]) -> str:
     for template in templates:
         text = text.replace(template, "")
     return text
+
+
+def _page(events: list[dict[str, Any]], next_offset: int, *, has_more: bool) -> str:
+    return json.dumps(
+        {"result": {"events": events, "nextOffset": next_offset, "hasMore": has_more}}
+    )
+
+
+_REACTION = {"eventId": 5, "type": "ONIMBOTV2REACTIONCHANGE", "date": "", "data": {}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _page([], 0, has_more=True),  # "more", yet nothing, and the cursor back at 0
+        _page([_REACTION], 6, has_more=True),  # the same page again and again
+        json.dumps({"result": {"events": "many", "nextOffset": 1}}),  # an unexpected shape
+        json.dumps({"result": []}),
+    ],
+    ids=["empty_more", "stuck_more", "events_not_a_list", "result_a_list"],
+)
+async def test_a_page_that_does_not_move_the_cursor_keeps_the_poller_within_its_budget(
+    rig: Rig, body: str
+) -> None:
+    fault = Fault(
+        method=EVENT_GET.lower(), times=10_000, body=body, content_type="application/json"
+    )
+    rig.portal.faults.append(fault)
+    poller = rig.poller(await rig.storage())
+    rig.start(poller)
+    await eventually(lambda: fault.times < 10_000)
+    loop = asyncio.get_running_loop()
+    started, before = loop.time(), fault.times
+    await asyncio.sleep(1.5)
+    window, polls = loop.time() - started, before - fault.times
+    # An upper bound only (a slow machine polls less): no more than an idle poller's share.
+    assert polls <= window * FAST_POLL.rate * FAST_POLL.budget_share + 2
