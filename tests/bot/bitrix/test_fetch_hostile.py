@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import aiohttp
@@ -17,13 +18,14 @@ from bot.bitrix.fetch import EVENT_GET
 from bot.intake import MAX_COMMANDS_PER_MESSAGE
 from bot.metrics import Metrics
 from bot.sandbox.portal import Fault
+from bot.state import POLLER
 from bot.texts import render
 from tests.bbcodes import live_markup
-from tests.bot.bitrix.test_fetch import FAST_POLL, GROUP, Rig, rig, sample, texts
+from tests.bot.bitrix.test_fetch import FAST_POLL, GROUP, Rig, logs, rig, sample, texts
 from tests.bot.bitrix.test_fetch_mode import FETCH, queued
-from tests.harness import ServiceFactory, drained, eventually
+from tests.harness import WEBHOOK_CODE, ServiceFactory, drained, eventually
 
-__all__ = ["rig"]  # the fixture, shared with test_fetch.py
+__all__ = ["logs", "rig"]  # the fixtures, shared with test_fetch.py
 
 SMALL_PAGES = dataclasses.replace(FAST_POLL, page_limit=7)
 
@@ -157,3 +159,49 @@ async def test_a_page_that_does_not_move_the_cursor_keeps_the_poller_within_its_
     window, polls = loop.time() - started, before - fault.times
     # An upper bound only (a slow machine polls less): no more than an idle poller's share.
     assert polls <= window * FAST_POLL.rate * FAST_POLL.budget_share + 2
+
+
+BOT_TOKEN = "tok-Distinctive_4c1d9e-secret"
+
+
+# In the service, Event.get travels inside `batch` (bot/bitrix/coalesce.py): a fault on the
+# whole request, or on the Event.get call inside it.
+_IN_BATCH = {"method": EVENT_GET.lower(), "inside_batch": True}
+
+
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [
+        (Fault("batch", status=503, error="QUERY_LIMIT_EXCEEDED"), "QUERY_LIMIT_EXCEEDED"),
+        (Fault("batch", status=429, error="OPERATION_TIME_LIMIT"), "OPERATION_TIME_LIMIT"),
+        (Fault("batch", status=502, body="<html>Bad Gateway</html>"), None),  # a proxy
+        (Fault(**_IN_BATCH, error="OPERATION_TIME_LIMIT"), "OPERATION_TIME_LIMIT"),
+        (Fault(**_IN_BATCH, error="INTERNAL_SERVER_ERROR"), "INTERNAL_SERVER_ERROR"),
+    ],
+    ids=["503", "429", "502_html", "429_inside_batch", "500_inside_batch"],
+)
+async def test_event_get_failing_is_told_by_readyz_and_metrics_without_a_secret(
+    start_service: ServiceFactory,
+    http: aiohttp.ClientSession,
+    logs: list[MutableMapping[str, Any]],
+    fault: Fault,
+    problem: str | None,
+) -> None:
+    service = await start_service(**FETCH, B24_BOT_TOKEN=BOT_TOKEN)
+    await eventually(lambda: service.server.app[POLLER].status().state == "active")
+    service.portal.faults.append(dataclasses.replace(fault, times=-1))
+    await service.say(27, service.bot_id, "/rate 494 5 Молодец")
+    await eventually(lambda: service.server.app[POLLER].status().problem)
+    async with http.get(service.server.make_url("/readyz")) as ready:
+        shown = await ready.json()
+        assert ready.status == 503
+    assert shown["events"] != "ok"
+    if problem:
+        assert shown["poller"]["problem"] == problem
+    async with http.get(service.server.make_url("/metrics")) as scraped:
+        metrics = await scraped.text()
+    service.portal.faults.clear()  # the portal is back: nothing was lost
+    await eventually(lambda: service.portal.sessions[494].vote_head == 5, within=60)
+    for text in (json.dumps(shown), metrics, repr(logs)):
+        assert BOT_TOKEN not in text
+        assert WEBHOOK_CODE not in text
