@@ -79,10 +79,14 @@ def _token(settings: Settings) -> str:
     return settings.b24_bot_token.get_secret_value()
 
 
-async def find_v2_bot(client: BitrixClient, settings: Settings) -> ListedBot | None:
-    """Our application's bot with our code, or None; ChatbotsV2Unavailable without v2."""
+async def find_v2_bot(
+    client: BitrixClient, settings: Settings, *, token: str | None = None
+) -> ListedBot | None:
+    """Our application's bot with our code (or the application of `token`), or None;
+    ChatbotsV2Unavailable without v2."""
+    token = token or _token(settings)
     for page_number in range(_MAX_PAGES):
-        params = {"botToken": _token(settings), "limit": _PAGE, "offset": page_number * _PAGE}
+        params = {"botToken": token, "limit": _PAGE, "offset": page_number * _PAGE}
         try:
             raw = await client.call("imbot.v2.Bot.list", params)
         except BitrixMethodNotFound as error:
@@ -146,12 +150,27 @@ async def _register_bot(client: BitrixClient, settings: Settings) -> int:
             raise
         # Not in our v2 list, yet taken: a classic bot of ours registered with a CLIENT_ID
         # other than our botToken, or another application's bot (then BotCodeTaken).
+        if await _fetch_bot_of_client_id(client, settings):
+            raise BotCodeTaken(settings.b24_bot_code, None) from error
         removed = await unregister(client, settings)
         if removed is None:
             raise BotCodeTaken(settings.b24_bot_code, None) from error
         log.info("bitrix.classic_bot_replaced", bot_id=removed, code=settings.b24_bot_code)
         result = await client.call("imbot.v2.Bot.register", params)
     return _id_in(result, "bot", "imbot.v2.Bot.register")
+
+
+async def _fetch_bot_of_client_id(client: BitrixClient, settings: Settings) -> bool:
+    """Whether the bot with our code is a fetch-mode bot of the CLIENT_ID's application: one
+    whose botToken is derived from the webhook while ours is set by B24_BOT_TOKEN, i.e.
+    another instance's bot (or an earlier set-up's). v1 `imbot.unregister` with the CLIENT_ID
+    would remove it, and its queued events with it: it is not ours to remove."""
+    assert settings.b24_client_id is not None  # noqa: S101 - derived with the webhook URL
+    client_id = settings.b24_client_id.get_secret_value()
+    if client_id == _token(settings):
+        return False  # then it would have been in our own list
+    found = await find_v2_bot(client, settings, token=client_id)
+    return found is not None and found.event_mode == "fetch"
 
 
 def _id_in(result: Any, key: str, method: str) -> int:

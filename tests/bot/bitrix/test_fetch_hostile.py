@@ -18,7 +18,7 @@ from bot.bitrix.fetch import EVENT_GET
 from bot.intake import MAX_COMMANDS_PER_MESSAGE
 from bot.metrics import Metrics
 from bot.sandbox.portal import Fault
-from bot.state import POLLER
+from bot.state import BITRIX, POLLER
 from bot.texts import render
 from tests.bbcodes import live_markup
 from tests.bot.bitrix.test_fetch import FAST_POLL, GROUP, Rig, logs, rig, sample, texts
@@ -205,3 +205,25 @@ async def test_event_get_failing_is_told_by_readyz_and_metrics_without_a_secret(
     for text in (json.dumps(shown), metrics, repr(logs)):
         assert BOT_TOKEN not in text
         assert WEBHOOK_CODE not in text
+
+
+async def test_a_second_instance_with_another_bot_token_takes_nothing_and_says_why(
+    start_service: ServiceFactory, http: aiohttp.ClientSession
+) -> None:
+    """The first instance's bot (its botToken derived from the webhook, like the CLIENT_ID)
+    is not another application's to remove: the second one refuses and says why."""
+    first = await start_service(**FETCH)
+    await first.say(27, first.bot_id, "/rate 495 5 Пока второй стартует")
+    # another application: its own token, the same webhook
+    second = await start_service(**FETCH, B24_BOT_TOKEN=BOT_TOKEN, registered=False)
+    await eventually(lambda: second.server.app[BITRIX].refused)
+    async with http.get(second.server.make_url("/readyz")) as ready:
+        shown = await ready.text()
+        assert ready.status == 503
+    assert "another app's bot" in json.loads(shown)["portal"]
+    assert BOT_TOKEN not in shown
+    assert [b.id for b in first.portal.bots.values() if b.code == "rating_bot"] == [first.bot_id]
+    reply = await first.reply_to(27, first.bot_id, "/rate 494 5 Один")
+    assert reply.via == "imbot.v2.Command.answer"
+    await drained(first)
+    assert (first.portal.sessions[494].vote_head, first.portal.sessions[495].vote_head) == (5, 5)
