@@ -459,7 +459,22 @@ def _admit_more(
     tally: MessageTally,
     may_rate: Callable[[int], bool],
 ) -> list[IncomingCommand]:
-    """`admit` for what of a message earlier pages did not bring (those are stored already)."""
+    """`admit` for what of a message earlier pages did not bring (those are stored already).
+
+    One message's commands come from its command events or from its message event, never
+    both: were Bitrix24 to send both for one message (§0 item 14 says it does not
+    [UNCONFIRMED for v2]), the kind admitted first wins, so no command runs twice."""
     earlier = tally.keys_of(group)
-    new = [command for command in commands if command.key not in earlier]
+    first = next(iter(earlier), None) or (commands[0].key if commands else "")
+    kind = _key_kind(group, first)
+    same = [c for c in commands if _key_kind(group, c.key) == kind]
+    if len(same) < len(commands):
+        log.warning("v2event.both_kinds", message_key=group, dropped=len(commands) - len(same))
+    new = [c for c in same if c.key not in earlier]
     return admit(new, message_key=group, may_rate=may_rate, already=len(earlier))
+
+
+def _key_kind(group: str, key: str) -> bool:
+    """Whether a job key is a command event's (`b24:<message>:c<command>:e<event>`), not a
+    message event's (`b24:<message>:<n>`)."""
+    return key.removeprefix(f"{group}:").startswith("c")
