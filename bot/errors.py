@@ -191,10 +191,20 @@ class BotCodeTaken(BotError):
     operator, in the log and on the command line; never a supervisor's reply.
     """
 
-    def __init__(self, code: str, bot_id: int | None) -> None:
+    def __init__(self, code: str, bot_id: int | None, *, other_token: bool = False) -> None:
         self.code = code
         self.bot_id = bot_id
+        self.other_token = other_token
         which = f"bot {bot_id}" if bot_id is not None else "a bot"
+        if other_token:
+            # Our CLIENT_ID's fetch-mode bot, registered under another botToken: most likely
+            # another instance of this service with its own B24_BOT_TOKEN.
+            super().__init__(
+                f"The bot code {code!r} is taken: a fetch-mode bot registered with another "
+                "B24_BOT_TOKEN has it (another instance of this service?). Give every instance "
+                "the same B24_BOT_TOKEN, or set B24_BOT_CODE to another code."
+            )
+            return
         super().__init__(
             f"The bot code {code!r} is taken: {which} of another application has it. Set "
             "B24_BOT_CODE to a code of our own (or remove that bot in Bitrix24)."

@@ -62,7 +62,8 @@ async def _register(
                 bot_id=error.bot_id,
                 hint=str(error),
             )
-            state.refused = f"not registered: B24_BOT_CODE {error.code!r} is another app's bot"
+            owner = "another B24_BOT_TOKEN's" if error.other_token else "another app's"
+            state.refused = f"not registered: B24_BOT_CODE {error.code!r} is {owner} bot"
             return False
         except ChatbotsV2Unavailable as error:
             log.error(  # noqa: TRY400 - a setting to fix, as above

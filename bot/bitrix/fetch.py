@@ -88,8 +88,9 @@ class PollTuning:
     lease: float = 30.0  # seconds the consumer lease lasts unless renewed
     wait_for_bot: float = 1.0  # how often to look for a (new) bot id
     # How old an unacknowledged event gets before a poller that saw a foreign consumer takes
-    # over (then the other consumer is taken to be gone).
-    foreign_takeover: float = 60.0
+    # over (then the other consumer is taken to be gone): a live consumer acknowledges within
+    # its own poll interval, a few seconds.
+    foreign_takeover: float = 10.0
     backoff: RetryRules = field(
         default_factory=lambda: RetryRules(first_wait=1.0, longest_wait=60.0)
     )
@@ -176,6 +177,7 @@ class FetchPoller:
         self._failures = 0
         self._held_at = -math.inf  # when the lease was last renewed
         self._foreign = False
+        self._trust_foreign = True
         self._last_success: float | None = None
         self._interval = tuning.idle
         self._tally = MessageTally()
@@ -371,8 +373,15 @@ class FetchPoller:
     def _is_foreign(self, page: _Page) -> bool:
         """Someone else acknowledged beyond our offset: an empty page whose `nextOffset` is
         past the offset we passed. [UNCONFIRMED: the sandbox answers an empty page with the
-        portal's acknowledged cursor; the docs show only a non-empty page.]"""
-        return self._offset is not None and not page.events and page.next_offset > self._offset
+        portal's acknowledged cursor; the docs show only a non-empty page.] Once the signal
+        proved false (we went passive, and then nobody acknowledged), it is not trusted again:
+        a portal that answers otherwise must not keep the bot silent."""
+        return (
+            self._trust_foreign
+            and self._offset is not None
+            and not page.events
+            and page.next_offset > self._offset
+        )
 
     def _go_foreign(self) -> float:
         log.warning("fetch.foreign_consumer", consumer=self._consumer, bot_id=self._bot)
@@ -390,7 +399,10 @@ class FetchPoller:
         if age is None or age < self._tuning.foreign_takeover:
             return self._tuning.idle
         log.warning("fetch.takeover", reason="foreign_consumer_silent", oldest_s=round(age))
-        self._foreign = False
+        # Either the other consumer is gone, or there never was one and the portal's cursor
+        # means something else: from now on this instance consumes, whatever the cursor says.
+        log.warning("fetch.foreign_signal_ignored", consumer=self._consumer)
+        self._foreign, self._trust_foreign = False, False
         self._set_state("active", "")
         return 0.0
 

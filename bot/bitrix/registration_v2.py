@@ -151,7 +151,7 @@ async def _register_bot(client: BitrixClient, settings: Settings) -> int:
         # Not in our v2 list, yet taken: a classic bot of ours registered with a CLIENT_ID
         # other than our botToken, or another application's bot (then BotCodeTaken).
         if await _fetch_bot_of_client_id(client, settings):
-            raise BotCodeTaken(settings.b24_bot_code, None) from error
+            raise BotCodeTaken(settings.b24_bot_code, None, other_token=True) from error
         removed = await unregister(client, settings)
         if removed is None:
             raise BotCodeTaken(settings.b24_bot_code, None) from error

@@ -403,6 +403,14 @@ async def test_a_consumer_on_another_database_is_noticed_and_taken_over_when_sil
     await ours.step()
     assert texts(rig, "ours") == ["/rate 494 5", "/rate 496 3"]
     assert texts(rig, "theirs") == ["/rate 494 5", "/rate 495 4"]
+    # Having been wrong once (or the other one gone), the signal is not obeyed again: a
+    # portal whose cursor means something else must not keep the bot silent.
+    assert "fetch.foreign_signal_ignored" in [e["event"] for e in logs]
+    await rig.say(27, GROUP, "/rate 495 2")
+    await theirs.step()
+    await theirs.step()  # acknowledges beyond our offset again
+    await ours.step()
+    assert ours.status().state == "active"
 
 
 # ---- budget, batch, visible state ---------------------------------------------------------

@@ -222,7 +222,7 @@ async def test_a_second_instance_with_another_bot_token_takes_nothing_and_says_w
     async with http.get(second.server.make_url("/readyz")) as ready:
         shown = await ready.text()
         assert ready.status == 503
-    assert "another app's bot" in json.loads(shown)["portal"]
+    assert "another B24_BOT_TOKEN's bot" in json.loads(shown)["portal"]
     assert BOT_TOKEN not in shown
     assert [b.id for b in first.portal.bots.values() if b.code == "rating_bot"] == [first.bot_id]
     reply = await first.reply_to(27, first.bot_id, "/rate 494 5 Один")
