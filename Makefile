@@ -31,12 +31,13 @@ unit: $(STAMP)
 
 # Benchmarks (not part of `make test`): the REST client's limiter against the sandbox portal,
 # time-scaled (Bitrix24's 2/s sped up 50 times) and at the real rate; then the whole service
-# against the sandbox: commands per second, event intake, memory; coalescing and naive.
+# against the sandbox, fetch and webhook mode side by side: answer latency when idle, idle
+# requests, commands per second, event intake, memory; a few minutes.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_limiter
 	$(BIN)/python -m tests.bench.bench_limiter --rate 2 --calls 110 --concurrency 10
 	$(BIN)/python -m tests.bench.bench_operating
-	$(BIN)/python -m tests.bench.bench_service
+	$(BIN)/python -m tests.bench.bench_modes
 
 # The sandbox portal on 127.0.0.1:8090; it prints the B24_WEBHOOK_URL to give the service.
 sandbox: $(STAMP)
