@@ -148,14 +148,16 @@ class Settings(BaseSettings):
     )
 
     b24_webhook_url: SecretStr | None = Field(
-        None, description="incoming webhook https://<portal>/rest/<user>/<code>/ (webhook mode)"
+        None,
+        description="incoming webhook https://<portal>/rest/<user>/<code>/ with the scopes "
+        "imbot, imopenlines, im: enables Bitrix24",
     )
     b24_client_id: SecretStr | None = Field(
         None, description="CLIENT_ID of the webhook-registered bot (default: derived, stable)"
     )
     b24_supervisor_ids: Annotated[UserAllowList, NoDecode] = Field(
         UserAllowList(),
-        description="Bitrix24 user ids allowed to rate in webhook mode, comma-separated, or *",
+        description="Bitrix24 user ids allowed to rate, comma-separated, or *",
     )
     b24_rate_limit: float = Field(
         2.0, gt=0, le=1000, description="the portal's leaky bucket: requests drained per second"
@@ -183,8 +185,9 @@ class Settings(BaseSettings):
         3.0,
         gt=0,
         le=600,
-        description="fetch mode: seconds within which a command is answered (p95) on an idle "
-        "portal; with B24_POLL_BUDGET it sets the idle poll interval",
+        description="fetch mode: seconds within which a command should be answered (p95) on an "
+        "idle portal; checked at start against the poll interval B24_POLL_BUDGET allows (the "
+        "budget wins, with a warning)",
     )
     b24_bot_code: str = Field("rating_bot", description="the bot's code in Bitrix24")
     b24_bot_name: str = Field(
