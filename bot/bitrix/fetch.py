@@ -169,7 +169,6 @@ class FetchPoller:
         self._metrics, self._clock, self._on_bot_missing = metrics, clock, on_bot_missing
         self._consumer, self._tuning, self._accepting = consumer, tuning, accepting
         self._bot: int | None = None
-        self._missing: int | None = None  # a bot reported missing: wait for another id
         self._offset: int | None = None  # the next call's offset: what is stored so far
         self._state: State = "waiting"
         self._reason = "no_bot"
@@ -249,15 +248,13 @@ class FetchPoller:
         return self._next_interval(page, moved=moved)
 
     def _current_bot(self) -> int | None:
-        """The bot to fetch for; None while there is none, or only the one reported missing."""
+        """The bot to fetch for; None while there is none. A bot reported missing is
+        forgotten by the app at once (`on_bot_missing`), so whatever id comes after it is a
+        registration made since, even when it is the same id: a BOT_NOT_FOUND the portal
+        answered in passing, and registering again adopted the bot that was still there."""
         bot = self._bot_id()
-        if bot is None:
-            self._missing = None  # the app forgot it: whatever comes next is the new one
-            return None
-        if bot == self._missing:
-            return None
-        if bot != self._bot:
-            self._bot, self._missing, self._offset = bot, None, None
+        if bot is not None and bot != self._bot:
+            self._bot, self._offset = bot, None
         return bot
 
     async def _hold_lease(self) -> float | None:
@@ -366,7 +363,7 @@ class FetchPoller:
 
     def _bot_gone(self, bot_id: int) -> None:
         log.warning("fetch.bot_missing", bot_id=bot_id)
-        self._missing, self._offset = bot_id, None
+        self._offset = None
         self._set_state("waiting", "no_bot")
         self._on_bot_missing(bot_id)
 

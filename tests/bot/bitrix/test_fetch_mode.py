@@ -188,3 +188,22 @@ async def test_commands_queued_in_one_mode_are_answered_after_a_switch_to_the_ot
     assert reply.via == "imbot.message.add"
     assert reply.chat_id == classic.portal.private_chat(27, classic.bot_id).id
     assert stored(classic.portal, 494) == (5, "Дождался")
+
+
+async def test_a_passing_bot_not_found_for_a_bot_still_there_does_not_silence_the_poller(
+    start_service: ServiceFactory,
+) -> None:
+    """A BOT_NOT_FOUND from Event.get while the bot still exists (a glitch of the portal):
+    registering again adopts the same bot id, and the poller must fetch for it again."""
+    service = await start_fetching(start_service)
+    bot_id = service.bot_id
+    # Event.get travels inside the coalescer's `batch` requests (bot/bitrix/coalesce.py).
+    glitch = Fault("imbot.v2.event.get", status=400, error="BOT_NOT_FOUND", inside_batch=True)
+    service.portal.faults.append(glitch)
+    await eventually(lambda: not service.portal.faults, within=10)
+    state = service.server.app[BITRIX]
+    await eventually(lambda: state.bot_id() == bot_id, within=10)
+    reply = await service.reply_to(27, bot_id, "/rate 494 4 После сбоя")
+    assert stored(service.portal, 494) == (4, "После сбоя")
+    assert reply.via == "imbot.v2.Command.answer"
+    assert service.server.app[POLLER].status().state == "active"
