@@ -46,6 +46,8 @@ from bot.errors import BitrixError, BitrixUnavailable
 from bot.usage import count_rest_request
 
 log = structlog.get_logger(__name__)
+# Fetch mode's poll (bot/bitrix/fetch.py imports this module, so the name is spelled here).
+_EVENT_GET: Final = "imbot.v2.event.get"
 
 USER_AGENT: Final = "openline-rating-bot/0.1"
 OPERATION_TIME_LIMIT: Final = "OPERATION_TIME_LIMIT"
@@ -303,7 +305,7 @@ class BitrixClient:
         counted = [call.method for call in chunk] if chunk is not None else [method]
         await self._budget.acquire(counted)
         try:
-            response = await self._post_counted(method, body)
+            response = await self._post_counted(method, body, quiet=_only_polls(counted))
         except BitrixError as error:
             if error.code.upper() == OPERATION_TIME_LIMIT:
                 for name in counted:
@@ -328,14 +330,16 @@ class BitrixClient:
             else:
                 self._budget.observe(call.method, answer_time)
 
-    async def _post_counted(self, method: str, body: dict[str, Any]) -> RestResponse:
+    async def _post_counted(
+        self, method: str, body: dict[str, Any], *, quiet: bool = False
+    ) -> RestResponse:
         queued = time.monotonic()
         await self._limiter.acquire()
         count_rest_request()
         started = time.monotonic()
         outcome = "ok"
         try:
-            return await self._send(method, body, started)
+            return await self._send(method, body, started, quiet=quiet)
         except BitrixError as error:
             outcome = error.code
             raise
@@ -343,7 +347,9 @@ class BitrixClient:
             if self._observer is not None:
                 self._observer.rest_call(method, outcome, started - queued)
 
-    async def _send(self, method: str, body: dict[str, Any], started: float) -> RestResponse:
+    async def _send(
+        self, method: str, body: dict[str, Any], started: float, *, quiet: bool = False
+    ) -> RestResponse:
         status: int | None = None
         try:
             async with self._session.post(
@@ -366,14 +372,28 @@ class BitrixClient:
         except aiohttp.ClientError as error:
             _log_call(method, status, started, outcome=type(error).__name__)
             raise BitrixUnavailable(method, reason=type(error).__name__) from None
-        _log_call(method, status, started, outcome="ok", operating=response.time.get("operating"))
+        operating = response.time.get("operating")
+        _log_call(method, status, started, outcome="ok", operating=operating, quiet=quiet)
         return response
 
 
+def _only_polls(methods: Sequence[str]) -> bool:
+    """A request of fetch mode's Event.get alone: an idle service sends one every 2 s."""
+    return bool(methods) and all(m.lower() == _EVENT_GET for m in methods)
+
+
 def _log_call(
-    method: str, status: int | None, started: float, *, outcome: str, operating: Any = None
+    method: str,
+    status: int | None,
+    started: float,
+    *,
+    outcome: str,
+    operating: Any = None,
+    quiet: bool = False,
 ) -> None:
-    log.info(
+    # A successful poll is logged at debug; its failures, like every other call, at info.
+    emit = log.debug if quiet and outcome == "ok" else log.info
+    emit(
         "bitrix.call",
         method=method,
         status=status,

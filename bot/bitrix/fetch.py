@@ -342,7 +342,10 @@ class FetchPoller:
         finally:
             if stored:
                 self._wake()
-        log.info("fetch.stored", commands=stored, ignored=page.ignored, malformed=page.malformed)
+        if stored or page.ignored or page.malformed:  # an idle poll every 2 s says nothing
+            log.info(
+                "fetch.stored", commands=stored, ignored=page.ignored, malformed=page.malformed
+            )
         return ""
 
     def _next_interval(self, page: _Page, *, moved: bool) -> float:

@@ -429,6 +429,25 @@ async def test_an_idle_poller_stays_within_its_share_of_the_rate(rig: Rig) -> No
     assert polls <= window * tuning.rate * tuning.budget_share + 1
 
 
+@pytest.mark.parametrize("coalesced", [False, True], ids=["direct", "coalesced"])
+async def test_an_idle_poller_writes_no_info_line_per_poll(
+    rig: Rig, coalesced: bool, logs: list[MutableMapping[str, Any]]
+) -> None:
+    """An on-call engineer reads the log at info: an idle service polls every 2 s, a line
+    per poll would bury everything else (86,400 lines a day); a command still shows."""
+    coalescer = Coalescer(rig.client, rig.client.limiter) if coalesced else None
+    try:
+        poller = rig.poller(await rig.storage(), rest=coalescer)
+        rig.start(poller)
+        await eventually(lambda: rig.event_gets() >= 5)
+        await rig.stop(poller)
+    finally:
+        if coalescer is not None:
+            await coalescer.close()
+    loud = [e["event"] for e in logs if e["log_level"] != "debug"]
+    assert loud == ["fetch.state", "fetch.state"]  # active, then stopped
+
+
 async def test_under_load_event_get_travels_inside_shared_batch_requests(rig: Rig) -> None:
     coalescer = Coalescer(rig.client, rig.client.limiter)
     try:
