@@ -42,7 +42,9 @@ def settings_help() -> str:
             if name in SECRET_SETTINGS
             else shown_default(field.get_default(call_default_factory=True, validated_data={}))
         )
-        rows.append(f"  {env_name(name):<26} {field.description} [default: {default}]")
+        # A default the description names (derived, or set by another setting) is its own.
+        shown = "" if "(default" in (field.description or "") else f" [default: {default}]"
+        rows.append(f"  {env_name(name):<26} {field.description}{shown}")
     return "settings (environment variables, or KEY=value lines in ./.env):\n" + "\n".join(rows)
 
 

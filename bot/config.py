@@ -122,8 +122,9 @@ class Settings(BaseSettings):
     bot_port: int = Field(8080, ge=1, le=65535, description="listen port")
     bot_public_url: str | None = Field(
         None,
-        description="base URL by which Bitrix24 and Telegram reach the service "
-        "(default http://127.0.0.1:<BOT_PORT>)",
+        description="public base URL by which Bitrix24 (B24_EVENT_MODE=webhook) and Telegram "
+        "(webhook mode) reach the service; fetch mode needs none (default "
+        "http://127.0.0.1:<BOT_PORT>)",
     )
     bot_database_url: str = Field(
         "sqlite:///data/bot.sqlite3", description="storage, sqlite:///<path>"

@@ -52,6 +52,29 @@ def test_help_explains_subcommands_and_every_setting(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("setting", "says", "never_says"),
+    [
+        # Both event modes need the webhook and the supervisors, not webhook mode alone.
+        ("B24_WEBHOOK_URL", "imbot, imopenlines, im", "(webhook mode)"),
+        ("B24_SUPERVISOR_IDS", "allowed to rate, comma", "in webhook mode"),
+        # The idle poll interval is 1 / (B24_RATE_LIMIT * B24_POLL_BUDGET); the target only
+        # warns at start when that interval cannot meet it.
+        ("B24_ANSWER_TARGET", "the budget wins", "sets the idle poll interval"),
+        # A default the description names is not contradicted by "[default: not set]".
+        ("BOT_PUBLIC_URL", "webhook mode", "[default: not set]"),
+        ("B24_BOT_TOKEN", "the CLIENT_ID", "[default: not set]"),
+    ],
+)
+def test_help_says_what_each_setting_does_in_fetch_mode(
+    tmp_path: Path, setting: str, says: str, never_says: str
+) -> None:
+    lines = run_bot(["--help"], {}, tmp_path).stdout.splitlines()
+    entry = next(line for line in lines if line.split()[:1] == [setting])  # one line each
+    assert says in entry
+    assert never_says not in entry
+
+
+@pytest.mark.parametrize(
     ("env", "named"),
     [
         ({"BOT_PORT": "http"}, "BOT_PORT = 'http'"),
