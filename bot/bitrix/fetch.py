@@ -322,8 +322,9 @@ class FetchPoller:
         try:
             for group in page.groups:
                 try:
+                    # Briefly: a page not stored is fetched again, and a stop is not held up.
                     fresh = await self._storage.enqueue(
-                        group, limit=self._queue_limit, user_limit=self._user_share
+                        group, limit=self._queue_limit, user_limit=self._user_share, brief=True
                     )
                 except Exception as error:  # noqa: BLE001 - whatever the engine raises
                     log.warning("fetch.storage_failed", error=type(error).__name__)

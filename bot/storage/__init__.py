@@ -50,11 +50,18 @@ class Storage(Protocol):
     lease: float  # seconds a claim lasts unless its holder renews it
 
     async def enqueue(
-        self, jobs: Sequence[IncomingCommand], *, limit: int, user_limit: int
+        self,
+        jobs: Sequence[IncomingCommand],
+        *,
+        limit: int,
+        user_limit: int,
+        brief: bool = False,
     ) -> list[str] | Refusal:
         """Commit new jobs; the keys that were new (the rest are duplicates), or why nothing
         was stored: they would give one author more than `user_limit` unfinished jobs, or the
-        queue more than `limit`."""
+        queue more than `limit`. `brief`: wait for a database another process holds only
+        briefly, for a caller that can have the jobs again (fetch mode: the page stays in
+        the portal until acknowledged)."""
         ...
 
     async def claim(self, now: float) -> Job | None:

@@ -10,11 +10,12 @@ their lease has passed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -247,7 +248,12 @@ class SqliteStorage:
         self._unfinished = self._by_author.total()
 
     async def enqueue(
-        self, jobs: Sequence[IncomingCommand], *, limit: int, user_limit: int
+        self,
+        jobs: Sequence[IncomingCommand],
+        *,
+        limit: int,
+        user_limit: int,
+        brief: bool = False,
     ) -> list[str] | Refusal:
         # One statement (so one trip to the database thread) on the hot path of the event
         # handler: the unfinished counts are kept in memory, and duplicates are skipped by the
@@ -270,11 +276,13 @@ class SqliteStorage:
                     return refusal
             now = time.time()
             values = ", ".join(["(?, ?, ?, ?, 'queued', ?, ?, ?)"] * len(jobs))  # placeholders
-            rows = await self._db.execute_fetchall(
-                "INSERT INTO jobs (key, payload, author, session_id, state, due_at, created_at, "  # noqa: S608
-                f"updated_at) VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING key",
-                [value for job in jobs for value in self._row(job, now)],
-            )
+            async with self._waiting(_CHECK_WAIT_MS if brief else _BUSY_WAIT_MS):
+                rows = await self._db.execute_fetchall(
+                    "INSERT INTO jobs (key, payload, author, session_id, state, due_at, "  # noqa: S608
+                    f"created_at, updated_at) VALUES {values} ON CONFLICT (key) DO NOTHING "
+                    "RETURNING key",
+                    [value for job in jobs for value in self._row(job, now)],
+                )
             inserted = {row[0] for row in rows}
             new = {job.key: job for job in jobs if job.key in inserted}
             self._unfinished += len(new)
@@ -420,17 +428,33 @@ class SqliteStorage:
                 raise
 
     async def hold(self, name: str, *, now: float, lease: float) -> bool:
-        async with self._lock:
+        # Renewed every third of the lease: a failed renewal is tried again in time, so it
+        # need not wait long, nor keep the one database thread (and a stop) waiting.
+        async with self._lock, self._waiting(_CHECK_WAIT_MS):
             rows = await self._db.execute_fetchall(
                 HOLD, {"name": name, "owner": self._owner, "until": now + lease, "now": now}
             )
             return bool(rows)
 
     async def let_go(self, name: str) -> None:
-        async with self._lock:
+        # At a stop: a lease not let go runs out by itself, so a locked database is waited
+        # for only briefly (BOT_SHUTDOWN_TIMEOUT).
+        async with self._lock, self._waiting(_RELEASE_WAIT_MS):
             await self._db.execute(
                 "DELETE FROM consumers WHERE name = ? AND owner = ?", (name, self._owner)
             )
+
+    @contextlib.asynccontextmanager
+    async def _waiting(self, busy_ms: int) -> AsyncIterator[None]:
+        """The statements inside wait at most `busy_ms` for another process's write lock."""
+        if busy_ms == _BUSY_WAIT_MS:
+            yield
+            return
+        await self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        try:
+            yield
+        finally:
+            await self._db.execute(f"PRAGMA busy_timeout = {_BUSY_WAIT_MS}")
 
     async def check(self) -> None:
         # A write lock taken and given back: reads still answer when another process holds

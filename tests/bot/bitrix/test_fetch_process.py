@@ -4,6 +4,7 @@ stopped, killed and started again (issue 9, "Done when")."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import sys
@@ -13,7 +14,14 @@ from aiohttp.test_utils import TestServer
 
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
-from tests.harness import eventually, free_port, job_rows, process_env, webhook_url
+from tests.harness import (
+    eventually,
+    free_port,
+    job_rows,
+    process_env,
+    webhook_url,
+    write_locked,
+)
 
 VOTE = "imopenlines.session.head.vote"
 
@@ -120,3 +128,54 @@ async def test_killed_after_storing_before_acknowledging_each_vote_is_cast_once(
     assert [r[1] for r in rows(database)] == ["done"]
     assert votes(portal) == 1
     assert len(answers(portal, bot_id)) == 1
+
+
+async def test_sigterm_while_a_page_waits_on_a_locked_database_acknowledges_nothing(
+    sandbox: TestServer, portal: Portal, tmp_path: Path
+) -> None:
+    """The attack: SIGTERM while the poller stores a page and another process (a backup, a
+    hand edit) holds the database's write lock. The stop keeps its bound; the portal keeps
+    every event of the page; the next start saves each vote once."""
+    env = process_env(sandbox, tmp_path, B24_EVENT_MODE="fetch", BOT_SHUTDOWN_TIMEOUT="3")
+    # The consumer lease left behind (the database locked) runs out within 9 s, not 30; it
+    # is renewed every 3 s, while a poll goes every 0.2 s and finds the page well before.
+    env |= {"BOT_JOB_LEASE": "9", "B24_RATE_LIMIT": "20"}
+    env |= {"BOT_LOG_FORMAT": "json"}
+    database = env["BOT_DATABASE_URL"]
+    first = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        bot_id = await eventually(lambda: fetch_bot(portal), within=20)
+        polled = await eventually(lambda: _fetched_since(portal, 0), within=15)  # consuming
+        with write_locked(database):
+            for session in (494, 495, 496):
+                await sandbox.app[EVENTS].send_message(27, bot_id, f"/rate {session} 5")
+            await eventually(lambda: _fetched_since(portal, polled), within=15)
+            await asyncio.sleep(0.3)  # the page is on its way into the locked database
+            first.send_signal(signal.SIGTERM)
+            stdout, stderr = await asyncio.wait_for(first.communicate(), 60)
+    finally:
+        await stop_bot(first)
+    assert first.returncode == 0, stderr.decode()
+    assert "Traceback" not in stderr.decode()  # no database call outlives the event loop
+    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert "service.stop_overran" not in [line["event"] for line in lines]
+    assert "service.stopped" in [line["event"] for line in lines]
+    assert len(portal.queue_of(bot_id).events) == 3  # nothing acknowledged
+    second = await start_bot(env, tmp_path)
+    try:
+        await eventually(lambda: len(answers(portal, bot_id)) == 3, within=30)
+        await eventually(lambda: not portal.queue_of(bot_id).events, within=10)
+    finally:
+        await stop_bot(second)
+    assert votes(portal) == 3
+
+
+def _fetched_since(portal: Portal, start: int) -> int:
+    """How many calls the portal has seen, once one after `start` was an Event.get (whose
+    page holds every event typed before it); 0 until then."""
+    calls = portal.calls
+    fetched = any(call.method == "imbot.v2.event.get" for call in calls[start:])
+    return len(calls) if fetched else 0
