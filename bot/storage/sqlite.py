@@ -459,13 +459,9 @@ class SqliteStorage:
     async def check(self) -> None:
         # A write lock taken and given back: reads still answer when another process holds
         # the lock or the disk is full, while every event would be refused.
-        async with self._lock:
-            await self._db.execute(f"PRAGMA busy_timeout = {_CHECK_WAIT_MS}")
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                await self._db.execute("ROLLBACK")
-            finally:
-                await self._db.execute(f"PRAGMA busy_timeout = {_BUSY_WAIT_MS}")
+        async with self._lock, self._waiting(_CHECK_WAIT_MS):
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.execute("ROLLBACK")
 
     async def unfinished(self) -> int:
         async with self._lock:
