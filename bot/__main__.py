@@ -16,6 +16,7 @@ from bot.audit import parse_since, read_audit, write_audit
 from bot.bitrix.client import BitrixClient, PortalLimiters, WebhookAuth
 from bot.bitrix.registration_v2 import register_for_mode, unregister_v2
 from bot.config import (
+    PUBLIC_URL_HINT,
     SECRET_SETTINGS,
     Settings,
     UserAllowList,
@@ -195,7 +196,10 @@ def registered_text(settings: Settings, bot_id: int, commands: Iterable[str]) ->
         where = "events are pulled (fetch mode); no public URL needed"
     else:
         where = f"events go to {settings.public_url}/b24/events/… (webhook mode)"
-    return f"Registered bot {bot_id} with commands {names}; {where}."
+    text = f"Registered bot {bot_id} with commands {names}; {where}."
+    if settings.public_url_is_local():
+        text += f"\nWarning: Bitrix24 cannot reach a loopback address: {PUBLIC_URL_HINT}."
+    return text
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.replies_v2 import BitrixV2Replies
 from bot.bitrix.votes import BitrixSessionVotes
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
-from bot.config import Settings, is_loopback_host
+from bot.config import PUBLIC_URL_HINT, Settings
 from bot.dispatch import Handled, Services, run_command
 from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
@@ -300,15 +300,8 @@ async def _log_stopped(app: web.Application) -> None:
 
 async def _log_startup(app: web.Application) -> None:
     settings = app[SETTINGS]
-    public_host = urlsplit(settings.public_url).hostname or ""
-    pushed = settings.b24_event_mode == "webhook"  # fetch mode needs no public URL
-    if settings.b24_webhook_url is not None and pushed and is_loopback_host(public_host):
-        portal = urlsplit(settings.b24_webhook_url.get_secret_value()).hostname or ""
-        if not is_loopback_host(portal):
-            log.warning(
-                "config.public_url_is_local",
-                hint="set BOT_PUBLIC_URL to the https URL by which Bitrix24 reaches this service",
-            )
+    if settings.public_url_is_local():
+        log.warning("config.public_url_is_local", hint=PUBLIC_URL_HINT)
     log.info(
         "service.started",
         public_url=settings.public_url,

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -47,6 +47,10 @@ SECRET_SETTINGS = frozenset(
     }
 )
 
+PUBLIC_URL_HINT: Final = (
+    "set BOT_PUBLIC_URL to the https URL by which Bitrix24 reaches this service, "
+    "or use B24_EVENT_MODE=fetch, which needs none"
+)
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9]+)/?$")
 _BOT_CODE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 # A Chatbots 2.0 botToken. The docs give only "at most 40 characters" (protocol notes §00
@@ -361,6 +365,15 @@ class Settings(BaseSettings):
         seed = self.b24_webhook_url.get_secret_value().encode()
         secret = hashlib.sha256(b"openline-rating-bot handler path\0" + seed).hexdigest()[:32]
         return f"/b24/events/{secret}"
+
+    def public_url_is_local(self) -> bool:
+        """Webhook mode with BOT_PUBLIC_URL on loopback while the portal is not: Bitrix24
+        could never post an event to it."""
+        if self.b24_webhook_url is None or self.b24_event_mode != "webhook":
+            return False
+        portal = urlsplit(self.b24_webhook_url.get_secret_value()).hostname or ""
+        public = urlsplit(self.public_url).hostname or ""
+        return is_loopback_host(public) and not is_loopback_host(portal)
 
     @property
     def public_url(self) -> str:

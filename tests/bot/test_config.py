@@ -372,3 +372,22 @@ def test_a_client_id_that_is_no_valid_token_derives_a_stable_one(env: dict[str, 
     assert len(token) == 40
     assert token != plain(load(env).b24_client_id)
     assert "k3yc0de5ecret77" not in token
+
+
+@pytest.mark.parametrize(
+    ("mode", "portal", "public", "local"),
+    [
+        ("webhook", "https://corp.bitrix24.ru", None, True),  # the loopback default
+        ("webhook", "https://corp.bitrix24.ru", "http://localhost:8080", True),
+        ("webhook", "https://corp.bitrix24.ru", "https://bot.example.com", False),
+        ("webhook", "http://127.0.0.1:8090", None, False),  # a sandbox on this machine
+        ("fetch", "https://corp.bitrix24.ru", None, False),  # fetch mode needs no public URL
+    ],
+)
+def test_a_public_url_bitrix24_cannot_reach_is_told(
+    mode: str, portal: str, public: str | None, local: bool
+) -> None:
+    env = {"B24_EVENT_MODE": mode, "B24_WEBHOOK_URL": f"{portal}/rest/1/abc/"}
+    if public is not None:
+        env["BOT_PUBLIC_URL"] = public
+    assert load(env).public_url_is_local() is local

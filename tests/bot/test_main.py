@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.__main__ import registered_text
 from bot.config import Settings
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
@@ -243,3 +244,13 @@ async def test_cli_register_in_fetch_mode_on_a_portal_without_chatbots_2(
     assert "Set B24_EVENT_MODE=webhook and BOT_PUBLIC_URL" in err
     assert "Traceback" not in out + err
     assert portal.bots == {}
+
+
+def test_registering_in_webhook_mode_with_a_loopback_public_url_warns() -> None:
+    env = {"B24_EVENT_MODE": "webhook", "B24_WEBHOOK_URL": "https://corp.bitrix24.ru/rest/1/abc/"}
+    settings = Settings.from_sources(env, env_file=None)
+    text = registered_text(settings, 5000, ["rate", "help"])
+    assert "Warning: Bitrix24 cannot reach a loopback address" in text
+    assert "abc" not in text
+    fetching = Settings.from_sources(env | {"B24_EVENT_MODE": "fetch"}, env_file=None)
+    assert "Warning" not in registered_text(fetching, 5000, ["rate", "help"])
