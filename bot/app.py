@@ -31,6 +31,7 @@ from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.probes import healthz, metrics, readyz
+from bot.routing import ReplyRouter
 from bot.state import (
     BITRIX,
     COALESCER,
@@ -214,7 +215,7 @@ def _runner(
     return JobRunner(
         storage,
         execute,
-        replies.send,
+        ReplyRouter(replies.send).send,
         workers=tuning.workers,
         rules=tuning.jobs,
         metrics=app[METRICS],

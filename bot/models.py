@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.texts import Lang
 
@@ -33,7 +33,18 @@ class BitrixRoute(Frozen):
     queued_at: float | None = None
 
 
-Route = BitrixRoute  # a discriminated union once Telegram arrives
+class TelegramRoute(Frozen):
+    """Where a Telegram reply goes: the chat (a group, or the private chat with the bot)."""
+
+    kind: Literal["telegram"] = "telegram"
+    chat_id: int
+    message_id: int | None = None  # the command's message: the answer replies to it
+    thread_id: int | None = None  # a forum topic the command came from
+    callback_query_id: str | None = None  # a button press: answered with answerCallbackQuery
+    keyboard_message_id: int | None = None  # the bot's message holding the pressed keyboard
+
+
+Route = Annotated[BitrixRoute | TelegramRoute, Field(discriminator="kind")]
 
 
 # Who wrote a message, as far as the platform says: staff of the portal, an extranet user (a
@@ -55,8 +66,11 @@ class IncomingCommand(Frozen):
     """One command text from one person, as every transport hands it to the core."""
 
     key: str  # idempotency key: the same delivery twice has the same key
-    source: Literal["bitrix"]
+    source: Literal["bitrix", "telegram"]
     author_id: int  # the platform's user id
+    # Telegram: the Bitrix24 user the author's account is linked to (None: not linked), found
+    # when the update arrived. Bitrix24 commands act as their author.
+    b24_user_id: int | None = None
     author_kind: AuthorKind = "staff"
     text: str
     notice: TooManyCommands | None = None  # set instead of a command text the user typed
@@ -67,6 +81,17 @@ class IncomingCommand(Frozen):
     language: Lang = "en"
     received_at: float  # time.time() when the event arrived
     route: Route
+
+    @property
+    def bitrix_route(self) -> BitrixRoute:
+        """The route of a command that came from Bitrix24."""
+        if not isinstance(self.route, BitrixRoute):
+            raise TypeError("not a Bitrix24 command")
+        return self.route
+
+    def acting_user(self) -> int | None:
+        """The Bitrix24 user this command acts as: who is authorised, and who is audited."""
+        return self.author_id if self.source == "bitrix" else self.b24_user_id
 
 
 class ReplyButton(Frozen):

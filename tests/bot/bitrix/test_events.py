@@ -102,7 +102,11 @@ def test_a_message_without_commands_is_one_text_to_answer() -> None:
     event = parse_event(message_event("привет"))
     assert isinstance(event, MessageEvent)
     [command] = commands_of(event, time.time())
-    assert (command.key, command.text, command.route.dialog_id) == ("b24:7:0", "привет", "27")
+    assert (command.key, command.text, command.bitrix_route.dialog_id) == (
+        "b24:7:0",
+        "привет",
+        "27",
+    )
 
 
 def test_event_names_are_case_insensitive_and_unknown_ones_are_none() -> None:
@@ -237,7 +241,7 @@ def test_only_our_command_lines_of_a_command_event_are_taken() -> None:
     event = parse_event(form)
     assert isinstance(event, CommandEvent)
     commands = commands_of(event, time.time())
-    assert [(c.key, c.text, c.route.command_id) for c in commands] == [
+    assert [(c.key, c.text, c.bitrix_route.command_id) for c in commands] == [
         ("b24:7:1", "/rate 494 5", 9),
         ("b24:7:2", "/help", None),
     ]
@@ -264,7 +268,7 @@ def click_key_of(form: dict[str, Any]) -> str:
     event = parse_event(form)
     assert isinstance(event, CommandEvent)
     [command] = commands_of(event, time.time())
-    assert command.route.keyboard_message_id == 70
+    assert command.bitrix_route.keyboard_message_id == 70
     return command.key
 
 
@@ -435,7 +439,7 @@ def test_well_formed_events_give_commands_with_unique_keys(
         assert isinstance(event, CommandEvent | MessageEvent)
         commands = commands_of(event, time.time())
         assert len({c.key for c in commands}) == len(commands)
-        assert all(c.route.openline is (entity == "LINES") for c in commands)
+        assert all(c.bitrix_route.openline is (entity == "LINES") for c in commands)
         keyed.append({c.key: c.text for c in commands})
     if context == "TEXTAREA":  # both events of one typed message: the same keys (§0 item 14)
         by_command, by_message = keyed

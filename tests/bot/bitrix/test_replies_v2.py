@@ -29,6 +29,7 @@ from bot.errors import BitrixBotNotReady
 from bot.jobs import JobRunner, RetryRules, session_of
 from bot.metrics import Metrics
 from bot.models import IncomingCommand, Reply, ReplyButton
+from bot.routing import ReplyRouter
 from bot.sandbox.app import EVENTS
 from bot.sandbox.events import EventSender
 from bot.sandbox.imbot import ANSWER_WINDOW as PORTAL_WINDOW
@@ -85,7 +86,7 @@ class Fetching:
         self, job: IncomingCommand, reply: Reply, received_at: float | None = None
     ) -> None:
         await self.replies.send(
-            job.route, reply, job.received_at if received_at is None else received_at
+            job.bitrix_route, reply, job.received_at if received_at is None else received_at
         )
 
     def posted(self) -> list[Message]:
@@ -250,7 +251,7 @@ async def test_a_command_queued_in_webhook_mode_is_answered_by_a_message(
 ) -> None:
     """Its command id was the classic bot's: never answered through imbot.v2.Command.answer."""
     job = await fetching.command("/rate 494 5")
-    classic = job.route.model_copy(update={"api": "v1", "queued_at": None})
+    classic = job.bitrix_route.model_copy(update={"api": "v1", "queued_at": None})
     await fetching.replies.send(classic, Reply(text="✅ Сохранено."), time.time())
     [message] = fetching.posted()
     assert (message.via, message.chat_id) == (SEND, fetching.private_chat())
@@ -264,7 +265,7 @@ async def test_no_bot_id_yet_postpones_the_reply_and_posts_nothing(
     calls = len(fetching.portal.calls)
     replies = BitrixV2Replies(make_client(), TOKEN, lambda: None)
     with capture_logs() as logs, pytest.raises(BitrixBotNotReady) as raised:
-        await replies.send(job.route, Reply(text="✅ Сохранено."), job.received_at)
+        await replies.send(job.bitrix_route, Reply(text="✅ Сохранено."), job.received_at)
     assert raised.value.retryable  # the JobRunner postpones the job: the reply is not lost
     assert TOKEN not in f"{raised.value} {logs!r}"
     assert (fetching.posted(), len(fetching.portal.calls)) == ([], calls)
@@ -288,7 +289,7 @@ async def test_a_reply_through_the_client_alone_reaches_the_portal_too(
     `botId`, `fields`): upper-cased as v1's are, Bitrix24 does not know them."""
     job = await fetching.command("/rate 494 5")
     replies = BitrixV2Replies(make_client(), TOKEN, lambda: fetching.bot_id)
-    await replies.send(job.route, Reply(text="✅ Сохранено."), job.received_at)
+    await replies.send(job.bitrix_route, Reply(text="✅ Сохранено."), job.received_at)
     [message] = fetching.posted()
     assert (message.via, message.text) == (ANSWER, "✅ Сохранено.")
 
@@ -307,7 +308,9 @@ async def test_a_reply_waiting_for_the_bots_registration_is_sent_once_it_is_regi
 
     metrics = Metrics()
     rules = RetryRules(first_wait=0.01, longest_wait=0.05)
-    runner = JobRunner(storage, execute, replies.send, workers=1, rules=rules, metrics=metrics)
+    runner = JobRunner(
+        storage, execute, ReplyRouter(replies.send).send, workers=1, rules=rules, metrics=metrics
+    )
     try:
         await storage.enqueue([await fetching.command("/rate 494 5")], limit=10, user_limit=10)
         runner.wake()

@@ -109,7 +109,7 @@ async def test_a_command_in_the_private_chat_becomes_one_job_answerable_by_comma
 ) -> None:
     await bot.sender.send_message(27, bot.bot_id, "/rate 494 5 Молодец")
     [job] = (await bot.jobs()).commands
-    message_id = job.route.message_id
+    message_id = job.bitrix_route.message_id
     assert (job.text, job.author_id, job.author_kind, job.language) == (
         "/rate 494 5 Молодец",
         27,
@@ -117,12 +117,20 @@ async def test_a_command_in_the_private_chat_becomes_one_job_answerable_by_comma
         "ru",
     )
     assert job.key.startswith(f"b24:{message_id}:c{bot.rate_id}:e")
-    assert (job.route.dialog_id, job.route.command_id, job.route.bot_in_chat) == (
+    assert (
+        job.bitrix_route.dialog_id,
+        job.bitrix_route.command_id,
+        job.bitrix_route.bot_in_chat,
+    ) == (
         "27",
         bot.rate_id,
         True,
     )
-    assert (job.route.openline, job.chat_session_id, job.route.keyboard_message_id) == (
+    assert (
+        job.bitrix_route.openline,
+        job.chat_session_id,
+        job.bitrix_route.keyboard_message_id,
+    ) == (
         False,
         None,
         None,
@@ -149,7 +157,7 @@ async def test_each_command_event_is_one_job_with_its_own_comment_lines(
     page = await bot.jobs()
     assert texts(page) == expected  # three lines: three jobs, never six
     assert len({c.key for c in page.commands}) == len(expected)
-    assert {c.route.bot_in_chat for c in page.commands} == {False}  # membership is not told
+    assert {c.bitrix_route.bot_in_chat for c in page.commands} == {False}  # membership is not told
 
 
 async def test_a_re_fetch_gives_the_same_keys_and_storage_takes_them_once(
@@ -184,7 +192,7 @@ async def test_the_author_and_the_open_line_are_told_as_in_v1(
     assert len(page.commands) == jobs
     for job in page.commands:
         assert (job.author_kind, job.chat_session_id) == (kind, session)
-        assert job.route.openline == (to == LINE_CHAT)
+        assert job.bitrix_route.openline == (to == LINE_CHAT)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +234,7 @@ async def test_a_message_event_is_split_into_commands_as_in_v1(
     assert [c.key for c in page.commands] == [
         f"b24:{message_id}:{i}" for i in range(len(expected))
     ]
-    assert {c.route.command_id for c in page.commands} == {None}
+    assert {c.bitrix_route.command_id for c in page.commands} == {None}
 
 
 async def test_a_keyboard_click_completes_the_vote_on_the_keyboards_message(bot: Bot) -> None:
@@ -236,9 +244,12 @@ async def test_a_keyboard_click_completes_the_vote_on_the_keyboards_message(bot:
     page = await bot.jobs(may_rate=lambda _: True)
     assert texts(page) == ["/rate 494 5", "/rate 494 4"]  # each user's click its own
     for job in page.commands:
-        assert (job.route.keyboard_message_id, job.route.command_id) == (keyboard, bot.rate_id)
+        assert (job.bitrix_route.keyboard_message_id, job.bitrix_route.command_id) == (
+            keyboard,
+            bot.rate_id,
+        )
         assert job.key.startswith(f"b24:click:{keyboard}:{job.author_id}:")
-        assert job.route.bot_in_chat  # the keyboard is the bot's own message in that chat
+        assert job.bitrix_route.bot_in_chat  # the keyboard is the bot's own message in that chat
 
 
 @pytest.mark.parametrize("to", ["bot", GROUP, LINE_CHAT])
@@ -251,9 +262,9 @@ async def test_a_fetched_command_is_routed_through_v2_from_when_the_portal_queue
     await bot.sender.send_message(27, bot.bot_id if to == "bot" else to, "/rate 494 5")
     bot.portal.advance_clock(3600)
     [job] = (await bot.jobs()).commands
-    assert job.route.api == "v2"
-    assert job.route.queued_at is not None
-    assert abs(time.time() - 3600 - job.route.queued_at) < 60
+    assert job.bitrix_route.api == "v2"
+    assert job.bitrix_route.queued_at is not None
+    assert abs(time.time() - 3600 - job.bitrix_route.queued_at) < 60
 
 
 @pytest.mark.parametrize(

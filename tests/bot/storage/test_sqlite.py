@@ -418,8 +418,8 @@ async def test_a_job_the_first_release_queued_survives_the_upgrade(
     taken = await storage.claim(time.time())
     assert taken is not None
     assert (taken.key, taken.incoming.text) == ("old", "/rate 494 5")
-    assert taken.incoming.route.dialog_id == dialog_id
-    assert taken.incoming.route.author_dialog_id == "27"  # the private chat with the author
+    assert taken.incoming.bitrix_route.dialog_id == dialog_id
+    assert taken.incoming.bitrix_route.author_dialog_id == "27"  # the private chat with the author
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT session_id FROM jobs").fetchall() == [(494,)]
     db.close()
