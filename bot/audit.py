@@ -16,7 +16,8 @@ from bot.config import Settings
 from bot.storage import AuditEntry, open_storage_read_only
 
 COLUMNS: Final = (
-    "time_utc", "source", "user_id", "command", "session_id", "rating", "outcome", "text", "reply",
+    "time_utc", "source", "user_id", "b24_user_id", "command", "session_id", "rating", "outcome",
+    "text", "reply",
 )  # fmt: skip
 
 # A cell starting with one of these is a formula (or becomes one) in Excel, LibreOffice and
@@ -39,6 +40,8 @@ def audit_row(entry: AuditEntry) -> dict[str, object]:
         "time_utc": datetime.fromtimestamp(entry.at, tz=UTC).isoformat(timespec="seconds"),
         "source": entry.source,
         "user_id": entry.user_id,
+        # Telegram: the linked Bitrix24 user the command acted as (Bitrix24 rows: empty).
+        "b24_user_id": "" if entry.b24_user_id is None else entry.b24_user_id,
         "command": entry.command or "",
         "session_id": entry.session_id or "",
         "rating": entry.rating or "",

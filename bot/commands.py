@@ -2,6 +2,7 @@
 
     /rate <session> [<rating>] [<comment…>]     /оценка is an alias
     /help                                        /start and /помощь are aliases
+    /link [<code>]    /start <code>    /unlink   linked Telegram accounts (bot/links.py)
 
 - The session is `494`, `#494` or `№494`; the rating is `5`, `5/5` or one to five stars.
 - A token that starts with a number right after the session is always the rating:
@@ -54,7 +55,10 @@ COMMAND_NAMES: Final = {
     "help": "help",
     "start": "help",
     "помощь": "help",
+    "link": "link",
+    "unlink": "unlink",
 }
+_MAX_CODE_LENGTH: Final = 64  # Telegram's longest deep-link parameter
 
 # Separators: Unicode whitespace (space, tab, newline, NBSP, narrow NBSP, …) plus the invisible
 # characters copy-paste leaves behind (zero-width space, word joiner, BOM).
@@ -141,7 +145,19 @@ class HelpCommand(_Frozen):
     welcome: bool = False
 
 
-Command = RateCommand | RatePrompt | HelpCommand
+class LinkCommand(_Frozen):
+    """`/link` (asks for a code in Bitrix24), `/link <code>` or `/start <code>` (redeems one in
+    Telegram; `start`: it came as a deep link's `/start`)."""
+
+    code: Annotated[str, Field(min_length=1, max_length=_MAX_CODE_LENGTH)] | None = None
+    start: bool = False
+
+
+class UnlinkCommand(_Frozen):
+    """`/unlink`: undo the link of the side it is written on."""
+
+
+Command = RateCommand | RatePrompt | HelpCommand | LinkCommand | UnlinkCommand
 
 
 class _Kind(Enum):
@@ -218,9 +234,21 @@ def parse_command(text: str, *, chat_session_id: int | None = None) -> Command:
     kind = COMMAND_NAMES.get(name)
     if kind is None:
         raise UnknownCommand(command=head.text)
+    if kind == "help" and name == "start" and head.rest:
+        return LinkCommand(code=_link_code(head.rest), start=True)
     if kind == "help":
         return HelpCommand(welcome=name == "start")
+    if kind == "link":
+        return LinkCommand(code=_link_code(head.rest) if head.rest else None)
+    if kind == "unlink":
+        return UnlinkCommand()
     return _parse_rate(head.rest, chat_session_id)
+
+
+def _link_code(args: str) -> str:
+    """The first word after the command, cut: a code is short, whatever was typed."""
+    token = _next_token(args)
+    return token.text[:_MAX_CODE_LENGTH] if token is not None else args[:_MAX_CODE_LENGTH]
 
 
 def _parse_rate(args: str, chat_session_id: int | None) -> Command:
@@ -377,6 +405,11 @@ def format_command(
     """
     if isinstance(command, HelpCommand):
         return "/start" if command.welcome else "/help"
+    if isinstance(command, LinkCommand):
+        name = "/start" if command.start else "/link"
+        return f"{name} {command.code}" if command.code is not None else name
+    if isinstance(command, UnlinkCommand):
+        return "/unlink"
     parts = ["/rate"]
     if session != "omitted":
         parts.append(("#" if session == "marked" else "") + str(command.session_id))

@@ -214,6 +214,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="static links tg_user_id:b24_user_id, comma-separated",
     )
+    telegram_feed_chat_id: int | None = Field(
+        None, description="a chat where every saved vote is posted as one line"
+    )
 
     @classmethod
     def from_sources(

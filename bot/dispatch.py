@@ -9,7 +9,14 @@ from typing import Any
 
 import structlog
 
-from bot.commands import HelpCommand, RateCommand, RatePrompt, parse_command
+from bot.commands import (
+    HelpCommand,
+    LinkCommand,
+    RateCommand,
+    RatePrompt,
+    UnlinkCommand,
+    parse_command,
+)
 from bot.config import UserAllowList
 from bot.errors import (
     BitrixError,
@@ -17,14 +24,19 @@ from bot.errors import (
     BitrixServerError,
     BitrixUnavailable,
     CommandParseError,
+    NotLinked,
     NotStaff,
     NotSupervisor,
+    UnknownCommand,
     UserFacingError,
 )
-from bot.models import SILENT, IncomingCommand, Reply, Route
-from bot.ports import People, SessionVotes
+from bot.models import SILENT, BitrixRoute, IncomingCommand, Reply, Route
+from bot.ports import Links, People, SessionVotes
+from bot.storage import Decided
 from bot.texts import Lang, render
+from handlers.feed import feed_job
 from handlers.help import help_reply
+from handlers.link import link, unlink
 from handlers.rate import prompt, rate
 
 log = structlog.get_logger(__name__)
@@ -38,10 +50,13 @@ def command_fields(incoming: IncomingCommand) -> dict[str, Any]:
         command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     except CommandParseError:
         return {"command": None, "session_id": None, "rating": None}
-    if isinstance(command, HelpCommand):
-        return {"command": "help", "session_id": None, "rating": None}
+    if isinstance(command, HelpCommand | LinkCommand | UnlinkCommand):
+        return {"command": _NAMES[type(command)], "session_id": None, "rating": None}
     rating = command.rating if isinstance(command, RateCommand) else None
     return {"command": "rate", "session_id": command.session_id, "rating": rating}
+
+
+_NAMES: dict[type, str] = {HelpCommand: "help", LinkCommand: "link", UnlinkCommand: "unlink"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,10 @@ class Services:
     votes: SessionVotes
     supervisors: UserAllowList
     people: People
+    # Telegram (issue 10); None: Telegram is off, `/link` and `/unlink` are unknown commands.
+    links: Links | None = None
+    telegram_username: str | None = None  # getMe's username, for the deep link; None: unknown
+    feed_chat_id: int | None = None  # TELEGRAM_FEED_CHAT_ID
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,7 @@ class Handled:
 
     reply: Reply
     outcome: str
+    follow_ups: tuple[Decided, ...] = ()  # queued with the decision: a saved vote's feed line
 
 
 class RetryLater(Exception):
@@ -77,7 +97,7 @@ async def run_command(
     `may_retry` a passing portal failure raises RetryLater instead."""
     lang = incoming.language
     try:
-        reply, outcome = await _execute(incoming, services)
+        return await _execute(incoming, services)
     except CommandParseError as error:
         return Handled(_text(error, lang), error.text_key)
     except UserFacingError as error:
@@ -96,48 +116,83 @@ async def run_command(
     except Exception:
         log.exception("command.crashed", text_length=len(incoming.text))
         return Handled(Reply(text=render("error.internal", lang)), "crashed")
-    return Handled(reply, outcome)
 
 
-async def _execute(incoming: IncomingCommand, services: Services) -> tuple[Reply, str]:
+async def _execute(incoming: IncomingCommand, services: Services) -> Handled:
     """Parse, authorise and run; raises for whatever went wrong."""
     lang = incoming.language
     if incoming.follows and not await _may_rate(incoming, services):
         # The message's first job answers someone who may not rate, once (bot/intake.py).
-        return SILENT, "silent"
+        return Handled(SILENT, "silent")
     if incoming.notice is not None:  # not a command: what the intake left out of a message
         notice = incoming.notice
         text = render("intake.too_many_commands", lang, taken=notice.taken, skipped=notice.skipped)
-        return Reply(text=text), notice.kind
+        return Handled(Reply(text=text), notice.kind)
     command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     if isinstance(command, HelpCommand):
-        return help_reply(command, lang), "help"
+        return Handled(help_reply(command, lang), "help")
+    if isinstance(command, LinkCommand | UnlinkCommand):
+        return await _link_command(command, incoming, services)
     if not await _authorise(incoming, services):
-        return SILENT, "customer"  # any answer could reach the customer
+        return Handled(SILENT, "customer")  # any answer could reach the customer
+    return await _rate(command, incoming, services)
+
+
+async def _rate(
+    command: RateCommand | RatePrompt, incoming: IncomingCommand, services: Services
+) -> Handled:
+    """An authorised `/rate`: the keyboard, or the vote and its feed line."""
+    lang = incoming.language
     if isinstance(command, RatePrompt):
-        return await prompt(command, services.votes, lang), "prompted"
-    return await rate(command, services.votes, lang), "saved"
+        return Handled(await prompt(command, services.votes, lang), "prompted")
+    reply, vote = await rate(command, services.votes, lang)
+    if services.feed_chat_id is None:
+        return Handled(reply, "saved")
+    return Handled(reply, "saved", (feed_job(incoming, vote, services.feed_chat_id),))
+
+
+async def _link_command(
+    command: LinkCommand | UnlinkCommand, incoming: IncomingCommand, services: Services
+) -> Handled:
+    """Linking needs no right to rate (a link grants nothing by itself), but nothing is ever
+    said in an open line's chat, where the customer would read it."""
+    route = incoming.route
+    if incoming.author_kind == "customer" or (isinstance(route, BitrixRoute) and route.openline):
+        return Handled(SILENT, "customer")
+    if services.links is None:  # Telegram is off
+        raise UnknownCommand(command=incoming.text.split(maxsplit=1)[0])
+    if isinstance(command, UnlinkCommand):
+        return Handled(await unlink(command, incoming, services.links), "unlinked")
+    reply = await link(command, incoming, services.links, services.telegram_username)
+    return Handled(reply, "linked" if command.code else "link_code")
 
 
 async def _authorise(incoming: IncomingCommand, services: Services) -> bool:
-    """Whether the author may rate: raises NotStaff or NotSupervisor to say why not, and is
-    False for an open line's customer, who is told nothing.
+    """Whether the author may rate: raises NotLinked, NotStaff or NotSupervisor to say why
+    not, and is False for an open line's customer, who is told nothing.
+
+    A Telegram command acts as its linked Bitrix24 user (`acting_user`), who is checked as a
+    Bitrix24 author the event did not describe: looked up, staff, and on the list.
 
     Only staff rate, whatever B24_SUPERVISOR_IDS says (`*` included). A customer's commands
     never become jobs (bot/intake.py), but one the event did not show as a customer (a typed
     command has no IS_CONNECTOR) is found by the lookup. An author the event did not describe
     is looked up once they are on the list, so a stranger's commands cost no lookup.
     """
-    kind = incoming.author_kind
-    if kind == "unverified" and services.supervisors.allows(incoming.author_id):
-        kind = await services.people.kind(incoming.author_id)
+    user = incoming.acting_user()
+    if user is None:
+        raise NotLinked
+    # A Telegram update says nothing about the Bitrix24 user: always looked up.
+    kind = "unverified" if incoming.source == "telegram" else incoming.author_kind
+    if kind == "unverified" and services.supervisors.allows(user):
+        kind = await services.people.kind(user)
         kind = "extranet" if kind == "unverified" else kind  # not described: not staff
     if kind == "customer":
         return False
     if kind == "extranet":
         raise NotStaff
-    if not services.supervisors.allows(incoming.author_id):
-        raise NotSupervisor(user_id=incoming.author_id)
+    if not services.supervisors.allows(user):
+        raise NotSupervisor(user_id=user)
     return True
 
 
@@ -145,7 +200,7 @@ async def _may_rate(incoming: IncomingCommand, services: Services) -> bool:
     """`_authorise` without the reasons."""
     try:
         return await _authorise(incoming, services)
-    except (NotStaff, NotSupervisor):
+    except (NotLinked, NotStaff, NotSupervisor):
         return False
 
 

@@ -239,6 +239,30 @@ class NotStaff(UserFacingError):
     text_key = "rate.not_staff"
 
 
+class NotLinked(UserFacingError):
+    """A Telegram user not linked to a Bitrix24 user: the reply says how to link."""
+
+    text_key = "link.not_linked"
+
+
+class LinkCodeInvalid(UserFacingError):
+    """A link code that is wrong, used or expired."""
+
+    text_key = "link.code_invalid"
+
+
+class LinkAttemptsExceeded(UserFacingError):
+    """Too many wrong link codes from one Telegram user lately. Params: minutes."""
+
+    text_key = "link.too_many_attempts"
+
+
+class LinkSetByAdmin(UserFacingError):
+    """A link from TELEGRAM_USER_MAP: only the administrator changes it."""
+
+    text_key = "link.static"
+
+
 class SessionNotFound(UserFacingError):
     """No such session. Params: session."""
 

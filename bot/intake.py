@@ -41,6 +41,7 @@ def admit(
 
     `message_key` is the prefix every command key of the message shares, whichever event
     delivered it: the notice is keyed by it, so a redelivery adds no second notice.
+    `may_rate` is asked about the Bitrix24 user a command acts as (`acting_user`).
     `already` counts the message's commands an earlier delivery admitted (fetch mode: one
     message's command events may come over several pages); they count against the bounds.
     """
@@ -50,7 +51,9 @@ def admit(
     if first.author_kind == "customer":
         log.info("intake.customer_ignored", user_id=first.author_id, commands=len(commands))
         return []
-    if first.author_kind == "extranet" or not may_rate(first.author_id):
+    # A Telegram author acts as their linked Bitrix24 user: unlinked, they may not rate.
+    acting = first.acting_user()
+    if first.author_kind == "extranet" or acting is None or not may_rate(acting):
         if len(commands) > 1 or already:
             log.info("intake.one_reply", user_id=first.author_id, commands=len(commands))
         return [] if already else [first]

@@ -215,7 +215,9 @@ class JobRunner:
                     return
                 reply, outcome = handled.reply, handled.outcome
                 attempt.reply, attempt.outcome = reply, outcome
-                await self._storage.decide(job.key, reply, outcome)
+                await self._storage.decide(job.key, reply, outcome, handled.follow_ups)
+                if handled.follow_ups:
+                    self.wake()  # a vote's feed line is queued: sent by another worker
             delivered = True
             attempt.sending = True
             try:
@@ -252,6 +254,7 @@ class JobRunner:
             key=job.key,
             source=incoming.source,
             user_id=incoming.author_id,
+            b24_user_id=incoming.b24_user_id if incoming.source == "telegram" else None,
             text=incoming.text,
             outcome=outcome,
             reply=reply,

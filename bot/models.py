@@ -89,6 +89,13 @@ class IncomingCommand(Frozen):
             raise TypeError("not a Bitrix24 command")
         return self.route
 
+    def in_private_chat(self) -> bool:
+        """Written in the author's private chat with the bot (a Telegram private chat's id is
+        the user's id)."""
+        if isinstance(self.route, BitrixRoute):
+            return self.route.dialog_id == self.route.author_dialog_id
+        return self.route.chat_id == self.author_id
+
     def acting_user(self) -> int | None:
         """The Bitrix24 user this command acts as: who is authorised, and who is audited."""
         return self.author_id if self.source == "bitrix" else self.b24_user_id

@@ -47,3 +47,31 @@ class People(Protocol):
         """Staff, extranet or customer; "unverified" when the platform will not say (then the
         author may not rate)."""
         ...
+
+
+class Links(Protocol):
+    """Telegram accounts linked to Bitrix24 users, one to one (issue 10)."""
+
+    async def issue(self, b24_user_id: int) -> str:
+        """A one-time link code for this Bitrix24 user, as the user types it."""
+        ...
+
+    async def redeem(self, tg_user_id: int, code: str) -> int:
+        """Link the Telegram user to the code's Bitrix24 user: that user. Raises
+        LinkCodeInvalid (wrong, used or expired), LinkAttemptsExceeded (too many wrong codes
+        lately) or LinkSetByAdmin (the Telegram user is linked in TELEGRAM_USER_MAP)."""
+        ...
+
+    async def linked(self, tg_user_id: int) -> int | None:
+        """The Bitrix24 user this Telegram user is linked to, or None."""
+        ...
+
+    async def unlink_telegram(self, tg_user_id: int) -> bool:
+        """Undo a Telegram user's link: whether there was one. Raises LinkSetByAdmin for a
+        static link."""
+        ...
+
+    async def unlink_bitrix(self, b24_user_id: int) -> bool:
+        """Undo a Bitrix24 user's link: whether there was one. Raises LinkSetByAdmin for a
+        static link."""
+        ...

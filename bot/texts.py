@@ -163,6 +163,70 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "or to view their history; the plan does not include rating by a supervisor. Check "
         "the session number, or ask the administrator.",
     },
+    "link.code": {
+        "ru": "Код для Telegram: {code} (действует 10 минут, один раз). Откройте {url} и "
+        "нажмите «Старт» — или отправьте боту в Telegram в личном чате: /start {code}",
+        "en": "Your Telegram code: {code} (valid for 10 minutes, once). Open {url} and press "
+        "Start, or send the Telegram bot in a private chat: /start {code}",
+    },
+    "link.code_no_bot": {
+        "ru": "Код для Telegram: {code} (действует 10 минут, один раз). Отправьте его "
+        "Telegram-боту оценок в личном чате: /link {code}",
+        "en": "Your Telegram code: {code} (valid for 10 minutes, once). Send it to the rating "
+        "bot in Telegram in a private chat: /link {code}",
+    },
+    "link.private_only": {
+        "ru": "Привязка делается только в личном чате с ботом: код в общем чате увидят другие. "
+        "Напишите мне /link лично.",
+        "en": "Linking works in a private chat with the bot only: others would see a code in a "
+        "shared chat. Write /link to me privately.",
+    },
+    "link.how_to": {
+        "ru": "Чтобы привязать Telegram к Битрикс24, напишите /link боту оценок в Битрикс24 и "
+        "отправьте мне полученный код в личном чате: /link КОД",
+        "en": "To link Telegram to Bitrix24, write /link to the rating bot in Bitrix24 and send "
+        "me the code it answers in a private chat: /link CODE",
+    },
+    "link.linked": {
+        "ru": "✅ Готово: этот Telegram привязан к пользователю Битрикс24 с id {user_id}.",
+        "en": "✅ Done: this Telegram account is linked to the Bitrix24 user with id {user_id}.",
+    },
+    "link.code_invalid": {
+        "ru": "Код неверный, уже использован или устарел. Новый код: напишите /link боту "
+        "оценок в Битрикс24.",
+        "en": "The code is wrong, already used or expired. For a new one, write /link to the "
+        "rating bot in Bitrix24.",
+    },
+    "link.too_many_attempts": {
+        "ru": "Слишком много неверных кодов. Попробуйте снова через {minutes} мин.",
+        "en": "Too many wrong codes. Try again in {minutes} minutes.",
+    },
+    "link.static": {
+        "ru": "Эту привязку задал администратор (TELEGRAM_USER_MAP): изменить её может только он.",
+        "en": "This link is set by the administrator (TELEGRAM_USER_MAP): only they can change "
+        "it.",
+    },
+    "link.not_linked": {
+        "ru": "Ваш Telegram не привязан к пользователю Битрикс24, поэтому оценивать нельзя. "
+        "Напишите /link боту оценок в Битрикс24 и отправьте мне код в личном чате.",
+        "en": "Your Telegram account is not linked to a Bitrix24 user, so it may not rate. "
+        "Write /link to the rating bot in Bitrix24 and send me the code in a private chat.",
+    },
+    "link.unlinked": {
+        "ru": "Привязка Telegram отменена.",
+        "en": "The Telegram link is undone.",
+    },
+    "link.nothing_to_unlink": {
+        "ru": "Привязки Telegram нет: отменять нечего.",
+        "en": "There is no Telegram link to undo.",
+    },
+    "feed.vote": {
+        "ru": "Пользователь Битрикс24 {user_id} ({source}): сессия {session} — {rating}, "
+        "{comment}",
+        "en": "Bitrix24 user {user_id} ({source}): session {session} — {rating}, {comment}",
+    },
+    "feed.source.bitrix": {"ru": "Битрикс24", "en": "Bitrix24"},
+    "feed.source.telegram": {"ru": "Telegram", "en": "Telegram"},
     "error.portal_busy": {
         "ru": "Битрикс24 сейчас перегружен запросами, оценка не сохранена. Повторите через "
         "минуту.",

@@ -22,8 +22,9 @@ NO_STARS: Final = "☆☆☆☆☆"
 COMMENT_SHOWN: Final = 300
 
 
-async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
-    """Store the rating and/or comment; the one not given keeps its stored value."""
+async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> tuple[Reply, SessionVote]:
+    """Store the rating and/or comment; the one not given keeps its stored value. The reply,
+    and the vote as stored (for the vote feed)."""
     try:
         result = await votes.vote(
             command.session_id, rating=command.rating, comment=command.comment
@@ -41,12 +42,12 @@ async def rate(command: RateCommand, votes: SessionVotes, lang: Lang) -> Reply:
         raise VoteNotAllowed(**describe(after, lang))
     if (after.rating, after.comment) != (wanted_rating, wanted_comment):
         raise VoteNotSaved(**describe(after, lang))
-    return Reply(text=render("rate.saved", lang, **describe(after, lang)), settled=True)
+    return Reply(text=render("rate.saved", lang, **describe(after, lang)), settled=True), after
 
 
 async def _stored_after_all(
     command: RateCommand, votes: SessionVotes, lang: Lang, error: BitrixError
-) -> Reply:
+) -> tuple[Reply, SessionVote]:
     """The vote's answer was lost (a gateway's 502/504, a timeout), but the portal may have
     stored it all the same: what it holds now tells. If it cannot say, or holds something
     else, the failure stands (retried later, or reported)."""
@@ -57,7 +58,7 @@ async def _stored_after_all(
     if (command.rating is None or now.rating == command.rating) and (
         command.comment is None or now.comment == command.comment
     ):
-        return Reply(text=render("rate.saved", lang, **describe(now, lang)), settled=True)
+        return Reply(text=render("rate.saved", lang, **describe(now, lang)), settled=True), now
     raise error
 
 

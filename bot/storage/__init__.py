@@ -31,13 +31,23 @@ class Job(Frozen):
     created_at: float
 
 
+class Decided(Frozen):
+    """A job queued with its reply already decided: only sending it is left (a vote's line
+    in the feed chat)."""
+
+    incoming: IncomingCommand
+    reply: Reply
+    outcome: str
+
+
 class AuditEntry(Frozen):
     """What one command did, for `python -m bot audit`."""
 
     at: float
     key: str
     source: str
-    user_id: int
+    user_id: int  # the author: a Bitrix24 user id, or a Telegram user id
+    b24_user_id: int | None = None  # Telegram: the linked Bitrix24 user the command acted as
     text: str
     command: str | None
     session_id: int | None
@@ -77,9 +87,12 @@ class Storage(Protocol):
         them; how many."""
         ...
 
-    async def decide(self, key: str, reply: Reply, outcome: str) -> None:
+    async def decide(
+        self, key: str, reply: Reply, outcome: str, follow_ups: Sequence[Decided] = ()
+    ) -> None:
         """Record the reply of a claimed job whose work is done: if the process dies before
-        the reply is sent, the job is claimed again with it and only the reply is sent."""
+        the reply is sent, the job is claimed again with it and only the reply is sent.
+        `follow_ups` are queued in the same transaction (keys already queued are skipped)."""
         ...
 
     async def postpone(self, key: str, *, until: float, error: str, crashed: bool = False) -> None:
@@ -114,6 +127,28 @@ class Storage(Protocol):
 
     async def audit(self, *, since: float = 0) -> list[AuditEntry]:
         """The audit log, oldest first."""
+        ...
+
+    async def add_link_code(
+        self, digest: str, b24_user_id: int, *, expires_at: float, now: float, keep: int
+    ) -> None:
+        """Store a link code's digest for a Bitrix24 user; the user's oldest codes beyond
+        `keep` and every expired code are dropped."""
+        ...
+
+    async def redeem_link_code(self, digest: str, tg_user_id: int, *, now: float) -> int | None:
+        """Use up a code and link the Telegram user to its Bitrix24 user (undoing either
+        side's earlier link): that Bitrix24 user, or None for no live code."""
+        ...
+
+    async def linked_b24_user(self, tg_user_id: int) -> int | None:
+        """The Bitrix24 user a Telegram user is linked to (stored links only)."""
+        ...
+
+    async def unlink(
+        self, *, tg_user_id: int | None = None, b24_user_id: int | None = None
+    ) -> bool:
+        """Undo the stored link of either side: whether there was one."""
         ...
 
     async def close(self) -> None:

@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from bot.errors import StorageMissing
 from bot.models import IncomingCommand, Reply
-from bot.storage import AuditEntry, Job, Refusal, SessionOf
+from bot.storage import AuditEntry, Decided, Job, Refusal, SessionOf
+from bot.storage.sqlite_links import SqliteLinks
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +117,22 @@ MIGRATIONS: Final = (
         expires_at REAL NOT NULL
     );
     """,
+    # Telegram (issue 10): accounts linked one to one, link codes outstanding (their keyed
+    # hashes: bot/links.py), and the Bitrix24 user a Telegram command acted as, for the audit.
+    """
+    CREATE TABLE links (
+        tg_user_id INTEGER PRIMARY KEY,
+        b24_user_id INTEGER NOT NULL UNIQUE,
+        linked_at REAL NOT NULL
+    );
+    CREATE TABLE link_codes (
+        digest TEXT PRIMARY KEY,
+        b24_user_id INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX link_codes_user ON link_codes (b24_user_id, expires_at);
+    ALTER TABLE audit ADD COLUMN b24_user_id INTEGER;
+    """,
 )
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 # How long a write waits for a database another process holds (SQLite's busy timeout); how
@@ -164,7 +181,7 @@ def _read_only_uri(path: str) -> str:
     return Path(path).resolve().as_uri() + "?mode=ro"
 
 
-class SqliteStorage:
+class SqliteStorage(SqliteLinks):
     """Jobs, de-dup keys (the jobs' own keys) and the audit log in one SQLite file."""
 
     def __init__(
@@ -374,15 +391,50 @@ class SqliteStorage:
             )
             return cursor.rowcount
 
-    async def decide(self, key: str, reply: Reply, outcome: str) -> None:
+    async def decide(
+        self, key: str, reply: Reply, outcome: str, follow_ups: Sequence[Decided] = ()
+    ) -> None:
         # Only while this instance holds the job: one that lost it (stalled past its lease)
-        # leaves it to the instance that took it over.
+        # leaves it to the instance that took it over. Its follow-ups are queued in the same
+        # transaction, already decided, under keys of their own: exactly once per decision.
+        now = time.time()
         async with self._lock:
-            await self._db.execute(
-                "UPDATE jobs SET reply = ?, outcome = ?, updated_at = ? "
-                "WHERE key = ? AND state = 'claimed' AND owner = ?",
-                (reply.model_dump_json(), outcome, time.time(), key, self._owner),
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await self._db.execute(
+                    "UPDATE jobs SET reply = ?, outcome = ?, updated_at = ? "
+                    "WHERE key = ? AND state = 'claimed' AND owner = ?",
+                    (reply.model_dump_json(), outcome, now, key, self._owner),
+                )
+                new = await self._queue_decided(follow_ups, now) if cursor.rowcount else []
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            self._unfinished += len(new)
+            self._by_author.update(new)
+
+    async def _queue_decided(self, jobs: Sequence[Decided], now: float) -> list[str]:
+        """Queue jobs whose reply is decided (only sending it is left); their authors."""
+        authors = []
+        for job in jobs:
+            rows = await self._db.execute_fetchall(
+                "INSERT INTO jobs (key, payload, author, session_id, state, reply, outcome, "
+                "due_at, created_at, updated_at) VALUES (?, ?, ?, NULL, 'queued', ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO NOTHING RETURNING author",
+                (
+                    job.incoming.key,
+                    job.incoming.model_dump_json(),
+                    _author(job.incoming),
+                    job.reply.model_dump_json(),
+                    job.outcome,
+                    now,
+                    now,
+                    now,
+                ),
             )
+            authors += [str(author) for (author,) in rows]
+        return authors
 
     async def postpone(self, key: str, *, until: float, error: str, crashed: bool = False) -> None:
         async with self._lock:
@@ -407,13 +459,15 @@ class SqliteStorage:
                     return
                 self._forget([author for (author,) in finished])
                 await self._db.execute(
-                    "INSERT OR IGNORE INTO audit (at, key, source, user_id, text, command, "
-                    "session_id, rating, outcome, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO audit (at, key, source, user_id, b24_user_id, text, "
+                    "command, session_id, rating, outcome, reply) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         entry.at,
                         entry.key,
                         entry.source,
                         entry.user_id,
+                        entry.b24_user_id,
                         entry.text,
                         entry.command,
                         entry.session_id,
@@ -481,8 +535,8 @@ class SqliteStorage:
     async def audit(self, *, since: float = 0) -> list[AuditEntry]:
         async with self._lock:
             async with self._db.execute(
-                "SELECT at, key, source, user_id, text, command, session_id, rating, outcome, "
-                "reply FROM audit WHERE at >= ? ORDER BY id",
+                "SELECT at, key, source, user_id, b24_user_id, text, command, session_id, "
+                "rating, outcome, reply FROM audit WHERE at >= ? ORDER BY id",
                 (since,),
             ) as cursor:
                 rows = await cursor.fetchall()
@@ -491,6 +545,7 @@ class SqliteStorage:
                 "key",
                 "source",
                 "user_id",
+                "b24_user_id",
                 "text",
                 "command",
                 "session_id",

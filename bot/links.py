@@ -1,0 +1,112 @@
+"""Linked accounts (issue 10): Telegram users act as the Bitrix24 user they are linked to.
+
+A link is made with a one-time code: `/link` in Bitrix24 issues it, `/start <code>` or
+`/link <code>` in a private chat with the Telegram bot redeems it. A code is
+- 10 characters of Crockford's base32 (no I, L, O, U; read case-insensitively, with the
+  lookalikes O→0 and I/L→1 folded): 50 bits, typed from a phone without ambiguity;
+- live for 10 minutes, used once, at most `CODES_KEPT` outstanding per Bitrix24 user;
+- stored only as HMAC-SHA256 under a server-side key (the composition root passes one that is
+  not in the database): whoever reads the database file or a backup cannot redeem a live
+  code, and cannot search the 2^50 codes offline without that key;
+- guessed at most `MAX_FAILURES` times per Telegram user in `FAILURE_WINDOW` (then refused
+  until the window passes): with 50 bits a guess succeeds with odds of about 2^-48.
+TELEGRAM_USER_MAP adds static links, which win over stored ones and which only the
+administrator changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from bot.errors import LinkAttemptsExceeded, LinkCodeInvalid, LinkSetByAdmin
+from bot.storage import Storage
+
+ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
+CODE_LENGTH: Final = 10
+CODE_TTL: Final = 600.0  # seconds
+CODES_KEPT: Final = 3
+MAX_FAILURES: Final = 5
+FAILURE_WINDOW: Final = 600.0
+_TRACKED_USERS: Final = 10_000  # failure records kept at most (a flood of new accounts)
+_FOLDED: Final = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+def normalise_code(text: str) -> str:
+    """A code as typed (any case, lookalikes, spaces or dashes between groups) as issued."""
+    return "".join(text.split()).replace("-", "").upper().translate(_FOLDED)
+
+
+class StoredLinks:
+    """The Links port over Storage, with TELEGRAM_USER_MAP's static links on top."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        key: bytes,
+        static: Mapping[int, int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._storage, self._key, self._clock = storage, key, clock
+        self._static = dict(static)
+        self._static_b24 = set(static.values())
+        self._failures: dict[int, list[float]] = {}
+
+    async def issue(self, b24_user_id: int) -> str:
+        code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+        now = self._clock()
+        await self._storage.add_link_code(
+            self._digest(code), b24_user_id, expires_at=now + CODE_TTL, now=now, keep=CODES_KEPT
+        )
+        return code
+
+    async def redeem(self, tg_user_id: int, code: str) -> int:
+        if tg_user_id in self._static:
+            raise LinkSetByAdmin
+        now = self._clock()
+        recent = [at for at in self._failures.get(tg_user_id, ()) if at > now - FAILURE_WINDOW]
+        if len(recent) >= MAX_FAILURES:
+            raise LinkAttemptsExceeded(minutes=round(FAILURE_WINDOW / 60))
+        normal = normalise_code(code)
+        b24_user_id = None
+        if len(normal) == CODE_LENGTH and set(normal) <= set(ALPHABET):
+            b24_user_id = await self._storage.redeem_link_code(
+                self._digest(normal), tg_user_id, now=now
+            )
+        if b24_user_id is None:
+            self._fail(tg_user_id, [*recent, now], now)
+            raise LinkCodeInvalid
+        self._failures.pop(tg_user_id, None)
+        return b24_user_id
+
+    async def linked(self, tg_user_id: int) -> int | None:
+        if tg_user_id in self._static:
+            return self._static[tg_user_id]
+        return await self._storage.linked_b24_user(tg_user_id)
+
+    async def unlink_telegram(self, tg_user_id: int) -> bool:
+        if tg_user_id in self._static:
+            raise LinkSetByAdmin
+        return await self._storage.unlink(tg_user_id=tg_user_id)
+
+    async def unlink_bitrix(self, b24_user_id: int) -> bool:
+        if b24_user_id in self._static_b24:
+            raise LinkSetByAdmin
+        return await self._storage.unlink(b24_user_id=b24_user_id)
+
+    def _digest(self, code: str) -> str:
+        return hmac.new(self._key, code.encode(), hashlib.sha256).hexdigest()
+
+    def _fail(self, tg_user_id: int, failures: list[float], now: float) -> None:
+        if len(self._failures) >= _TRACKED_USERS:  # forget the users whose window has passed
+            self._failures = {
+                user: times
+                for user, times in self._failures.items()
+                if times[-1] > now - FAILURE_WINDOW
+            }
+        self._failures[tg_user_id] = failures
