@@ -95,9 +95,11 @@ class StoredLinks:
         return await self._storage.unlink(tg_user_id=tg_user_id)
 
     async def unlink_bitrix(self, b24_user_id: int) -> bool:
-        if b24_user_id in self._static_b24:
+        if await self._storage.unlink(b24_user_id=b24_user_id):
+            return True
+        if b24_user_id in self._static_b24:  # nothing stored to undo, and a static link stays
             raise LinkSetByAdmin
-        return await self._storage.unlink(b24_user_id=b24_user_id)
+        return False
 
     def _digest(self, code: str) -> str:
         return hmac.new(self._key, code.encode(), hashlib.sha256).hexdigest()
