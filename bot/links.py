@@ -36,6 +36,14 @@ _TRACKED_USERS: Final = 10_000  # failure records kept at most (a flood of new a
 _FOLDED: Final = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 
+def link_key(secret: str) -> bytes:
+    """The key codes are hashed under, derived from a secret the service holds outside the
+    database (the composition root passes TELEGRAM_BOT_TOKEN): a key of its own, so the
+    secret itself is never used for anything else. A new token voids the codes outstanding,
+    which live 10 minutes anyway."""
+    return hmac.new(secret.encode(), b"rating-bot link codes", hashlib.sha256).digest()
+
+
 def normalise_code(text: str) -> str:
     """A code as typed (any case, lookalikes, spaces or dashes between groups) as issued."""
     return "".join(text.split()).replace("-", "").upper().translate(_FOLDED)

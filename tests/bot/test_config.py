@@ -93,6 +93,7 @@ def test_defaults_match_the_contract() -> None:
             frozenset({-1001234567890, 42}),
         ),
         ("TELEGRAM_USER_MAP", "111:27, 222:1269", "telegram_user_map", {111: 27, 222: 1269}),
+        ("TELEGRAM_FEED_CHAT_ID", "-1001234567890", "telegram_feed_chat_id", -1001234567890),
     ],
 )
 def test_each_contract_name_sets_its_field(name: str, raw: str, field: str, expected: Any) -> None:
@@ -201,6 +202,11 @@ def test_plain_http_webhook_is_accepted_for_loopback(url: str) -> None:
             "TELEGRAM_ALLOWED_CHAT_IDS",
             "x",
             "TELEGRAM_ALLOWED_CHAT_IDS = 'x'\n      chat ids must be whole numbers",
+        ),
+        (
+            "TELEGRAM_FEED_CHAT_ID",
+            "@supervisors",
+            "TELEGRAM_FEED_CHAT_ID = '@supervisors'\n      Input should be a valid integer",
         ),
         (
             "TELEGRAM_USER_MAP",

@@ -20,6 +20,7 @@ from bot.links import (
     FAILURE_WINDOW,
     MAX_FAILURES,
     StoredLinks,
+    link_key,
     normalise_code,
 )
 from bot.storage import Storage, open_storage
@@ -200,3 +201,10 @@ async def test_static_links_count_as_links_and_only_the_administrator_changes_th
     with pytest.raises(LinkSetByAdmin):
         await links.redeem(TG_STATIC, await links.issue(27))
     assert await links.linked(TG_STATIC) == 1
+
+
+def test_the_hashing_key_is_derived_from_the_secret_and_is_not_the_secret() -> None:
+    token = "123456:ABC-the-bot-token"
+    assert link_key(token) == link_key(token)
+    assert link_key(token) != link_key(token + "x")
+    assert token.encode() not in link_key(token)
