@@ -30,6 +30,8 @@ from bot.usage import counting_rest_requests
 
 log = structlog.get_logger(__name__)
 
+NOT_KEPT_IN_AUDIT = "[a one-time link code: not kept]"  # a secret reply's audit text
+
 Execute = Callable[[IncomingCommand, bool], Awaitable[Handled]]
 
 
@@ -187,7 +189,7 @@ class JobRunner:
                 except Exception:
                     log.exception("reply.failed", key=job.key)
         await self._finish(
-            job, reply.text, outcome, delivered=delivered, requests=requests[0], started=started
+            job, reply, outcome, delivered=delivered, requests=requests[0], started=started
         )
 
     async def _renew_leases(self) -> None:
@@ -229,7 +231,7 @@ class JobRunner:
                 delivered = False
                 log.warning("reply.failed", key=job.key, code=error.code, method=error.method)
         await self._finish(
-            job, reply.text, outcome, delivered=delivered, requests=requests[0], started=started
+            job, reply, outcome, delivered=delivered, requests=requests[0], started=started
         )
 
     async def _postpone(self, job: Job, error: BitrixError) -> None:
@@ -245,7 +247,14 @@ class JobRunner:
         )
 
     async def _finish(
-        self, job: Job, reply: str, outcome: str, *, delivered: bool, requests: int, started: float
+        self,
+        job: Job,
+        reply: Reply,
+        outcome: str,
+        *,
+        delivered: bool,
+        requests: int,
+        started: float,
     ) -> None:
         incoming = job.incoming
         fields = command_fields(incoming)
@@ -257,7 +266,7 @@ class JobRunner:
             b24_user_id=incoming.b24_user_id if incoming.source == "telegram" else None,
             text=incoming.text,
             outcome=outcome,
-            reply=reply,
+            reply=NOT_KEPT_IN_AUDIT if reply.secret else reply.text,
             **fields,
         )
         await self._store_finish(job.key, entry)

@@ -115,6 +115,8 @@ class Reply(Frozen):
     text: str
     buttons: tuple[ReplyButton, ...] = ()
     settled: bool = False  # what a keyboard offered is done: its buttons can go
+    # Holds a secret (a one-time link code): neither the audit nor the finished job keeps it.
+    secret: bool = False
 
 
 SILENT = Reply(text="")

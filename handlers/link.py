@@ -25,9 +25,9 @@ async def link(
     if incoming.source == "bitrix":
         code = await links.issue(incoming.author_id)
         if bot_username is None:
-            return Reply(text=render("link.code_no_bot", lang, code=code))
+            return Reply(text=render("link.code_no_bot", lang, code=code), secret=True)
         url = f"https://t.me/{bot_username}?start={code}"
-        return Reply(text=render("link.code", lang, code=code, url=url))
+        return Reply(text=render("link.code", lang, code=code, url=url), secret=True)
     if command.code is None:
         return Reply(text=render("link.how_to", lang))
     b24_user_id = await links.redeem(incoming.author_id, command.code)

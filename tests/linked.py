@@ -4,6 +4,7 @@ commands as each transport's adapter hands them over."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ SUPERVISORS = UserAllowList(ids=frozenset({27, 301, 1211}))  # 301 extranet, 121
 TG_GROUP = -1001234
 FEED_CHAT = -1009999
 BOT_USERNAME = "RatingTestBot"
+CODE = re.compile(r"code: ([0-9A-Z]{10})")  # a link code in the English answer
 
 
 async def linked_storage(tmp_path: Path) -> tuple[Storage, StoredLinks]:

@@ -450,7 +450,9 @@ class SqliteStorage(SqliteLinks):
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 finished = await self._db.execute_fetchall(
-                    "UPDATE jobs SET state = 'done', owner = NULL, updated_at = ? WHERE key = ? "
+                    # A reply holding a secret (a link code) is not kept once sent.
+                    "UPDATE jobs SET state = 'done', owner = NULL, updated_at = ?, reply = CASE "
+                    "WHEN json_extract(reply, '$.secret') THEN NULL ELSE reply END WHERE key = ? "
                     "AND state = 'claimed' AND owner = ? RETURNING author",
                     (entry.at, key, self._owner),
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from bot.audit import write_audit
 from bot.bitrix.client import BitrixClient
 from bot.dispatch import Handled, run_command
-from bot.jobs import JobRunner, RetryRules
+from bot.jobs import NOT_KEPT_IN_AUDIT, JobRunner, RetryRules
 from bot.metrics import Metrics
 from bot.models import BitrixRoute, IncomingCommand, Reply, TelegramRoute
 from bot.routing import ReplyRouter
@@ -24,7 +25,15 @@ from bot.storage import AuditEntry, Storage
 from bot.texts import render
 from handlers.feed import FEED_OUTCOME
 from tests.harness import eventually
-from tests.linked import FEED_CHAT, TG_GROUP, from_bitrix, from_telegram, linked_storage, services
+from tests.linked import (
+    CODE,
+    FEED_CHAT,
+    TG_GROUP,
+    from_bitrix,
+    from_telegram,
+    linked_storage,
+    services,
+)
 
 RULES = RetryRules(first_wait=0.01, longest_wait=0.02, crash_attempts=3)
 
@@ -177,3 +186,16 @@ async def test_the_audit_records_the_telegram_identity_and_the_linked_bitrix24_u
     write_audit(entries, csv_path="-", out=out)
     assert "telegram,5001,27,rate,494,5,saved" in out.getvalue()
     assert any(route.chat_id == TG_GROUP for route, _ in core.sent.telegram)
+
+
+async def test_a_link_code_is_sent_but_kept_neither_in_the_audit_nor_in_the_finished_job(
+    core: Core, tmp_path: Path
+) -> None:
+    [entry] = await core.run(from_bitrix("/link"))
+    [(_, text)] = core.sent.bitrix
+    code = CODE.search(text)
+    assert code is not None
+    assert (entry.outcome, entry.reply) == ("link_code", NOT_KEPT_IN_AUDIT)
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+        dump = "\n".join(db.iterdump())
+    assert code.group(1) not in dump

@@ -3,7 +3,6 @@ asked for in Bitrix24 links the Telegram account that sends it back, privately o
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,9 +14,7 @@ from bot.links import StoredLinks
 from bot.models import BitrixRoute, IncomingCommand
 from bot.storage import Storage
 from bot.texts import render
-from tests.linked import BOT_USERNAME, from_bitrix, from_telegram, linked_storage, services
-
-CODE = re.compile(r"code: ([0-9A-Z]{10})")
+from tests.linked import BOT_USERNAME, CODE, from_bitrix, from_telegram, linked_storage, services
 
 
 @pytest.fixture
