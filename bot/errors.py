@@ -306,3 +306,27 @@ class StorageMissing(BotError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"no bot database at {path}")
+
+
+class TelegramApiError(BotError):
+    """A Telegram Bot API call failed. Carries no secret: the token is in aiogram's URL only.
+
+    `retry_after` is Telegram's own wait for a 429 (`parameters.retry_after`), in seconds: the
+    durable queue waits at least that long before the reply is tried again (bot/jobs.py).
+    """
+
+    def __init__(
+        self,
+        method: str,
+        code: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        description: str = "",
+    ) -> None:
+        self.method = method
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.description = description  # Telegram's own text: for logs only, never for users
+        super().__init__(f"{method}: {code}")

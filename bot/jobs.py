@@ -21,7 +21,7 @@ import structlog
 from tenacity import AsyncRetrying, stop_after_attempt
 
 from bot.dispatch import Handled, RetryLater, SendReply, command_fields
-from bot.errors import BitrixError
+from bot.errors import BitrixError, TelegramApiError
 from bot.metrics import Metrics
 from bot.models import IncomingCommand, Reply
 from bot.storage import AuditEntry, Job, Storage
@@ -224,7 +224,7 @@ class JobRunner:
             attempt.sending = True
             try:
                 await self._send(job.incoming.route, reply, job.incoming.received_at)
-            except BitrixError as error:
+            except (BitrixError, TelegramApiError) as error:
                 if error.retryable and may_retry:
                     await self._postpone(job, error)
                     return
@@ -234,8 +234,12 @@ class JobRunner:
             job, reply, outcome, delivered=delivered, requests=requests[0], started=started
         )
 
-    async def _postpone(self, job: Job, error: BitrixError) -> None:
+    async def _postpone(self, job: Job, error: BitrixError | TelegramApiError) -> None:
         wait = self._rules.wait(job.attempts)
+        if isinstance(error, TelegramApiError) and error.retry_after is not None:
+            # Telegram's 429 says how long to wait: at least that, and never beyond the
+            # longest wait, whatever a misbehaving server asks.
+            wait = min(max(wait, error.retry_after), self._rules.longest_wait)
         self._metrics.jobs_postponed.inc()
         await self._storage.postpone(job.key, until=time.time() + wait, error=error.code)
         log.warning(

@@ -237,6 +237,15 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "ru": "Битрикс24 не отвечает, оценка не сохранена. Повторите позже.",
         "en": "Bitrix24 does not answer; nothing was saved. Try again later.",
     },
+    "telegram.needs_group": {
+        "ru": "Оценки ставят из группы, где видно, кто пишет: в канале и от имени чата "
+        "команда не знает автора. Добавьте бота в группу супервизоров.",
+        "en": "Ratings are given from a group, where the author is known: in a channel or "
+        "when posting as the chat, a command has no author. Add the bot to the supervisors' "
+        "group.",
+    },
+    "telegram.command.rate": {"ru": "оценить сессию", "en": "rate a session"},
+    "telegram.command.help": {"ru": "как пользоваться", "en": "how to use the bot"},
     "error.internal": {
         "ru": "Что-то пошло не так, оценка не сохранена. Администратор найдёт подробности в "
         "журнале.",

@@ -1,0 +1,1 @@
+"""The Telegram side: aiogram inside the service (bot/telegram/side.py is the entry)."""

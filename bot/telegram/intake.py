@@ -1,0 +1,132 @@
+"""aiogram's handlers: each update's commands stored in the durable queue before the update is
+acknowledged (polling: aiogram confirms an offset only after the handler returned, as updates
+are handled one by one; webhook: before the 200), so a restart loses none."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from aiogram import Bot, Router
+from aiogram.types import CallbackQuery, Message, Update
+
+from bot.config import UserAllowList
+from bot.errors import TelegramApiError
+from bot.intake import admit
+from bot.models import IncomingCommand, Reply, TelegramRoute
+from bot.state import Core
+from bot.telegram.replies import TelegramReplies
+from bot.telegram.updates import Chats, LinkOf, command_of_click, commands_of_message
+from bot.texts import render
+
+log = structlog.get_logger(__name__)
+
+
+class NotStored(Exception):
+    """The commands could not be stored now: the update must come again (webhook: a 503)."""
+
+
+@dataclass
+class UpdateIntake:
+    """What the handlers need: the chats, the links, the queue and its limits."""
+
+    chats: Callable[[], Chats | None]  # None until getMe has said who the bot is
+    link_of: LinkOf
+    supervisors: UserAllowList
+    core: Core
+    queue_limit: int
+    user_share: int
+    clock: Callable[[], float] = time.time
+
+    async def store(self, commands: list[IncomingCommand], message_key: str) -> None:
+        if not commands:
+            return
+        first = commands[0]
+        acting = first.acting_user()
+        admitted = admit(
+            commands,
+            message_key=message_key,
+            may_rate=lambda _: acting is not None and self.supervisors.allows(acting),
+        )
+        fresh: list[str] | str = "shutting_down"
+        if self.core.runner.accepting:
+            fresh = await self.core.storage.enqueue(
+                admitted, limit=self.queue_limit, user_limit=self.user_share
+            )
+        if isinstance(fresh, str):  # user_share, queue_full, shutting_down
+            log.warning("telegram.not_stored", reason=fresh, user_id=first.author_id)
+            raise NotStored(fresh)
+        self.core.runner.wake()
+        log.info(
+            "telegram.update_accepted",
+            key=message_key,
+            commands=len(fresh),
+            duplicates=len(admitted) - len(fresh),
+        )
+
+
+def build_router(intake: UpdateIntake) -> Router:
+    """The one router: messages, channel posts and button presses."""
+    router = Router(name="rating")
+
+    @router.message()
+    async def on_message(message: Message, bot: Bot, event_update: Update) -> None:
+        chats = _known(intake)
+        if message.from_user is None or message.sender_chat is not None:
+            await _needs_group(bot, message, chats)
+            return
+        commands = commands_of_message(
+            message,
+            update_id=event_update.update_id,
+            chats=chats,
+            link_of=intake.link_of,
+            received_at=intake.clock(),
+        )
+        await intake.store(commands, f"tg:{event_update.update_id}")
+
+    @router.channel_post()
+    async def on_channel_post(message: Message, bot: Bot) -> None:
+        await _needs_group(bot, message, _known(intake))
+
+    @router.callback_query()
+    async def on_click(query: CallbackQuery) -> None:
+        command = command_of_click(
+            query, chats=_known(intake), link_of=intake.link_of, received_at=intake.clock()
+        )
+        if command is not None:
+            await intake.store([command], command.key)
+
+    return router
+
+
+def _known(intake: UpdateIntake) -> Chats:
+    chats = intake.chats()
+    if chats is None:  # getMe has not answered yet: `/rate@Bot` cannot be told from others'
+        raise NotStored("starting")
+    return chats
+
+
+async def _needs_group(bot: Bot, message: Message, chats: Chats) -> None:
+    """A command with no person behind it (a channel post, or a member posting as the group):
+    nobody can be authorised. Said once per post, never retried; in a group not allowed,
+    nothing but a log line."""
+    if not (message.text or "").lstrip().startswith("/"):
+        return
+    if message.chat.type != "channel" and message.chat.id not in chats.allowed:
+        log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=None)
+        return
+    log.info("telegram.no_author", chat_id=message.chat.id, chat_type=message.chat.type)
+    route = TelegramRoute(chat_id=message.chat.id, message_id=message.message_id)
+    reply = Reply(text=render("telegram.needs_group", "en" if _english(message) else "ru"))
+    try:
+        await asyncio.wait_for(TelegramReplies(bot).send(route, reply, time.time()), timeout=10)
+    except (TelegramApiError, TimeoutError) as error:
+        log.warning("telegram.notice_failed", error=type(error).__name__)
+
+
+def _english(message: Message) -> bool:
+    """A post has no sender's language: a channel's is guessed from its text."""
+    return not any("а" <= char.casefold() <= "я" for char in message.text or "")

@@ -1,0 +1,158 @@
+"""Replies back into Telegram: sendMessage, editMessageText, answerCallbackQuery.
+
+Everything goes as plain text, with no parse_mode: Telegram then reads no markup at all, so a
+comment like `<b>`, `&amp;`, `<a href=…>` or `*bold*` is shown exactly as typed. The core's texts
+use Bitrix24's `[b]` sparingly; those tags are dropped here (a user's own `[b]` reaches us with
+a word joiner after its `[`, bot/markup.py, so it never matches and stays as typed).
+
+Failures become TelegramApiError: 429 is retryable with Telegram's `retry_after`, honoured by
+the durable queue (bot/jobs.py); network and server errors are retryable; 403 (the bot was
+removed from the chat, or the user blocked it) is logged and not retried.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import structlog
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
+
+from bot.errors import TelegramApiError
+from bot.models import Reply, TelegramRoute
+
+log = structlog.get_logger(__name__)
+
+MAX_MESSAGE: Final = 4096  # characters of a message's text (Bot API sendMessage)
+MAX_ALERT: Final = 200  # characters of a callback query's answer (answerCallbackQuery)
+MAX_CALLBACK_DATA: Final = 64  # bytes of a button's callback_data (InlineKeyboardButton)
+_OUR_TAGS: Final = re.compile(r"\[/?b\]", re.IGNORECASE)
+
+T = TypeVar("T")
+
+
+def plain(text: str) -> str:
+    """A core text as Telegram shows it: our `[b]` tags dropped, cut to one message."""
+    text = _OUR_TAGS.sub("", text)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    """The reply's buttons in one row; a button whose command would not fit is left out."""
+    buttons = []
+    for button in reply.buttons:
+        data = f"/{button.command} {button.params}".strip()
+        if len(data.encode()) > MAX_CALLBACK_DATA:
+            log.warning("telegram.button_too_long", command=button.command)
+            continue
+        buttons.append(InlineKeyboardButton(text=button.text, callback_data=data))
+    return InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
+
+
+class TelegramReplies:
+    """Sends a Reply to the chat its command came from, as a reply to the command."""
+
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def send(self, route: TelegramRoute, reply: Reply, received_at: float) -> None:  # noqa: ARG002 - Telegram has no answer window
+        text = plain(reply.text)
+        if route.callback_query_id is not None:
+            await self._settle_click(route, reply, text)
+            return
+        if text:
+            await self._post(route, text, keyboard(reply))
+
+    async def _settle_click(self, route: TelegramRoute, reply: Reply, text: str) -> None:
+        """A press is answered (the button stops spinning); a completed vote replaces the
+        keyboard's message; anything else (a refusal to someone who may not rate) is shown to
+        the presser alone, as an alert, when it fits one."""
+        query_id = route.callback_query_id
+        assert query_id is not None  # noqa: S101 - checked by send
+        alert = bool(text) and not reply.settled and len(text) <= MAX_ALERT
+        await self._answer_callback(query_id, text if alert else None)
+        if not text or alert:
+            return
+        if reply.settled and route.keyboard_message_id is not None:
+            edited = await _call(
+                "editMessageText",
+                lambda: self._bot.edit_message_text(
+                    text=text, chat_id=route.chat_id, message_id=route.keyboard_message_id
+                ),
+                bad_request_ok=True,
+            )
+            if edited is not None:
+                return
+        await self._post(route, text, keyboard(reply))
+
+    async def _answer_callback(self, query_id: str, text: str | None) -> None:
+        # A query older than Telegram keeps (about 15 s [UNCONFIRMED]) answers 400: the vote's
+        # message still goes; nothing is lost by not stopping a spinner that has stopped.
+        await _call(
+            "answerCallbackQuery",
+            lambda: self._bot.answer_callback_query(query_id, text=text, show_alert=bool(text)),
+            bad_request_ok=True,
+        )
+
+    async def _post(
+        self, route: TelegramRoute, text: str, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        answer_to = None
+        if route.message_id is not None:
+            # The command's message may be deleted by now: the answer goes all the same.
+            answer_to = ReplyParameters(
+                message_id=route.message_id, allow_sending_without_reply=True
+            )
+        await _call(
+            "sendMessage",
+            lambda: self._bot.send_message(
+                chat_id=route.chat_id,
+                text=text,
+                message_thread_id=route.thread_id,
+                reply_parameters=answer_to,
+                reply_markup=markup,
+                parse_mode=None,  # plain text: nothing a user wrote is markup
+            ),
+        )
+
+
+async def _call(
+    method: str, request: Callable[[], Awaitable[T]], *, bad_request_ok: bool = False
+) -> T | None:
+    """One Bot API call, its failures as TelegramApiError; a 400 is None when `bad_request_ok`."""
+    try:
+        return await request()
+    except TelegramRetryAfter as error:
+        log.warning("telegram.rate_limited", method=method, retry_after_s=error.retry_after)
+        raise TelegramApiError(
+            method, "too_many_requests", retryable=True, retry_after=float(error.retry_after)
+        ) from None
+    except TelegramForbiddenError as error:
+        # Removed from the group, or blocked by the user: trying again changes nothing.
+        log.warning("telegram.forbidden", method=method, description=error.message[:200])
+        raise TelegramApiError(method, "forbidden", retryable=False) from None
+    except (TelegramNetworkError, TelegramServerError) as error:
+        raise TelegramApiError(
+            method, type(error).__name__, retryable=True, description=error.message[:200]
+        ) from None
+    except TelegramBadRequest as error:
+        if bad_request_ok:
+            log.info("telegram.bad_request", method=method, description=error.message[:200])
+            return None
+        raise TelegramApiError(
+            method, "bad_request", retryable=False, description=error.message[:200]
+        ) from None
+    except TelegramAPIError as error:
+        raise TelegramApiError(
+            method, type(error).__name__, retryable=False, description=error.message[:200]
+        ) from None

@@ -1,0 +1,280 @@
+"""The Telegram side of the service: aiogram's Bot and Dispatcher in the app's lifetime.
+
+`install_telegram(app, tuning)` is the one entry the composition root calls, after the Bitrix24
+side (whose core, storage and workers, this side feeds). Without TELEGRAM_BOT_TOKEN it does
+nothing. TELEGRAM_MODE=polling runs aiogram's polling as a tracked task (ecosystem notes §3.3);
+`webhook` serves aiogram's aiohttp handler at /telegram/webhook (§3.2). Neither blocks the
+Bitrix24 side: the Bot API's own failures (unreachable, 409, 429) are retried in the
+background with backoff and shown by `TelegramSide.status()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramConflictError
+from aiogram.methods import GetUpdates, TelegramMethod
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.utils.backoff import BackoffConfig
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.config import Settings
+from bot.state import CORE, SETTINGS
+from bot.telegram.intake import NotStored, UpdateIntake, build_router
+from bot.telegram.replies import TelegramReplies
+from bot.telegram.updates import Chats
+from bot.texts import render
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_PATH: Final = "/telegram/webhook"
+_COMMANDS: Final = ("rate", "help")
+_STOP_WAIT: Final = 2.0  # seconds for polling to end by its stop signal, then cancelled
+
+
+@dataclass(frozen=True)
+class TelegramTuning:
+    """Internal knobs (not settings): tests shorten the waits."""
+
+    polling_timeout: int = 25  # seconds a getUpdates long poll waits
+    backoff: BackoffConfig = field(
+        default_factory=lambda: BackoffConfig(
+            min_delay=1.0, max_delay=60.0, factor=1.5, jitter=0.1
+        )
+    )
+    queue_size: int = 10_000  # the same bounds as Bitrix24's events (bot/app.py Tuning)
+    user_share: int = 50
+
+
+class TelegramSide:
+    """The bot, its dispatcher, who it is (getMe) and how its transport is doing."""
+
+    def __init__(self, settings: Settings, tuning: TelegramTuning) -> None:
+        assert settings.telegram_bot_token is not None  # noqa: S101 - checked by install
+        self.settings, self.tuning = settings, tuning
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        session.middleware(_ConflictWatch(self))
+        self.bot = Bot(settings.telegram_bot_token.get_secret_value(), session=session)
+        self.dispatcher = Dispatcher()
+        self.replies = TelegramReplies(self.bot)
+        self.username: str | None = None  # the bot's username, for `t.me/<bot>?start=` links
+        self.state = "starting"  # starting, polling, webhook, conflict, failing
+        self.detail: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        """For /readyz: the mode, the state, and why when it is not working."""
+        return {"mode": self.settings.telegram_mode, "state": self.state, "detail": self.detail}
+
+    def chats(self) -> Chats | None:
+        if self.username is None:
+            return None
+        return Chats(allowed=self.settings.telegram_allowed_chat_ids, username=self.username)
+
+    def link_of(self, tg_user_id: int) -> int | None:
+        # The static links (TELEGRAM_USER_MAP); the core's stored links replace this lookup.
+        return self.settings.telegram_user_map.get(tg_user_id)
+
+    def mark(self, state: str, detail: str | None = None) -> None:
+        if state != self.state:
+            log_ = log.warning if state in {"conflict", "failing"} else log.info
+            log_("telegram.state", state=state, detail=detail)
+        self.state, self.detail = state, detail
+
+    async def introduce(self) -> None:
+        """getMe and setMyCommands in ru and en, tried until they succeed (in the background:
+        the Bitrix24 side never waits for Telegram)."""
+        delay = self.tuning.backoff.min_delay
+        while True:
+            try:
+                me = await self.bot.get_me()
+                for lang in ("en", "ru"):
+                    commands = [
+                        BotCommand(command=c, description=render(f"telegram.command.{c}", lang))
+                        for c in _COMMANDS
+                    ]
+                    await self.bot.set_my_commands(
+                        commands,
+                        scope=BotCommandScopeDefault(),
+                        language_code=None if lang == "en" else lang,
+                    )
+            except Exception as error:  # noqa: BLE001 - whatever fails, try again later
+                self.mark("failing", type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * self.tuning.backoff.factor, self.tuning.backoff.max_delay)
+                continue
+            self.username = me.username
+            log.info("telegram.introduced", username=me.username, bot_id=me.id)
+            return
+
+    async def poll(self) -> None:
+        await self.introduce()
+        await _until_done(self, lambda: self.bot.delete_webhook(drop_pending_updates=False))
+        self.mark("polling")
+        # Updates one by one (handle_as_tasks=False): aiogram confirms an update's offset only
+        # on the next getUpdates, after its handler stored it.
+        await self.dispatcher.start_polling(
+            self.bot,
+            polling_timeout=self.tuning.polling_timeout,
+            handle_as_tasks=False,
+            backoff_config=self.tuning.backoff,
+            allowed_updates=self.dispatcher.resolve_used_update_types(),
+            handle_signals=False,
+            close_bot_session=False,
+        )
+
+    async def serve_webhook(self) -> None:
+        await self.introduce()
+        secret = self.settings.telegram_webhook_secret
+        assert secret is not None  # noqa: S101 - required by Settings in webhook mode
+        url = f"{self.settings.public_url}{WEBHOOK_PATH}"
+        await _until_done(
+            self,
+            lambda: self.bot.set_webhook(
+                url,
+                secret_token=secret.get_secret_value(),
+                allowed_updates=self.dispatcher.resolve_used_update_types(),
+            ),
+        )
+        self.mark("webhook")
+
+
+async def _until_done(side: TelegramSide, call: Callable[[], Any]) -> None:
+    delay = side.tuning.backoff.min_delay
+    while True:
+        try:
+            await call()
+        except Exception as error:  # noqa: BLE001 - whatever fails, try again later
+            side.mark("failing", type(error).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * side.tuning.backoff.factor, side.tuning.backoff.max_delay)
+        else:
+            return
+
+
+class _ConflictWatch(BaseRequestMiddleware):
+    """A 409 on getUpdates: another process polls with the same token (or a webhook is set).
+    aiogram retries with backoff; this says so once, and /readyz shows it until it clears."""
+
+    def __init__(self, side: TelegramSide) -> None:
+        self._side = side
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        polling = isinstance(method, GetUpdates)
+        try:
+            response = await make_request(bot, method)
+        except TelegramConflictError:
+            if polling:
+                self._side.mark("conflict", "another poller uses this bot token")
+            raise
+        if polling:
+            self._side.mark("polling")
+        return response
+
+
+class _WebhookHandler(SimpleRequestHandler):
+    """aiogram's handler, answering only once the update's commands are stored: a 503 when
+    they could not be (Telegram delivers it again), a 400 for a body that is no update."""
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:  # noqa: ARG002
+        # Bytes: compare_digest raises on a str with non-ASCII characters (a 500).
+        expected = (self.secret_token or "").encode()
+        return secrets.compare_digest(telegram_secret_token.encode(errors="replace"), expected)
+
+    async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        try:
+            body = await request.json(loads=bot.session.json_loads)
+        except ValueError:
+            return web.json_response({"status": "unreadable_body"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"status": "no_update"}, status=400)
+        try:
+            await self.dispatcher.feed_webhook_update(bot, body, **self.data)
+        except ValidationError as error:
+            log.warning("telegram.malformed_update", errors=error.error_count())
+            return web.json_response({"status": "malformed_update"}, status=400)
+        except NotStored as error:
+            return web.json_response({"status": str(error)}, status=503)
+        except Exception as error:
+            log.warning("telegram.update_failed", error=type(error).__name__, exc_info=True)
+            return web.json_response({"status": "not_stored"}, status=503)
+        return web.json_response({})
+
+
+TELEGRAM = web.AppKey("telegram", TelegramSide)
+
+
+def install_telegram(app: web.Application, tuning: TelegramTuning | None = None) -> None:
+    """Add the Telegram side to the app (before it starts): nothing without a bot token."""
+    settings = app[SETTINGS]
+    if settings.telegram_bot_token is None:
+        return
+    side = TelegramSide(settings, tuning or TelegramTuning())
+    app[TELEGRAM] = side
+    if settings.telegram_mode == "webhook":
+        secret = settings.telegram_webhook_secret
+        assert secret is not None  # noqa: S101 - required by Settings in webhook mode
+        handler = _WebhookHandler(
+            side.dispatcher,
+            side.bot,
+            handle_in_background=False,
+            secret_token=secret.get_secret_value(),
+        )
+        app.router.add_post(WEBHOOK_PATH, handler.handle)
+    app.cleanup_ctx.append(_lifetime)
+    # The session closes after every cleanup context (on_cleanup runs them first): the
+    # workers' last replies, sent while the Bitrix24 side stops them, still go out.
+    app.on_cleanup.append(_close_session)
+
+
+async def _close_session(app: web.Application) -> None:
+    await app[TELEGRAM].bot.session.close()
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    side = app[TELEGRAM]
+    intake = UpdateIntake(
+        chats=side.chats,
+        link_of=side.link_of,
+        supervisors=side.settings.b24_supervisor_ids,
+        core=app[CORE],
+        queue_limit=side.tuning.queue_size,
+        user_share=side.tuning.user_share,
+        clock=time.time,
+    )
+    side.dispatcher.include_router(build_router(intake))
+    run = side.poll if side.settings.telegram_mode == "polling" else side.serve_webhook
+    task = asyncio.create_task(run(), name=f"telegram-{side.settings.telegram_mode}")
+    try:
+        yield
+    finally:
+        # Cancelling start_polling's task would leave aiogram's own polling task running:
+        # its stop signal ends both. Before polling began there is only our task to cancel.
+        with contextlib.suppress(RuntimeError):  # "Polling is not started"
+            await side.dispatcher.stop_polling()
+        _, running = await asyncio.wait({task}, timeout=_STOP_WAIT)
+        if running:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,117 @@
+"""Telegram updates into IncomingCommands: the adapter translates, the core decides.
+
+A message in an allowed group (TELEGRAM_ALLOWED_CHAT_IDS) becomes one command per command line,
+as a Bitrix24 message does (bot/bitrix/events.py `split_commands`); the private chat with the
+bot takes only the account commands. A chat not allowed gets nothing but a log line. Keys are
+`tg:<update_id>:<n>`: an update delivered again (a restart before its offset was confirmed, a
+webhook retried) stores nothing twice. A button press is keyed by its callback query id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from aiogram.types import CallbackQuery, Message
+
+from bot.bitrix.events import split_commands
+from bot.models import IncomingCommand, TelegramRoute
+from bot.texts import pick_language
+
+log = structlog.get_logger(__name__)
+
+# What a private chat with the bot is for: linking the account, and help.
+PRIVATE_COMMANDS: Final = frozenset({"start", "link", "unlink", "help", "помощь"})
+# `/rate@SomeBot rest`: the name, the addressee, the rest.
+_HEAD: Final = re.compile(r"^([\s\u200b\u2060\ufeff]*/)([^\s@]*)(?:@(\S*))?(.*)$", re.DOTALL)
+
+LinkOf = Callable[[int], int | None]  # a Telegram user id -> the linked Bitrix24 user
+
+
+@dataclass(frozen=True)
+class Chats:
+    """Where commands are taken from, and who the bot is there."""
+
+    allowed: frozenset[int]
+    username: str  # the bot's own username (getMe), without "@"
+
+    def addressed(self, text: str) -> str | None:
+        """The command without its `@addressee`; None when addressed to another bot."""
+        match = _HEAD.match(text)
+        if match is None or match.group(3) is None:
+            return text
+        if match.group(3).casefold() != self.username.casefold():
+            return None
+        return match.group(1) + match.group(2) + match.group(4)
+
+
+def commands_of_message(
+    message: Message, *, update_id: int, chats: Chats, link_of: LinkOf, received_at: float
+) -> list[IncomingCommand]:
+    """The commands of a message from a person; [] for a chat not allowed or no command."""
+    user = message.from_user
+    if user is None:  # the caller answers channel posts and posts as a chat
+        return []
+    private = message.chat.type == "private"
+    if not private and message.chat.id not in chats.allowed:
+        log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=user.id)
+        return []
+    route = TelegramRoute(
+        chat_id=message.chat.id,
+        message_id=message.message_id,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+    )
+    texts = [t for t in map(chats.addressed, split_commands(message.text or "")) if t]
+    if private:
+        texts = [t for t in texts if command_name(t) in PRIVATE_COMMANDS]
+    b24_user = link_of(user.id)
+    return [
+        IncomingCommand(
+            key=f"tg:{update_id}:{n}",
+            source="telegram",
+            author_id=user.id,
+            b24_user_id=b24_user,
+            author_kind="unverified",
+            text=text,
+            language=pick_language(user.language_code),
+            received_at=received_at,
+            route=route,
+        )
+        for n, text in enumerate(texts)
+    ]
+
+
+def command_of_click(
+    query: CallbackQuery, *, chats: Chats, link_of: LinkOf, received_at: float
+) -> IncomingCommand | None:
+    """A press on the star keyboard: the command its button carries, as the presser's."""
+    message = query.message
+    if message is None or not query.data or not query.data.startswith("/"):
+        return None
+    chat = message.chat
+    if chat.type != "private" and chat.id not in chats.allowed:
+        log.info("telegram.chat_not_allowed", chat_id=chat.id, user_id=query.from_user.id)
+        return None
+    return IncomingCommand(
+        key=f"tg:cb:{query.id}",  # one job per click, however often it is delivered
+        source="telegram",
+        author_id=query.from_user.id,
+        b24_user_id=link_of(query.from_user.id),
+        author_kind="unverified",
+        text=query.data,
+        language=pick_language(query.from_user.language_code),
+        received_at=received_at,
+        route=TelegramRoute(
+            chat_id=chat.id,
+            callback_query_id=query.id,
+            keyboard_message_id=message.message_id,
+        ),
+    )
+
+
+def command_name(text: str) -> str:
+    match = _HEAD.match(text)
+    return match.group(2).casefold() if match else ""

@@ -1,0 +1,146 @@
+"""The Telegram side served over real HTTP, against a fake Bot API over real HTTP.
+
+The core here is a stand-in `execute` (the real dispatch is the core's; its Telegram checks are
+tested there): it records each command and answers as dispatch would shape it, so what these
+tests see is the adapter: which updates become which jobs, and how replies reach Telegram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiogram.utils.backoff import BackoffConfig
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+
+from bot.config import Settings
+from bot.dispatch import Handled
+from bot.jobs import JobRunner, RetryRules, session_of
+from bot.markup import neutralise
+from bot.metrics import Metrics
+from bot.models import IncomingCommand, Reply, ReplyButton
+from bot.routing import ReplyRouter
+from bot.state import CORE, SETTINGS, Core
+from bot.storage import open_storage
+from bot.telegram.side import TELEGRAM, TelegramTuning, install_telegram
+from tests.bot.telegram.fakebot import FakeBotApi, fake_bot_app
+from tests.harness import free_port
+
+GROUP = -1001
+LINKED = 501  # a Telegram user linked to Bitrix24 user 27, a supervisor
+STRANGER = 777
+SECRET = "w3bh00k-s3cret"
+FAST = TelegramTuning(
+    polling_timeout=1, backoff=BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0)
+)
+
+
+@dataclass
+class FakeCore:
+    """Answers like dispatch: `/rate N` a star prompt, `/rate N R …` saved (for a linked
+    user) or refused, anything else help."""
+
+    seen: list[IncomingCommand] = field(default_factory=list)
+
+    async def execute(self, job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: ARG002
+        self.seen.append(job)
+        words = job.text.split(maxsplit=3)
+        if words[0] != "/rate":
+            return Handled(Reply(text="[b]Help[/b]"), "help")
+        if len(words) == 2:
+            stars = tuple(
+                ReplyButton(text="★" * n, command="rate", params=f"{words[1]} {n}")
+                for n in range(1, 6)
+            )
+            return Handled(Reply(text="Choose a rating:", buttons=stars), "prompted")
+        if job.b24_user_id is None:
+            return Handled(Reply(text="You may not rate."), "not_supervisor")
+        comment = neutralise(words[3]) if len(words) > 3 else ""
+        return Handled(
+            Reply(text=f"✅ Saved. {words[1]}: {words[2]} {comment}", settled=True), "saved"
+        )
+
+
+@dataclass
+class Service:
+    server: TestServer
+    core: FakeCore
+
+    @property
+    def app(self) -> web.Application:
+        return self.server.app
+
+    async def stop(self) -> None:
+        await self.server.close()
+
+
+Start = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+async def api(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[FakeBotApi, TestServer]]:
+    fake = FakeBotApi()
+    server: TestServer = await aiohttp_server(fake_bot_app(fake))
+    return fake, server
+
+
+@pytest.fixture
+def fake(api: tuple[FakeBotApi, TestServer]) -> FakeBotApi:
+    return api[0]
+
+
+@pytest.fixture
+async def start(
+    aiohttp_server: AiohttpServer, api: tuple[FakeBotApi, TestServer], tmp_path: Path
+) -> AsyncIterator[Start]:
+    """Start the service's Telegram side: `await start(TELEGRAM_MODE="webhook")`; each one
+    is stopped before the fake Bot API is."""
+    started: list[Service] = []
+
+    async def run(**env: str) -> Service:
+        port = free_port()
+        values = {
+            "TELEGRAM_BOT_TOKEN": api[0].token,
+            "TELEGRAM_API_URL": str(api[1].make_url("")).rstrip("/"),
+            "TELEGRAM_ALLOWED_CHAT_IDS": str(GROUP),
+            "TELEGRAM_USER_MAP": f"{LINKED}:27",
+            "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "B24_SUPERVISOR_IDS": "27",
+            "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+        }
+        settings = Settings.from_sources(values | env, env_file=None)
+        core = FakeCore()
+        app = web.Application()
+        app[SETTINGS] = settings
+        app.cleanup_ctx.append(_core(core))
+        install_telegram(app, FAST)
+        server: TestServer = await aiohttp_server(app, port=port)
+        started.append(Service(server, core))
+        return started[-1]
+
+    yield run
+    for service in started:
+        await service.stop()
+
+
+def _core(core: FakeCore) -> Callable[[web.Application], Any]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        storage = await open_storage(settings.bot_database_url, session_of=session_of)
+        router = ReplyRouter(None, app[TELEGRAM].replies.send)
+        rules = RetryRules(first_wait=0.05, longest_wait=5.0, give_up_after=60.0)
+        runner = JobRunner(
+            storage, core.execute, router.send, workers=2, rules=rules, metrics=Metrics()
+        )
+        app[CORE] = Core(storage, runner)
+        yield
+        await runner.stop(1.0)
+        await storage.close()
+
+    return context
