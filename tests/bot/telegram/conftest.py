@@ -83,7 +83,7 @@ Start = Callable[..., Awaitable[Service]]
 
 
 @pytest.fixture
-async def api(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[FakeBotApi, TestServer]]:
+async def api(aiohttp_server: AiohttpServer) -> tuple[FakeBotApi, TestServer]:
     fake = FakeBotApi()
     server: TestServer = await aiohttp_server(fake_bot_app(fake))
     return fake, server
