@@ -39,6 +39,10 @@ class UpdateIntake:
     core: Core
     queue_limit: int
     user_share: int
+    # Polling: wait (with backoff) until the queue takes the update, rather than let aiogram
+    # confirm an update that was not stored; Telegram keeps it meanwhile. Webhook: a 503.
+    patient: bool = False
+    longest_wait: float = 30.0
     clock: Callable[[], float] = time.time
 
     async def store(self, commands: list[IncomingCommand], message_key: str) -> None:
@@ -51,14 +55,14 @@ class UpdateIntake:
             message_key=message_key,
             may_rate=lambda _: acting is not None and self.supervisors.allows(acting),
         )
-        fresh: list[str] | str = "shutting_down"
-        if self.core.runner.accepting:
-            fresh = await self.core.storage.enqueue(
-                admitted, limit=self.queue_limit, user_limit=self.user_share
-            )
-        if isinstance(fresh, str):  # user_share, queue_full, shutting_down
+        wait = 0.1
+        while isinstance(fresh := await self._enqueue(admitted), str):
             log.warning("telegram.not_stored", reason=fresh, user_id=first.author_id)
-            raise NotStored(fresh)
+            # One person over their share is refused, as on Bitrix24; the rest waits.
+            if not self.patient or fresh == "user_share":
+                raise NotStored(fresh)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self.longest_wait)
         self.core.runner.wake()
         log.info(
             "telegram.update_accepted",
@@ -66,6 +70,19 @@ class UpdateIntake:
             commands=len(fresh),
             duplicates=len(admitted) - len(fresh),
         )
+
+    async def _enqueue(self, commands: list[IncomingCommand]) -> list[str] | str:
+        """The keys stored, or why nothing was: user_share, queue_full, shutting_down,
+        storage_error."""
+        if not self.core.runner.accepting:
+            return "shutting_down"
+        try:
+            return await self.core.storage.enqueue(
+                commands, limit=self.queue_limit, user_limit=self.user_share
+            )
+        except Exception:
+            log.warning("telegram.storage_error", exc_info=True)
+            return "storage_error"
 
 
 def build_router(intake: UpdateIntake) -> Router:
@@ -82,7 +99,7 @@ def build_router(intake: UpdateIntake) -> Router:
             message,
             update_id=event_update.update_id,
             chats=chats,
-            link_of=intake.link_of,
+            b24_user_id=await intake.link_of(message.from_user.id),
             received_at=intake.clock(),
         )
         await intake.store(commands, f"tg:{event_update.update_id}")
@@ -94,7 +111,10 @@ def build_router(intake: UpdateIntake) -> Router:
     @router.callback_query()
     async def on_click(query: CallbackQuery) -> None:
         command = command_of_click(
-            query, chats=_known(intake), link_of=intake.link_of, received_at=intake.clock()
+            query,
+            chats=_known(intake),
+            b24_user_id=await intake.link_of(query.from_user.id),
+            received_at=intake.clock(),
         )
         if command is not None:
             await intake.store([command], command.key)

@@ -39,7 +39,7 @@ from bot.config import Settings
 from bot.state import CORE, SETTINGS
 from bot.telegram.intake import NotStored, UpdateIntake, build_router
 from bot.telegram.replies import TelegramReplies
-from bot.telegram.updates import Chats
+from bot.telegram.updates import Chats, LinkOf
 from bot.texts import render
 
 log = structlog.get_logger(__name__)
@@ -74,6 +74,7 @@ class TelegramSide:
         self.bot = Bot(settings.telegram_bot_token.get_secret_value(), session=session)
         self.dispatcher = Dispatcher()
         self.replies = TelegramReplies(self.bot)
+        self.link_of: LinkOf = self.static_link
         self.username: str | None = None  # the bot's username, for `t.me/<bot>?start=` links
         self.state = "starting"  # starting, polling, webhook, conflict, failing
         self.detail: str | None = None
@@ -87,8 +88,8 @@ class TelegramSide:
             return None
         return Chats(allowed=self.settings.telegram_allowed_chat_ids, username=self.username)
 
-    def link_of(self, tg_user_id: int) -> int | None:
-        # The static links (TELEGRAM_USER_MAP); the core's stored links replace this lookup.
+    async def static_link(self, tg_user_id: int) -> int | None:
+        """TELEGRAM_USER_MAP alone: the lookup when the composition root passes none."""
         return self.settings.telegram_user_map.get(tg_user_id)
 
     def mark(self, state: str, detail: str | None = None) -> None:
@@ -225,12 +226,21 @@ class _WebhookHandler(SimpleRequestHandler):
 TELEGRAM = web.AppKey("telegram", TelegramSide)
 
 
-def install_telegram(app: web.Application, tuning: TelegramTuning | None = None) -> None:
-    """Add the Telegram side to the app (before it starts): nothing without a bot token."""
+def install_telegram(
+    app: web.Application, tuning: TelegramTuning | None = None, *, link_of: LinkOf | None = None
+) -> None:
+    """Add the Telegram side to the app (before it starts): nothing without a bot token.
+
+    Call it after the Bitrix24 side is added (its cleanup context sets CORE, which this one
+    reads on start). `link_of` finds the Bitrix24 user a Telegram user is linked to (the
+    core's links); TELEGRAM_USER_MAP alone without it. The JobRunner's ReplyRouter takes
+    `app[TELEGRAM].replies.send`; /readyz can show `app[TELEGRAM].status()`.
+    """
     settings = app[SETTINGS]
     if settings.telegram_bot_token is None:
         return
     side = TelegramSide(settings, tuning or TelegramTuning())
+    side.link_of = link_of or side.static_link
     app[TELEGRAM] = side
     if settings.telegram_mode == "webhook":
         secret = settings.telegram_webhook_secret
@@ -261,6 +271,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         core=app[CORE],
         queue_limit=side.tuning.queue_size,
         user_share=side.tuning.user_share,
+        patient=side.settings.telegram_mode == "polling",
         clock=time.time,
     )
     side.dispatcher.include_router(build_router(intake))

@@ -10,7 +10,7 @@ webhook retried) stores nothing twice. A button press is keyed by its callback q
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,7 +28,8 @@ PRIVATE_COMMANDS: Final = frozenset({"start", "link", "unlink", "help", "пом�
 # `/rate@SomeBot rest`: the name, the addressee, the rest.
 _HEAD: Final = re.compile(r"^([\s\u200b\u2060\ufeff]*/)([^\s@]*)(?:@(\S*))?(.*)$", re.DOTALL)
 
-LinkOf = Callable[[int], int | None]  # a Telegram user id -> the linked Bitrix24 user
+# A Telegram user id -> the Bitrix24 user it is linked to (None: not linked).
+LinkOf = Callable[[int], Awaitable[int | None]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,12 @@ class Chats:
 
 
 def commands_of_message(
-    message: Message, *, update_id: int, chats: Chats, link_of: LinkOf, received_at: float
+    message: Message,
+    *,
+    update_id: int,
+    chats: Chats,
+    b24_user_id: int | None,
+    received_at: float,
 ) -> list[IncomingCommand]:
     """The commands of a message from a person; [] for a chat not allowed or no command."""
     user = message.from_user
@@ -67,13 +73,12 @@ def commands_of_message(
     texts = [t for t in map(chats.addressed, split_commands(message.text or "")) if t]
     if private:
         texts = [t for t in texts if command_name(t) in PRIVATE_COMMANDS]
-    b24_user = link_of(user.id)
     return [
         IncomingCommand(
             key=f"tg:{update_id}:{n}",
             source="telegram",
             author_id=user.id,
-            b24_user_id=b24_user,
+            b24_user_id=b24_user_id,
             author_kind="unverified",
             text=text,
             language=pick_language(user.language_code),
@@ -85,7 +90,7 @@ def commands_of_message(
 
 
 def command_of_click(
-    query: CallbackQuery, *, chats: Chats, link_of: LinkOf, received_at: float
+    query: CallbackQuery, *, chats: Chats, b24_user_id: int | None, received_at: float
 ) -> IncomingCommand | None:
     """A press on the star keyboard: the command its button carries, as the presser's."""
     message = query.message
@@ -99,7 +104,7 @@ def command_of_click(
         key=f"tg:cb:{query.id}",  # one job per click, however often it is delivered
         source="telegram",
         author_id=query.from_user.id,
-        b24_user_id=link_of(query.from_user.id),
+        b24_user_id=b24_user_id,
         author_kind="unverified",
         text=query.data,
         language=pick_language(query.from_user.language_code),

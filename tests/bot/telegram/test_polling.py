@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.models import TelegramRoute
+from bot.state import SETTINGS
 from bot.telegram.side import TELEGRAM
 from tests.bot.telegram.conftest import GROUP, LINKED, STRANGER, Start
 from tests.bot.telegram.fakebot import FakeBotApi
-from tests.harness import eventually
+from tests.harness import eventually, write_locked
 
 
 async def test_polling_starts_by_deleting_the_webhook_and_naming_the_commands(
@@ -119,3 +122,19 @@ async def test_a_second_poller_is_reported_and_polling_goes_on_after_it(
     fake.type(GROUP, LINKED, "/rate 494 5")
     await eventually(lambda: service.core.seen)
     assert side.status()["state"] == "polling"
+
+
+async def test_an_update_the_storage_cannot_take_is_not_confirmed_until_it_is_stored(
+    start: Start, fake: FakeBotApi
+) -> None:
+    service = await start()
+    await eventually(lambda: service.app[TELEGRAM].status()["state"] == "polling")
+    url = service.app[SETTINGS].bot_database_url
+    with write_locked(url):
+        update = fake.type(GROUP, LINKED, "/rate 494 5")
+        # Past the storage's busy timeout (5 s): the enqueue fails, and is tried again.
+        await asyncio.sleep(6.5)
+        assert fake.confirmed <= update["update_id"]
+        assert service.core.seen == []
+    job = await eventually(lambda: service.core.seen, within=30)
+    assert job[0].key == f"tg:{update['update_id']}:0"

@@ -124,6 +124,22 @@ async def test_a_429_postpones_the_reply_by_telegrams_wait_within_bounds(
     assert before + least <= row <= time.time() + most
 
 
+@pytest.mark.parametrize(
+    ("status", "description"),
+    [(502, "Bad Gateway"), (500, "Internal Server Error")],
+)
+async def test_a_failing_bot_api_is_tried_again_by_the_queue(
+    start: Start, fake: FakeBotApi, status: int, description: str
+) -> None:
+    fake.fail("sendMessage", status, description)
+    service = await start()
+    fake.type(GROUP, LINKED, "/rate 494 5")
+    (entry,) = await audited(service)
+    assert entry.outcome == "saved"
+    assert len(fake.sent("sendMessage")) == 2  # the failed one, then the one that went
+    assert len(service.core.seen) == 1
+
+
 async def test_a_bot_removed_from_the_chat_is_not_retried(start: Start, fake: FakeBotApi) -> None:
     fake.fail("sendMessage", 403, "Forbidden: bot was kicked from the supergroup chat")
     service = await start()

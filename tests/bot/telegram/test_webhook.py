@@ -88,3 +88,14 @@ async def test_an_update_delivered_twice_is_one_command(start: Start, fake: Fake
     assert [entry.key for entry in audit] == [f"tg:{update['update_id']}:0"]
     assert len(service.core.seen) == 1
     assert len(fake.sent("sendMessage")) == 1
+
+
+async def test_a_command_by_webhook_is_answered_in_the_group(
+    start: Start, fake: FakeBotApi
+) -> None:
+    service = await webhook_service(start, fake)
+    update = fake.type(GROUP, LINKED, "/rate@RatingBot 494 5 Молодец")
+    assert await deliver(service, update) == 200
+    (sent,) = await eventually(lambda: fake.sent("sendMessage"))
+    assert (sent["chat_id"], sent["text"]) == (str(GROUP), "✅ Saved. 494: 5 Молодец")
+    assert sent["reply_parameters"]["message_id"] == update["message"]["message_id"]
