@@ -131,11 +131,11 @@ def _known(intake: UpdateIntake) -> Chats:
 
 async def _needs_group(bot: Bot, message: Message, chats: Chats) -> None:
     """A command with no person behind it (a channel post, or a member posting as the group):
-    nobody can be authorised. Said once per post, never retried; in a group not allowed,
-    nothing but a log line."""
+    nobody can be authorised. Said once per post, never retried; in a chat not allowed (a
+    channel included), nothing but a log line."""
     if not (message.text or "").lstrip().startswith("/"):
         return
-    if message.chat.type != "channel" and message.chat.id not in chats.allowed:
+    if message.chat.id not in chats.allowed:
         log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=None)
         return
     log.info("telegram.no_author", chat_id=message.chat.id, chat_type=message.chat.type)

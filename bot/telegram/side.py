@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import structlog
 from aiogram import Bot, Dispatcher
@@ -43,6 +44,8 @@ from bot.telegram.updates import Chats, LinkOf
 from bot.texts import render
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 WEBHOOK_PATH: Final = "/telegram/webhook"
 _COMMANDS: Final = ("rate", "help")
@@ -101,28 +104,22 @@ class TelegramSide:
     async def introduce(self) -> None:
         """getMe and setMyCommands in ru and en, tried until they succeed (in the background:
         the Bitrix24 side never waits for Telegram)."""
-        delay = self.tuning.backoff.min_delay
-        while True:
-            try:
-                me = await self.bot.get_me()
-                for lang in ("en", "ru"):
-                    commands = [
-                        BotCommand(command=c, description=render(f"telegram.command.{c}", lang))
-                        for c in _COMMANDS
-                    ]
-                    await self.bot.set_my_commands(
-                        commands,
-                        scope=BotCommandScopeDefault(),
-                        language_code=None if lang == "en" else lang,
-                    )
-            except Exception as error:  # noqa: BLE001 - whatever fails, try again later
-                self.mark("failing", type(error).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * self.tuning.backoff.factor, self.tuning.backoff.max_delay)
-                continue
-            self.username = me.username
-            log.info("telegram.introduced", username=me.username, bot_id=me.id)
-            return
+        me = await _until_done(self, self.bot.get_me)
+        for lang in ("en", "ru"):
+            commands = [
+                BotCommand(command=c, description=render(f"telegram.command.{c}", lang))
+                for c in _COMMANDS
+            ]
+            language = None if lang == "en" else lang  # en: everyone without a menu of theirs
+            set_commands = functools.partial(
+                self.bot.set_my_commands,
+                commands,
+                scope=BotCommandScopeDefault(),
+                language_code=language,
+            )
+            await _until_done(self, set_commands)
+        self.username = me.username
+        log.info("telegram.introduced", username=me.username, bot_id=me.id)
 
     async def poll(self) -> None:
         await self.introduce()
@@ -156,17 +153,16 @@ class TelegramSide:
         self.mark("webhook")
 
 
-async def _until_done(side: TelegramSide, call: Callable[[], Any]) -> None:
+async def _until_done(side: TelegramSide, call: Callable[[], Awaitable[T]]) -> T:
+    """A Bot API call made until it succeeds, waiting more between tries (the backoff)."""
     delay = side.tuning.backoff.min_delay
     while True:
         try:
-            await call()
+            return await call()
         except Exception as error:  # noqa: BLE001 - whatever fails, try again later
             side.mark("failing", type(error).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * side.tuning.backoff.factor, side.tuning.backoff.max_delay)
-        else:
-            return
 
 
 class _ConflictWatch(BaseRequestMiddleware):

@@ -84,17 +84,31 @@ async def test_the_answer_replies_to_the_command_as_plain_text(
 
 
 @pytest.mark.parametrize(
-    ("kind", "chat_type", "sender_chat"),
-    [("channel_post", "channel", False), ("message", "supergroup", True)],
+    ("chat_id", "kind", "chat_type", "sender_chat", "told"),
+    [
+        (GROUP, "channel_post", "channel", False, True),
+        (GROUP, "message", "supergroup", True, True),  # a member posting as the group
+        (-3003, "channel_post", "channel", False, False),  # not allowed: a log line only
+    ],
 )
 async def test_a_post_without_a_person_is_told_a_group_is_needed(
-    start: Start, fake: FakeBotApi, kind: str, chat_type: str, sender_chat: bool
+    start: Start,
+    fake: FakeBotApi,
+    chat_id: int,
+    kind: str,
+    chat_type: str,
+    sender_chat: bool,
+    told: bool,
 ) -> None:
     service = await start()
-    fake.type(GROUP, None, "/rate 494 5", kind=kind, chat_type=chat_type, sender_chat=sender_chat)
-    sent = await eventually(lambda: fake.sent("sendMessage"))
-    assert "group" in sent[0]["text"]
-    assert service.core.seen == []
+    fake.type(
+        chat_id, None, "/rate 494 5", kind=kind, chat_type=chat_type, sender_chat=sender_chat
+    )
+    marker = fake.type(GROUP, LINKED, "/help")  # handled after the post
+    await eventually(lambda: service.core.seen)
+    assert [job.key for job in service.core.seen] == [f"tg:{marker['update_id']}:0"]
+    notices = [m for m in fake.sent("sendMessage") if "group" in m["text"]]
+    assert [m["chat_id"] for m in notices] == ([str(chat_id)] if told else [])
 
 
 async def test_updates_sent_while_the_service_was_down_are_all_handled_after_a_restart(
