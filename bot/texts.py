@@ -246,6 +246,11 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
     },
     "telegram.command.rate": {"ru": "оценить сессию", "en": "rate a session"},
     "telegram.command.help": {"ru": "как пользоваться", "en": "how to use the bot"},
+    "telegram.command.link": {
+        "ru": "связать с Битрикс24: /link <код>",
+        "en": "link to Bitrix24: /link <code>",
+    },
+    "telegram.command.unlink": {"ru": "отвязать от Битрикс24", "en": "unlink from Bitrix24"},
     "error.internal": {
         "ru": "Что-то пошло не так, оценка не сохранена. Администратор найдёт подробности в "
         "журнале.",

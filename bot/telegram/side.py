@@ -30,13 +30,14 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramConflictError
 from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
-from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from pydantic import ValidationError
 
 from bot.config import Settings
+from bot.links import StoredLinks, link_key
 from bot.state import CORE, SETTINGS
 from bot.telegram.intake import NotStored, UpdateIntake, build_router
 from bot.telegram.replies import TelegramReplies
@@ -48,7 +49,11 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 WEBHOOK_PATH: Final = "/telegram/webhook"
-_COMMANDS: Final = ("rate", "help")
+# The command menus: rating in the groups, linking in the private chat with the bot.
+_MENUS: Final = (
+    (BotCommandScopeAllGroupChats(), ("rate", "help")),
+    (BotCommandScopeAllPrivateChats(), ("link", "unlink", "help")),
+)
 _STOP_WAIT: Final = 2.0  # seconds for polling to end by its stop signal, then cancelled
 
 
@@ -77,7 +82,7 @@ class TelegramSide:
         self.bot = Bot(settings.telegram_bot_token.get_secret_value(), session=session)
         self.dispatcher = Dispatcher()
         self.replies = TelegramReplies(self.bot)
-        self.link_of: LinkOf = self.static_link
+        self.link_of: LinkOf | None = None  # None: the stored links (bot/links.py)
         self.username: str | None = None  # the bot's username, for `t.me/<bot>?start=` links
         self.state = "starting"  # starting, polling, webhook, conflict, failing
         self.detail: str | None = None
@@ -91,10 +96,6 @@ class TelegramSide:
             return None
         return Chats(allowed=self.settings.telegram_allowed_chat_ids, username=self.username)
 
-    async def static_link(self, tg_user_id: int) -> int | None:
-        """TELEGRAM_USER_MAP alone: the lookup when the composition root passes none."""
-        return self.settings.telegram_user_map.get(tg_user_id)
-
     def mark(self, state: str, detail: str | None = None) -> None:
         if state != self.state:
             log_ = log.warning if state in {"conflict", "failing"} else log.info
@@ -105,19 +106,19 @@ class TelegramSide:
         """getMe and setMyCommands in ru and en, tried until they succeed (in the background:
         the Bitrix24 side never waits for Telegram)."""
         me = await _until_done(self, self.bot.get_me)
-        for lang in ("en", "ru"):
-            commands = [
-                BotCommand(command=c, description=render(f"telegram.command.{c}", lang))
-                for c in _COMMANDS
-            ]
-            language = None if lang == "en" else lang  # en: everyone without a menu of theirs
-            set_commands = functools.partial(
-                self.bot.set_my_commands,
-                commands,
-                scope=BotCommandScopeDefault(),
-                language_code=language,
-            )
-            await _until_done(self, set_commands)
+        for scope, names in _MENUS:
+            for lang in ("en", "ru"):
+                commands = [
+                    BotCommand(command=c, description=render(f"telegram.command.{c}", lang))
+                    for c in names
+                ]
+                set_commands = functools.partial(
+                    self.bot.set_my_commands,
+                    commands,
+                    scope=scope,
+                    language_code=None if lang == "en" else lang,  # en: everyone else
+                )
+                await _until_done(self, set_commands)
         self.username = me.username
         log.info("telegram.introduced", username=me.username, bot_id=me.id)
 
@@ -228,15 +229,15 @@ def install_telegram(
     """Add the Telegram side to the app (before it starts): nothing without a bot token.
 
     Call it after the Bitrix24 side is added (its cleanup context sets CORE, which this one
-    reads on start). `link_of` finds the Bitrix24 user a Telegram user is linked to (the
-    core's links); TELEGRAM_USER_MAP alone without it. The JobRunner's ReplyRouter takes
-    `app[TELEGRAM].replies.send`; /readyz can show `app[TELEGRAM].status()`.
+    reads on start). `link_of` finds the Bitrix24 user a Telegram user is linked to; without
+    it, the links stored with the jobs and TELEGRAM_USER_MAP's (bot/links.py). The JobRunner's
+    ReplyRouter takes `app[TELEGRAM].replies.send`; /readyz can show its `status()`.
     """
     settings = app[SETTINGS]
     if settings.telegram_bot_token is None:
         return
     side = TelegramSide(settings, tuning or TelegramTuning())
-    side.link_of = link_of or side.static_link
+    side.link_of = link_of
     app[TELEGRAM] = side
     if settings.telegram_mode == "webhook":
         secret = settings.telegram_webhook_secret
@@ -259,12 +260,14 @@ async def _close_session(app: web.Application) -> None:
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
-    side = app[TELEGRAM]
+    side, core = app[TELEGRAM], app[CORE]
+    token = side.bot.token
+    links = StoredLinks(core.storage, key=link_key(token), static=side.settings.telegram_user_map)
     intake = UpdateIntake(
         chats=side.chats,
-        link_of=side.link_of,
+        link_of=side.link_of or links.linked,
         supervisors=side.settings.b24_supervisor_ids,
-        core=app[CORE],
+        core=core,
         queue_limit=side.tuning.queue_size,
         user_share=side.tuning.user_share,
         patient=side.settings.telegram_mode == "polling",

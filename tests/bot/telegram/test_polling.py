@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
+from bot.links import StoredLinks, link_key
 from bot.models import TelegramRoute
-from bot.state import SETTINGS
+from bot.state import CORE, SETTINGS
 from bot.telegram.side import TELEGRAM
 from tests.bot.telegram.conftest import GROUP, LINKED, STRANGER, Start
 from tests.bot.telegram.fakebot import FakeBotApi
@@ -21,8 +22,16 @@ async def test_polling_starts_by_deleting_the_webhook_and_naming_the_commands(
     await eventually(lambda: service.app[TELEGRAM].status()["state"] == "polling")
     methods = [name for name, _ in fake.calls]
     assert methods.index("deleteWebhook") < methods.index("getUpdates")
-    languages = {p.get("language_code") for p in fake.sent("setMyCommands")}
-    assert languages == {None, "ru"}
+    menus = {
+        (p["scope"]["type"], p.get("language_code")): [c["command"] for c in p["commands"]]
+        for p in fake.sent("setMyCommands")
+    }
+    assert menus == {
+        ("all_group_chats", None): ["rate", "help"],
+        ("all_group_chats", "ru"): ["rate", "help"],
+        ("all_private_chats", None): ["link", "unlink", "help"],
+        ("all_private_chats", "ru"): ["link", "unlink", "help"],
+    }
     assert service.app[TELEGRAM].username == "RatingBot"
 
 
@@ -69,6 +78,17 @@ async def test_a_command_carries_the_telegram_identity_and_the_link(
     )
     assert mine.route == TelegramRoute(chat_id=GROUP, message_id=update["message"]["message_id"])
     assert (theirs.author_id, theirs.b24_user_id) == (STRANGER, None)
+
+
+async def test_a_link_made_with_a_code_is_found_when_the_update_arrives(
+    start: Start, fake: FakeBotApi
+) -> None:
+    service = await start()
+    links = StoredLinks(service.app[CORE].storage, key=link_key("k"), static={})
+    await links.redeem(888, await links.issue(27))
+    fake.type(GROUP, 888, "/rate 494 5")
+    (job,) = await eventually(lambda: service.core.seen)
+    assert (job.author_id, job.b24_user_id) == (888, 27)
 
 
 async def test_the_answer_replies_to_the_command_as_plain_text(
