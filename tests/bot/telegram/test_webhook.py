@@ -8,11 +8,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.state import CORE
+from bot.state import CORE, SETTINGS
 from bot.telegram.side import TELEGRAM
 from tests.bot.telegram.conftest import GROUP, LINKED, SECRET, Service, Start
 from tests.bot.telegram.fakebot import FakeBotApi
-from tests.harness import eventually
+from tests.harness import eventually, write_locked
 
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -99,3 +99,15 @@ async def test_a_command_by_webhook_is_answered_in_the_group(
     (sent,) = await eventually(lambda: fake.sent("sendMessage"))
     assert (sent["chat_id"], sent["text"]) == (str(GROUP), "✅ Saved. 494: 5 Молодец")
     assert sent["reply_parameters"]["message_id"] == update["message"]["message_id"]
+
+
+async def test_an_update_the_storage_cannot_take_is_refused_for_telegram_to_send_again(
+    start: Start, fake: FakeBotApi
+) -> None:
+    service = await webhook_service(start, fake)
+    update = fake.type(GROUP, LINKED, "/rate 494 5")
+    with write_locked(service.app[SETTINGS].bot_database_url):
+        assert await deliver(service, update) == 503  # never a 200 for what was not stored
+    assert await deliver(service, update) == 200  # Telegram's next try
+    (job,) = await eventually(lambda: service.core.seen)
+    assert job.key == f"tg:{update['update_id']}:0"
