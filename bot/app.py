@@ -28,6 +28,7 @@ from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_eve
 from bot.config import PUBLIC_URL_HINT, Settings
 from bot.dispatch import Handled, Services, run_command
 from bot.jobs import JobRunner, RetryRules, session_of
+from bot.links import StoredLinks, link_key
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.probes import healthz, metrics, readyz
@@ -45,6 +46,7 @@ from bot.state import (
     Stopping,
 )
 from bot.storage import Storage, open_storage
+from bot.telegram.side import TELEGRAM, install_telegram
 from bot.upkeep import keep_pruning, keep_registered
 
 # What closing the portal session and the database takes at most, kept out of the workers'
@@ -128,6 +130,7 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Appli
         if settings.b24_event_mode == "webhook":
             app.router.add_post("/b24/events/{secret}", receive_event)
         app.cleanup_ctx.append(_bitrix_side(tuning or Tuning()))
+        install_telegram(app)  # nothing without TELEGRAM_BOT_TOKEN; it reads the core on start
     app.on_cleanup.append(_log_stopped)  # after every cleanup context has closed
     return app
 
@@ -193,8 +196,14 @@ def _runner(
 ) -> JobRunner:
     """The workers: every command through dispatch, every reply back by the mode's API."""
     settings, state = app[SETTINGS], app[BITRIX]
+    telegram = app.get(TELEGRAM)
     services = Services(
-        BitrixSessionVotes(caller), settings.b24_supervisor_ids, BitrixPeople(caller)
+        BitrixSessionVotes(caller),
+        settings.b24_supervisor_ids,
+        BitrixPeople(caller),
+        links=_links(settings, storage) if telegram else None,
+        telegram_username=(lambda: telegram.username) if telegram else (lambda: None),
+        feed_chat_id=settings.telegram_feed_chat_id if telegram else None,
     )
     replies: BitrixReplies | BitrixV2Replies
     if settings.b24_event_mode == "webhook":
@@ -215,11 +224,17 @@ def _runner(
     return JobRunner(
         storage,
         execute,
-        ReplyRouter(replies.send).send,
+        ReplyRouter(replies.send, telegram.replies.send if telegram else None).send,
         workers=tuning.workers,
         rules=tuning.jobs,
         metrics=app[METRICS],
     )
+
+
+def _links(settings: Settings, storage: Storage) -> StoredLinks:
+    """Telegram accounts linked to Bitrix24 users: stored, and TELEGRAM_USER_MAP's."""
+    key = link_key(secret(settings.telegram_bot_token))
+    return StoredLinks(storage, key=key, static=settings.telegram_user_map)
 
 
 def _intake(app: web.Application, *, core: Core, tuning: Tuning) -> EventIntake:

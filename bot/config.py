@@ -330,6 +330,10 @@ class Settings(BaseSettings):
             object.__setattr__(self, "b24_client_id", SecretStr(self._derived_client_id()))
         if self.b24_bot_token is None and self.b24_client_id is not None:
             object.__setattr__(self, "b24_bot_token", SecretStr(self._derived_bot_token()))
+        if self.telegram_bot_token is not None and self.b24_webhook_url is None:
+            raise ValueError(
+                "TELEGRAM_BOT_TOKEN needs B24_WEBHOOK_URL: the votes are stored in Bitrix24"
+            )
         if self.telegram_mode == "webhook" and self.telegram_webhook_secret is None:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_MODE=webhook")
         return self

@@ -68,7 +68,8 @@ class Services:
     people: People
     # Telegram (issue 10); None: Telegram is off, `/link` and `/unlink` are unknown commands.
     links: Links | None = None
-    telegram_username: str | None = None  # getMe's username, for the deep link; None: unknown
+    # getMe's username, for the deep link; None: not known (yet: Telegram answers after start)
+    telegram_username: Callable[[], str | None] = lambda: None
     feed_chat_id: int | None = None  # TELEGRAM_FEED_CHAT_ID
 
 
@@ -163,7 +164,7 @@ async def _link_command(
         raise UnknownCommand(command=incoming.text.split(maxsplit=1)[0])
     if isinstance(command, UnlinkCommand):
         return Handled(await unlink(command, incoming, services.links), "unlinked")
-    reply = await link(command, incoming, services.links, services.telegram_username)
+    reply = await link(command, incoming, services.links, services.telegram_username())
     return Handled(reply, "linked" if command.code else "link_code")
 
 

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot.bitrix.fetch import PollerStatus
 from bot.state import BITRIX, COALESCER, CORE, METRICS, POLLER
 from bot.storage import Storage
+from bot.telegram.side import TELEGRAM
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,10 @@ async def readyz(request: web.Request) -> web.Response:
     extra: dict[str, object] = {}
     if POLLER in app:
         checks["events"], extra["poller"] = _poller_check(app[POLLER].status())
+    if TELEGRAM in app:
+        status = app[TELEGRAM].status()
+        checks["telegram"] = "ok" if status["state"] in ("polling", "webhook") else status["state"]
+        extra["telegram_side"] = status
     ready = all(value == "ok" for value in checks.values())
     return web.json_response({"ready": ready, **checks, **extra}, status=200 if ready else 503)
 

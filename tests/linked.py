@@ -44,7 +44,7 @@ def services(
         SUPERVISORS,
         BitrixPeople(client),
         links=links,
-        telegram_username=telegram_username,
+        telegram_username=lambda: telegram_username,
         feed_chat_id=feed_chat_id,
     )
 

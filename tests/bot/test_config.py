@@ -100,6 +100,8 @@ def test_each_contract_name_sets_its_field(name: str, raw: str, field: str, expe
     env = {name: raw}
     if name == "TELEGRAM_MODE":
         env["TELEGRAM_WEBHOOK_SECRET"] = "s3cr3t"
+    if name == "TELEGRAM_BOT_TOKEN":  # Telegram's votes are stored in Bitrix24
+        env["B24_WEBHOOK_URL"] = "https://corp.bitrix24.ru/rest/1/abc/"
     assert plain(getattr(load(env), field)) == expected
 
 
@@ -397,3 +399,9 @@ def test_a_public_url_bitrix24_cannot_reach_is_told(
     if public is not None:
         env["BOT_PUBLIC_URL"] = public
     assert load(env).public_url_is_local() is local
+
+
+def test_telegram_without_bitrix24_is_refused_before_the_start() -> None:
+    screen = invalid({"TELEGRAM_BOT_TOKEN": "123456:ABC-secret-token"})
+    assert "TELEGRAM_BOT_TOKEN needs B24_WEBHOOK_URL" in screen
+    assert "ABC-secret-token" not in screen

@@ -106,6 +106,7 @@ async def start(
         port = free_port()
         values = {
             "TELEGRAM_BOT_TOKEN": api[0].token,
+            "B24_WEBHOOK_URL": "https://corp.bitrix24.ru/rest/1/abc/",
             "TELEGRAM_API_URL": str(api[1].make_url("")).rstrip("/"),
             "TELEGRAM_ALLOWED_CHAT_IDS": str(GROUP),
             "TELEGRAM_USER_MAP": f"{LINKED}:27",

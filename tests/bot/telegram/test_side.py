@@ -25,6 +25,7 @@ def test_with_a_token_in_webhook_mode_the_webhook_is_served() -> None:
     app[SETTINGS] = Settings.from_sources(
         {
             "TELEGRAM_BOT_TOKEN": "4242:TEST-token",
+            "B24_WEBHOOK_URL": "https://corp.bitrix24.ru/rest/1/abc/",
             "TELEGRAM_MODE": "webhook",
             "TELEGRAM_WEBHOOK_SECRET": "s3cret-s3cret",
         },
