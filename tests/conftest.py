@@ -42,6 +42,16 @@ from tests.harness import (  # noqa: E402
     sandbox,
     service,
     start_service,
+    telegram_world,
 )
 
-__all__ = ["bucket", "http", "make_client", "portal", "sandbox", "service", "start_service"]
+__all__ = [
+    "bucket",
+    "http",
+    "make_client",
+    "portal",
+    "sandbox",
+    "service",
+    "start_service",
+    "telegram_world",
+]

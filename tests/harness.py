@@ -30,6 +30,9 @@ from bot.sandbox.app import EVENTS, create_sandbox_app
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Message, Portal
 from bot.sandbox.seed import seeded_portal
+from bot.sandbox.telegram.seed import seeded_world
+from bot.sandbox.telegram.server import PREFIX as TELEGRAM_PREFIX
+from bot.sandbox.telegram.world import TelegramWorld
 from bot.state import BITRIX, CORE
 
 WEBHOOK_CODE = "s4ndb0xh00kc0de"
@@ -55,13 +58,29 @@ def bucket() -> tuple[float, int]:
 
 
 @pytest.fixture
+def telegram_world() -> TelegramWorld:
+    """The fake Telegram's seeded world (see bot/sandbox/telegram/seed.py), served by the
+    `sandbox` fixture's server at `telegram_api_url(sandbox)`."""
+    return seeded_world()
+
+
+@pytest.fixture
 async def sandbox(
-    aiohttp_server: AiohttpServer, portal: Portal, bucket: tuple[float, int]
+    aiohttp_server: AiohttpServer,
+    portal: Portal,
+    bucket: tuple[float, int],
+    telegram_world: TelegramWorld,
 ) -> TestServer:
-    """The sandbox portal served over real HTTP on loopback."""
+    """The sandbox portal (and the fake Telegram Bot API) served over real HTTP on loopback."""
     rate, burst = bucket
-    server: TestServer = await aiohttp_server(create_sandbox_app(portal, rate=rate, burst=burst))
+    app = create_sandbox_app(portal, rate=rate, burst=burst, telegram=telegram_world)
+    server: TestServer = await aiohttp_server(app)
     return server
+
+
+def telegram_api_url(server: TestServer) -> str:
+    """TELEGRAM_API_URL for the sandbox's fake Telegram (aiogram's TelegramAPIServer base)."""
+    return str(server.make_url(TELEGRAM_PREFIX))
 
 
 def webhook_url(server: TestServer, user_id: int = 1, code: str = WEBHOOK_CODE) -> str:

@@ -10,13 +10,16 @@ from aiohttp import web
 
 from bot.sandbox.app import create_sandbox_app
 from bot.sandbox.seed import seeded_portal
+from bot.sandbox.telegram.seed import seeded_world
+from bot.sandbox.telegram.server import PREFIX
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bot.sandbox",
         description="A local stand-in for a Bitrix24 portal: REST at /rest/, inspection and "
-        "an event sender at /_sandbox/. Prints B24_WEBHOOK_URL for the service.",
+        "an event sender at /_sandbox/; a fake Telegram Bot API at /telegram/, its world at "
+        "/_sandbox/telegram/. Prints the settings for the service.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address [127.0.0.1]")
     parser.add_argument("--port", type=int, default=8090, help="listen port [8090]")
@@ -41,8 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     print("B24_SUPERVISOR_IDS=27", flush=True)
+    world = seeded_world()
+    print(f"TELEGRAM_API_URL=http://{args.host}:{args.port}{PREFIX}", flush=True)
+    print(f"TELEGRAM_BOT_TOKEN={world.token}", flush=True)
     web.run_app(
-        create_sandbox_app(portal, rate=args.rate, burst=args.burst),
+        create_sandbox_app(portal, rate=args.rate, burst=args.burst, telegram=world),
         host=args.host,
         port=args.port,
         print=None,

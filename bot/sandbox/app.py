@@ -13,6 +13,9 @@ from bot.sandbox import batch, im, imbot, openlines
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.portal import Fault, Portal
 from bot.sandbox.rest import MethodImpl, RestServer
+from bot.sandbox.telegram import server as telegram_server
+from bot.sandbox.telegram.seed import seeded_world
+from bot.sandbox.telegram.world import TelegramWorld
 from bot.sandbox.v2 import methods as v2
 
 METHODS: Final[Mapping[str, MethodImpl]] = {
@@ -49,9 +52,17 @@ PORTAL = web.AppKey("portal", Portal)
 EVENTS = web.AppKey("events", EventSender)
 
 
-def create_sandbox_app(portal: Portal, *, rate: float = 2, burst: int = 50) -> web.Application:
-    """The portal's REST API under /rest/, and /_sandbox/ for tests and people."""
+def create_sandbox_app(
+    portal: Portal,
+    *,
+    rate: float = 2,
+    burst: int = 50,
+    telegram: TelegramWorld | None = None,
+) -> web.Application:
+    """The portal's REST API under /rest/, and /_sandbox/ for tests and people; beside it the
+    fake Telegram Bot API under /telegram/ (the seeded world unless `telegram` is given)."""
     app = web.Application()
+    telegram_server.mount(app, telegram or seeded_world())
     app[PORTAL] = portal
     rest = RestServer(portal, METHODS, rate=rate, burst=burst)
     app.router.add_route("*", "/rest/{tail:.+}", rest.handle)
