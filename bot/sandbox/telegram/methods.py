@@ -227,7 +227,11 @@ async def _poll(world: TelegramWorld, params: Params, polls: Polls, ticket: obje
         left = loop_deadline - _now()
         if left <= 0:
             return []
-        await world.changed(left)
+        world.polls_waiting += 1
+        try:
+            await world.changed(left)
+        finally:
+            world.polls_waiting -= 1
 
 
 def _now() -> float:

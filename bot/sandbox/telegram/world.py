@@ -181,6 +181,7 @@ class TelegramWorld:
         self._box_ids = itertools.count(1)  # the bot's own message box (private, group)
         self._changed = asyncio.Event()
         self.closed = False
+        self.polls_waiting = 0  # getUpdates calls waiting for an update (long polling)
 
     # -- the world's furniture -------------------------------------------------------------
 
