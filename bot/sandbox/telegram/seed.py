@@ -4,7 +4,7 @@ The bot @SandboxRatingBot (id 7000000001). Users: 5001 Светлана (svetlan
 supervisor 27), 5002 Пётр (petr_sm, 28), 5003 Анна (anna_admin, 1), 5009 a stranger
 (stranger_tg). Chats: -2001 the supervisors' group (basic group, all four), -1002002 the
 contact centre (a supergroup with topics 2 "Оценки" and 3 "Разное", all four), -2004 the vote
-feed (a group with Светлана and Анна), -1002003 a channel (the bot is its administrator).
+feed (a group with Светлана and Анна), -1002003 a channel of Анна's (the bot is its administrator).
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ def seeded_world(*, token: str = TOKEN, privacy: bool = True) -> TelegramWorld:
     world.add_chat(TgChat(FEED, "group", "Лента оценок", members={5001, 5003}))
     world.add_chat(
         TgChat(
-            CHANNEL, "channel", "Новости смены", username="shift_news", bot_status="administrator"
+            CHANNEL,
+            "channel",
+            "Новости смены",
+            username="shift_news",
+            members={5003},
+            bot_status="administrator",
         )
     )
     return world

@@ -33,6 +33,7 @@ _RIGHTS: Final = (
     "can_post_stories",
     "can_edit_stories",
     "can_delete_stories",
+    "can_send_welcome_messages",
     "can_post_messages",
     "can_edit_messages",
 )
@@ -274,6 +275,14 @@ class TelegramWorld:
     def message(self, chat_id: int, message_id: int) -> TgMessage | None:
         return self.messages.get((chat_id, message_id))
 
+    def messages_from_bot(self, chat_id: int | None = None) -> list[str]:
+        """The texts the bot sent (in `chat_id`), oldest first, as stored (markup parsed)."""
+        return [
+            m.text
+            for m in self.messages.values()
+            if m.sender_id == self.bot.id and chat_id in (None, m.chat_id)
+        ]
+
     def store(self, message: TgMessage) -> TgMessage:
         self.messages[(message.chat_id, message.message_id)] = message
         return message
@@ -414,7 +423,9 @@ class TelegramWorld:
     def _member_update(
         self, chat: TgChat, old: str, new: str, by_user_id: int | None
     ) -> dict[str, Any] | None:
-        actor = by_user_id if by_user_id is not None else min(chat.members, default=chat.id)
+        actor = by_user_id if by_user_id is not None else min(chat.members, default=None)
+        if actor is None:
+            raise WorldError(f"chat {chat.id} has no members: say who does it (by_user_id)")
         return self.add_update(
             "my_chat_member",
             {

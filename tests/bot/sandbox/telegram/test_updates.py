@@ -47,10 +47,12 @@ async def test_a_negative_offset_keeps_the_last_updates(
 async def test_updates_parse_as_aiogram_updates(bot: Bot, telegram_world: TelegramWorld) -> None:
     typed(telegram_world, "/rate@SandboxRatingBot 494 5 Молодец")
     [update] = await bot.get_updates()
-    assert isinstance(update, Update) and update.message is not None
+    assert isinstance(update, Update)
+    assert update.message is not None
     message = update.message
     assert message.text == "/rate@SandboxRatingBot 494 5 Молодец"
-    assert message.from_user is not None and message.from_user.username == "svetlana_iv"
+    assert message.from_user is not None
+    assert message.from_user.username == "svetlana_iv"
     assert (message.chat.id, message.chat.type) == (SUPERVISORS_GROUP, "group")
     assert message.entities is not None
     assert [(e.type, e.offset, e.length) for e in message.entities] == [("bot_command", 0, 22)]
@@ -149,11 +151,8 @@ async def test_an_unreachable_webhook_keeps_updates_pending(
 ) -> None:
     await bot.set_webhook("http://127.0.0.1:9/telegram/webhook")
     typed(telegram_world, "/help")
-    info = await eventually(
-        lambda: telegram_world.webhook.last_error_message is not None and telegram_world.webhook
-    )
-    assert info.last_error_message is not None
-    assert info.last_error_message.startswith("Connection failed")
+    error = await eventually(lambda: telegram_world.webhook.last_error_message)
+    assert error.startswith("Connection failed")
     assert (await bot.get_webhook_info()).pending_update_count == 1
 
 
