@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot.sandbox import batch, im, imbot, openlines
 from bot.sandbox.events import Delivery, EventSender
+from bot.sandbox.jsonable import jsonable
 from bot.sandbox.portal import Fault, Portal
 from bot.sandbox.rest import MethodImpl, RestServer
 from bot.sandbox.telegram import server as telegram_server
@@ -83,23 +84,6 @@ async def _event_sender(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         app[EVENTS] = EventSender(app[PORTAL], session)
         yield
-
-
-def jsonable(value: Any) -> Any:
-    """Dataclasses, sets and tuples as JSON-friendly values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: jsonable(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if not f.name.startswith("_")
-        }
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, set | frozenset):
-        return sorted(jsonable(v) for v in value)
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 async def _calls(request: web.Request) -> web.Response:

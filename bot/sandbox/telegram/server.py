@@ -17,6 +17,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from bot.sandbox.jsonable import jsonable
 from bot.sandbox.telegram.methods import ApiError, Method, Polls, methods
 from bot.sandbox.telegram.world import TelegramWorld, TgCall, TgFault, WorldError
 
@@ -219,22 +220,6 @@ async def _reply_in_answer(world: TelegramWorld, body: bytes) -> None:
 
 
 # -- /_sandbox/telegram ----------------------------------------------------------------------
-
-
-def jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: jsonable(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if not f.name.startswith("_")
-        }
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, set | frozenset):
-        return sorted(jsonable(v) for v in value)
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 Handler = Callable[[web.Request], Any]

@@ -182,3 +182,19 @@ async def test_drop_pending_updates(bot: Bot, telegram_world: TelegramWorld, met
 async def test_a_secret_with_forbidden_characters_is_refused(bot: Bot) -> None:
     with pytest.raises(TelegramBadRequest, match="secret token contains unallowed characters"):
         await bot.set_webhook("http://127.0.0.1:9/hook", secret_token="no spaces")
+
+
+async def test_a_webhook_may_answer_with_a_method(
+    bot: Bot, telegram_world: TelegramWorld, aiohttp_server: AiohttpServer
+) -> None:
+    async def reply(request: web.Request) -> web.Response:
+        update = await request.json()
+        chat_id = update["message"]["chat"]["id"]
+        return web.json_response({"method": "sendMessage", "chat_id": chat_id, "text": "Помощь"})
+
+    app = web.Application()
+    app.router.add_post("/hook", reply)
+    server: TestServer = await aiohttp_server(app)
+    await bot.set_webhook(str(server.make_url("/hook")))
+    typed(telegram_world, "/help")
+    await eventually(lambda: telegram_world.messages_from_bot(SUPERVISORS_GROUP) == ["Помощь"])
