@@ -1,4 +1,5 @@
-"""The Telegram side served over real HTTP, against a fake Bot API over real HTTP.
+"""The Telegram side served over real HTTP, against the sandbox's fake Bot API over real HTTP
+(bot/sandbox/telegram/), aiogram real; people act through `telegram_world`.
 
 The core here is a stand-in `execute` (the real dispatch is the core's; its Telegram checks are
 tested there): it records each command and answers as dispatch would shape it, so what these
@@ -25,15 +26,16 @@ from bot.markup import neutralise
 from bot.metrics import Metrics
 from bot.models import IncomingCommand, Reply, ReplyButton
 from bot.routing import ReplyRouter
+from bot.sandbox.telegram.seed import CHANNEL, SUPERVISORS_GROUP
+from bot.sandbox.telegram.world import TelegramWorld, TgMessage
 from bot.state import CORE, SETTINGS, Core
 from bot.storage import open_storage
 from bot.telegram.side import TELEGRAM, TelegramTuning, install_telegram
-from tests.bot.telegram.fakebot import FakeBotApi, fake_bot_app
-from tests.harness import free_port
+from tests.harness import free_port, telegram_api_url
 
-GROUP = -1001
-LINKED = 501  # a Telegram user linked to Bitrix24 user 27, a supervisor
-STRANGER = 777
+GROUP = SUPERVISORS_GROUP
+LINKED = 5001  # Светлана: linked to Bitrix24 user 27, a supervisor
+STRANGER = 5009
 SECRET = "w3bh00k-s3cret"
 FAST = TelegramTuning(
     polling_timeout=1, backoff=BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0)
@@ -82,33 +84,36 @@ class Service:
 Start = Callable[..., Awaitable[Service]]
 
 
-@pytest.fixture
-async def api(aiohttp_server: AiohttpServer) -> tuple[FakeBotApi, TestServer]:
-    fake = FakeBotApi()
-    server: TestServer = await aiohttp_server(fake_bot_app(fake))
-    return fake, server
+def called(world: TelegramWorld, method: str) -> list[str]:
+    """The Bot API methods the bot called successfully, in order (as aiogram names them)."""
+    return [call.method for call in world.calls if call.method == method.lower()]
 
 
-@pytest.fixture
-def fake(api: tuple[FakeBotApi, TestServer]) -> FakeBotApi:
-    return api[0]
+def from_bot(world: TelegramWorld, chat_id: int) -> list[TgMessage]:
+    """The bot's messages in `chat_id`, oldest first, as the fake stored them."""
+    return [
+        m for m in world.messages.values() if m.sender_id == world.bot.id and m.chat_id == chat_id
+    ]
 
 
 @pytest.fixture
 async def start(
-    aiohttp_server: AiohttpServer, api: tuple[FakeBotApi, TestServer], tmp_path: Path
+    aiohttp_server: AiohttpServer,
+    sandbox: TestServer,
+    telegram_world: TelegramWorld,
+    tmp_path: Path,
 ) -> AsyncIterator[Start]:
     """Start the service's Telegram side: `await start(TELEGRAM_MODE="webhook")`; each one
-    is stopped before the fake Bot API is."""
+    is stopped before the sandbox is."""
     started: list[Service] = []
 
     async def run(**env: str) -> Service:
         port = free_port()
         values = {
-            "TELEGRAM_BOT_TOKEN": api[0].token,
+            "TELEGRAM_BOT_TOKEN": telegram_world.token,
             "B24_WEBHOOK_URL": "https://corp.bitrix24.ru/rest/1/abc/",
-            "TELEGRAM_API_URL": str(api[1].make_url("")).rstrip("/"),
-            "TELEGRAM_ALLOWED_CHAT_IDS": str(GROUP),
+            "TELEGRAM_API_URL": telegram_api_url(sandbox),
+            "TELEGRAM_ALLOWED_CHAT_IDS": f"{GROUP},{CHANNEL}",
             "TELEGRAM_USER_MAP": f"{LINKED}:27",
             "TELEGRAM_WEBHOOK_SECRET": SECRET,
             "B24_SUPERVISOR_IDS": "27",
