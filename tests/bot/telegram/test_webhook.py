@@ -1,5 +1,6 @@
-"""Webhook mode: setWebhook on start, the secret checked on every update, each update stored
-before the 200, and one update delivered twice stored once."""
+"""Webhook mode: setWebhook on start, the fake Telegram delivering to /telegram/webhook, the
+secret checked on every update (the attacker posting straight to the webhook), each update
+stored before the 200, and one update delivered twice stored once."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.sandbox.telegram.world import TelegramWorld
 from bot.state import CORE, SETTINGS
 from bot.telegram.side import TELEGRAM
-from tests.bot.telegram.conftest import GROUP, LINKED, SECRET, Service, Start
-from tests.bot.telegram.fakebot import FakeBotApi
+from tests.bot.telegram.conftest import GROUP, LINKED, SECRET, Service, Start, called, from_bot
 from tests.harness import eventually, write_locked
 
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-async def deliver(service: Service, body: Any, headers: dict[str, str] | None = None) -> int:
-    """What Telegram does with an update: POST it to the webhook."""
+async def post(service: Service, body: Any, headers: dict[str, str] | None = None) -> int:
+    """What anyone can do: POST a body to the webhook (Telegram adds the secret)."""
     sent = {HEADER: SECRET} if headers is None else headers
     async with aiohttp.ClientSession() as http:
         url = service.server.make_url("/telegram/webhook")
@@ -29,85 +30,111 @@ async def deliver(service: Service, body: Any, headers: dict[str, str] | None = 
             return response.status
 
 
-async def webhook_service(start: Start, fake: FakeBotApi) -> Service:
+async def webhook_service(start: Start) -> Service:
     service = await start(TELEGRAM_MODE="webhook")
     await eventually(lambda: service.app[TELEGRAM].status()["state"] == "webhook")
     return service
 
 
 async def test_the_webhook_is_set_with_the_secret_and_the_used_update_types(
-    start: Start, fake: FakeBotApi
+    start: Start, telegram_world: TelegramWorld
 ) -> None:
-    service = await webhook_service(start, fake)
-    (hook,) = fake.sent("setWebhook")
-    assert hook["url"] == f"{service.app[TELEGRAM].settings.public_url}/telegram/webhook"
-    assert hook["secret_token"] == SECRET
-    assert set(hook["allowed_updates"]) == {"message", "channel_post", "callback_query"}
-    assert fake.sent("getUpdates") == []
+    service = await webhook_service(start)
+    hook = telegram_world.webhook
+    assert hook.url == f"{service.app[TELEGRAM].settings.public_url}/telegram/webhook"
+    assert hook.secret_token == SECRET
+    assert telegram_world.allowed_updates == {"message", "channel_post", "callback_query"}
+    assert called(telegram_world, "getUpdates") == []
+
+
+async def test_the_fake_delivers_with_the_secret_and_the_update_is_one_command(
+    start: Start, telegram_world: TelegramWorld
+) -> None:
+    service = await webhook_service(start)
+    update = telegram_world.type(LINKED, GROUP, "/rate 494 5")
+    assert update is not None
+    (job,) = await eventually(lambda: service.core.seen)
+    assert job.key == f"tg:{update['update_id']}:0"
+    assert telegram_world.updates == []  # delivered and acknowledged
+    assert telegram_world.webhook.last_error_message is None
 
 
 @pytest.mark.parametrize(
-    ("headers", "status"),
+    "headers",
     [
-        ({}, 401),
-        ({HEADER: "wrong"}, 401),
-        ({HEADER: SECRET[:-1]}, 401),
-        ({HEADER: SECRET + "x"}, 401),
-        ({HEADER: "sécret"}, 401),  # not ASCII: still a clean refusal, not a 500
-        ({HEADER: SECRET}, 200),
+        {},
+        {HEADER: "wrong"},
+        {HEADER: SECRET[:-1]},
+        {HEADER: SECRET + "x"},
+        {HEADER: "sécret"},  # not ASCII: still a clean refusal, not a 500
     ],
 )
-async def test_every_update_must_carry_the_secret(
-    start: Start, fake: FakeBotApi, headers: dict[str, str], status: int
+async def test_an_update_without_the_secret_is_refused(
+    start: Start, telegram_world: TelegramWorld, headers: dict[str, str]
 ) -> None:
-    service = await webhook_service(start, fake)
-    update = fake.type(GROUP, LINKED, "/rate 494 5")
-    assert await deliver(service, update, headers) == status
-    if status == 200:
-        await eventually(lambda: service.core.seen)
-    else:
-        assert service.core.seen == []
+    service = await webhook_service(start)
+    update = telegram_world.type(LINKED, GROUP, "/rate 494 5")
+    await eventually(lambda: service.core.seen)  # the real one, delivered by the fake
+    forged = update | {"update_id": 999_999_999} if update else {}
+    assert await post(service, forged, headers) == 401
+    assert await post(service, forged) == 200  # the same body with the secret is taken
+    await eventually(lambda: len(service.core.seen) == 2)
+    assert [j.key for j in service.core.seen][1] == "tg:999999999:0"
 
 
 @pytest.mark.parametrize("body", ["not json", "[1, 2]", '{"update_id": "x"}'])
 async def test_a_body_that_is_no_update_is_refused_cleanly(
-    start: Start, fake: FakeBotApi, body: str
+    start: Start, telegram_world: TelegramWorld, body: str
 ) -> None:
-    service = await webhook_service(start, fake)
-    assert await deliver(service, body) == 400
+    service = await webhook_service(start)
+    assert await post(service, body) == 400
     assert service.core.seen == []
+    assert telegram_world.webhook.last_error_message is None
 
 
-async def test_an_update_delivered_twice_is_one_command(start: Start, fake: FakeBotApi) -> None:
-    service = await webhook_service(start, fake)
-    update = fake.type(GROUP, LINKED, "/rate 494 5 Молодец")
-    assert await deliver(service, update) == 200
-    await eventually(lambda: fake.sent("sendMessage"))
-    assert await deliver(service, update) == 200  # Telegram retries a webhook it thinks failed
+async def test_an_update_delivered_twice_is_one_command(
+    start: Start, telegram_world: TelegramWorld
+) -> None:
+    service = await webhook_service(start)
+    update = telegram_world.type(LINKED, GROUP, "/rate 494 5 Молодец")
+    assert update is not None
+    await eventually(lambda: from_bot(telegram_world, GROUP))
+    telegram_world.updates.append(update)  # Telegram retries a webhook it thinks failed
+    marker = telegram_world.type(LINKED, GROUP, "/help")  # delivered after the retry
+    assert marker is not None
+    await eventually(
+        lambda: any(j.key == f"tg:{marker['update_id']}:0" for j in service.core.seen)
+    )
+    assert await service.app[CORE].storage.unfinished() == 0
     audit = await service.app[CORE].storage.audit()
-    assert [entry.key for entry in audit] == [f"tg:{update['update_id']}:0"]
-    assert len(service.core.seen) == 1
-    assert len(fake.sent("sendMessage")) == 1
+    keys = [f"tg:{u['update_id']}:0" for u in (update, marker)]
+    assert sorted(entry.key for entry in audit) == keys
+    assert [j.text for j in service.core.seen] == ["/rate 494 5 Молодец", "/help"]
+    assert len(from_bot(telegram_world, GROUP)) == 2
 
 
 async def test_a_command_by_webhook_is_answered_in_the_group(
-    start: Start, fake: FakeBotApi
+    start: Start, telegram_world: TelegramWorld
 ) -> None:
-    service = await webhook_service(start, fake)
-    update = fake.type(GROUP, LINKED, "/rate@RatingBot 494 5 Молодец")
-    assert await deliver(service, update) == 200
-    (sent,) = await eventually(lambda: fake.sent("sendMessage"))
-    assert (sent["chat_id"], sent["text"]) == (str(GROUP), "✅ Saved. 494: 5 Молодец")
-    assert sent["reply_parameters"]["message_id"] == update["message"]["message_id"]
+    await webhook_service(start)
+    update = telegram_world.type(LINKED, GROUP, "/rate@SandboxRatingBot 494 5 Молодец")
+    assert update is not None
+    (sent,) = await eventually(lambda: from_bot(telegram_world, GROUP))
+    assert sent.text == "✅ Saved. 494: 5 Молодец"
+    assert sent.reply_to == update["message"]["message_id"]
 
 
 async def test_an_update_the_storage_cannot_take_is_refused_for_telegram_to_send_again(
-    start: Start, fake: FakeBotApi
+    start: Start, telegram_world: TelegramWorld
 ) -> None:
-    service = await webhook_service(start, fake)
-    update = fake.type(GROUP, LINKED, "/rate 494 5")
+    service = await webhook_service(start)
     with write_locked(service.app[SETTINGS].bot_database_url):
-        assert await deliver(service, update) == 503  # never a 200 for what was not stored
-    assert await deliver(service, update) == 200  # Telegram's next try
-    (job,) = await eventually(lambda: service.core.seen)
+        update = telegram_world.type(LINKED, GROUP, "/rate 494 5")
+        # never a 200 for what was not stored: the fake keeps it and tries again
+        error = await eventually(lambda: telegram_world.webhook.last_error_message, within=20)
+        assert "503" in error
+        assert update in telegram_world.updates
+    (job,) = await eventually(lambda: service.core.seen, within=20)
+    assert update is not None
     assert job.key == f"tg:{update['update_id']}:0"
+    await eventually(lambda: not telegram_world.updates)
