@@ -43,7 +43,9 @@ async def test_the_webhook_is_set_with_the_secret_and_the_used_update_types(
     hook = telegram_world.webhook
     assert hook.url == f"{service.app[TELEGRAM].settings.public_url}/telegram/webhook"
     assert hook.secret_token == SECRET
-    assert telegram_world.allowed_updates == {"message", "channel_post", "callback_query"}
+    assert telegram_world.allowed_updates == frozenset(
+        {"message", "channel_post", "callback_query"}
+    )
     assert called(telegram_world, "getUpdates") == []
 
 
