@@ -265,6 +265,7 @@ class Controls:
                 str(b["text"]),
                 reply_to=b.get("reply_to_message_id"),
                 thread_id=b.get("message_thread_id"),
+                as_chat=bool(b.get("as_chat", False)),
             ),
         )
 

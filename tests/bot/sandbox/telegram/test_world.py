@@ -139,6 +139,25 @@ async def test_a_channel_post_has_no_sender(
     assert post.entities[0].type == "bot_command"
 
 
+async def test_an_anonymous_administrator_posts_as_the_group(
+    bot: Bot, sandbox: TestServer, http: aiohttp.ClientSession
+) -> None:
+    await act(http, sandbox, "type", user_id=5003, chat_id=FORUM, text="/rate 494 5", as_chat=True)
+    [update] = await bot.get_updates()
+    message = update.message
+    assert message is not None
+    assert message.sender_chat is not None
+    assert message.sender_chat.id == FORUM
+    assert message.from_user is not None  # Telegram's fake sender, not the person
+    assert (message.from_user.username, message.from_user.is_bot) == ("GroupAnonymousBot", True)
+
+
+def test_only_a_supergroup_is_posted_to_as_the_chat() -> None:
+    world = seeded_world()
+    with pytest.raises(WorldError, match="supergroup"):
+        world.type(5003, SUPERVISORS_GROUP, "/rate 494 5", as_chat=True)
+
+
 async def test_removing_the_bot_over_http(
     bot: Bot, sandbox: TestServer, http: aiohttp.ClientSession
 ) -> None:
