@@ -133,6 +133,19 @@ async def test_a_channel_post_is_told_a_group_is_needed(
     assert after == ([texts.render("telegram.needs_group", "en")] if told else [])
 
 
+async def test_a_member_posting_as_the_group_is_told_a_group_is_needed(
+    start: Start, telegram_world: TelegramWorld
+) -> None:
+    service = await start(TELEGRAM_ALLOWED_CHAT_IDS=f"{GROUP},{FORUM}")
+    telegram_world.type(5003, FORUM, "/rate 494 5", as_chat=True)  # an anonymous administrator
+    marker = telegram_world.type(LINKED, GROUP, "/help")  # handled after the post
+    assert marker is not None
+    await eventually(lambda: service.core.seen)
+    assert [job.key for job in service.core.seen] == [f"tg:{marker['update_id']}:0"]
+    (notice,) = await eventually(lambda: from_bot(telegram_world, FORUM))
+    assert notice.text == texts.render("telegram.needs_group", "en")
+
+
 async def test_updates_sent_while_the_service_was_down_are_all_handled_after_a_restart(
     start: Start, telegram_world: TelegramWorld
 ) -> None:
