@@ -41,6 +41,14 @@ def session_of(incoming: IncomingCommand) -> int | None:
     return session
 
 
+def _audit_text(incoming: IncomingCommand, command: str | None) -> str:
+    """The command's text for the audit: a Telegram `/link <code>` or `/start <code>` holds a
+    link code, a secret until used, which is not kept."""
+    return (
+        NOT_KEPT_IN_AUDIT if incoming.source == "telegram" and command == "link" else incoming.text
+    )
+
+
 @dataclass(frozen=True)
 class RetryRules:
     """How long a job keeps trying while the portal is down, and how often."""
@@ -268,7 +276,7 @@ class JobRunner:
             source=incoming.source,
             user_id=incoming.author_id,
             b24_user_id=incoming.b24_user_id if incoming.source == "telegram" else None,
-            text=incoming.text,
+            text=_audit_text(incoming, fields["command"]),
             outcome=outcome,
             reply=NOT_KEPT_IN_AUDIT if reply.secret else reply.text,
             **fields,

@@ -92,6 +92,11 @@ class StoredLinks:
         self._failures.pop(tg_user_id, None)
         return b24_user_id
 
+    async def void(self, code: str) -> None:
+        normal = normalise_code(code)
+        if len(normal) == CODE_LENGTH and set(normal) <= set(ALPHABET):
+            await self._storage.void_link_code(self._digest(normal))
+
     async def linked(self, tg_user_id: int) -> int | None:
         if tg_user_id in self._static:
             return self._static[tg_user_id]

@@ -62,6 +62,10 @@ class Links(Protocol):
         lately) or LinkSetByAdmin (the Telegram user is linked in TELEGRAM_USER_MAP)."""
         ...
 
+    async def void(self, code: str) -> None:
+        """Make a code useless without linking anyone (it was shown in a shared chat)."""
+        ...
+
     async def linked(self, tg_user_id: int) -> int | None:
         """The Bitrix24 user this Telegram user is linked to, or None."""
         ...

@@ -181,6 +181,12 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "en": "Linking works in a private chat with the bot only: others would see a code in a "
         "shared chat. Write /link to me privately.",
     },
+    "link.code_voided": {
+        "ru": "Этот код видели другие в общем чате, поэтому он больше не действует. Новый код: "
+        "напишите /link боту оценок в Битрикс24 и отправьте его мне лично.",
+        "en": "Others in this shared chat saw that code, so it no longer works. For a new one, "
+        "write /link to the rating bot in Bitrix24 and send it to me privately.",
+    },
     "link.how_to": {
         "ru": "Чтобы привязать Telegram к Битрикс24, напишите /link боту оценок в Битрикс24 и "
         "отправьте мне полученный код в личном чате: /link КОД",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bot.commands import LinkCommand, UnlinkCommand
 from bot.models import IncomingCommand, Reply
 from bot.ports import Links
-from bot.texts import render
+from bot.texts import Lang, render
 
 
 async def link(
@@ -21,7 +21,7 @@ async def link(
     if incoming.source == "bitrix" and command.start:
         return Reply(text=render("welcome", lang))  # Bitrix24's `/start <anything>`, as before
     if not incoming.in_private_chat():
-        return Reply(text=render("link.private_only", lang))
+        return await _in_shared_chat(command, links, lang)
     if incoming.source == "bitrix":
         code = await links.issue(incoming.author_id)
         if bot_username is None:
@@ -32,6 +32,15 @@ async def link(
         return Reply(text=render("link.how_to", lang))
     b24_user_id = await links.redeem(incoming.author_id, command.code)
     return Reply(text=render("link.linked", lang, user_id=b24_user_id))
+
+
+async def _in_shared_chat(command: LinkCommand, links: Links, lang: Lang) -> Reply:
+    """Linking is private; a code written here has been seen by everyone in the chat, so
+    nobody may use it any more."""
+    if command.code is None:
+        return Reply(text=render("link.private_only", lang))
+    await links.void(command.code)
+    return Reply(text=render("link.code_voided", lang))
 
 
 async def unlink(_: UnlinkCommand, incoming: IncomingCommand, links: Links) -> Reply:

@@ -141,6 +141,10 @@ class Storage(Protocol):
         side's earlier link): that Bitrix24 user, or None for no live code."""
         ...
 
+    async def void_link_code(self, digest: str) -> None:
+        """Drop a code without using it (it was shown where others could read it)."""
+        ...
+
     async def linked_b24_user(self, tg_user_id: int) -> int | None:
         """The Bitrix24 user a Telegram user is linked to (stored links only)."""
         ...

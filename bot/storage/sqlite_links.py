@@ -66,6 +66,10 @@ class SqliteLinks:
                 raise
             return b24_user_id
 
+    async def void_link_code(self, digest: str) -> None:
+        async with self._lock:
+            await self._db.execute("DELETE FROM link_codes WHERE digest = ?", (digest,))
+
     async def linked_b24_user(self, tg_user_id: int) -> int | None:
         async with self._lock:
             rows = await self._db.execute_fetchall(

@@ -199,3 +199,15 @@ async def test_a_link_code_is_sent_but_kept_neither_in_the_audit_nor_in_the_fini
     with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
         dump = "\n".join(db.iterdump())
     assert code.group(1) not in dump
+
+
+async def test_a_code_sent_back_from_telegram_is_not_kept_in_the_audit(core: Core) -> None:
+    await core.run(from_bitrix("/link"))
+    [(_, text)] = core.sent.bitrix
+    code = CODE.search(text)
+    assert code is not None
+    # Written in the group by mistake: refused, and the text is not kept.
+    entries = await core.run(from_telegram(f"/start {code.group(1)}", key="tg:2:0"))
+    [entry] = [e for e in entries if e.source == "telegram"]
+    assert entry.text == NOT_KEPT_IN_AUDIT
+    assert all(code.group(1) not in (e.text or "") for e in entries)

@@ -77,7 +77,8 @@ async def test_link_in_bitrix24_answers_a_code_and_a_deep_link_when_the_bot_is_k
     [
         # A code in a shared chat could be used by anyone there: neither side does it.
         (from_bitrix("/link", dialog_id="chat2001"), "link.private_only"),
-        (from_telegram("/start ABCDEFGHJK"), "link.private_only"),
+        (from_telegram("/start ABCDEFGHJK"), "link.code_voided"),  # and the code voided
+        (from_telegram("/link"), "link.private_only"),
         (from_telegram("/link", chat_id=5001), "link.how_to"),
         (from_telegram("/link ZZZZZZZZZZ", chat_id=5001), "link.code_invalid"),
         (from_telegram("/link [b]x[/b]", chat_id=5001), "link.code_invalid"),
@@ -138,3 +139,18 @@ async def test_unlink_in_bitrix24_leaves_a_static_link_to_the_administrator(
     handled = await run_command(from_bitrix("/unlink", user=28), services(make_client, links))
     assert handled.reply.text == render("link.static", "en")
     assert await links.linked(7007) == 28
+
+
+async def test_a_code_written_in_a_group_is_voided_so_nobody_who_saw_it_can_use_it(
+    make_client: Callable[..., BitrixClient], linking: tuple[Storage, StoredLinks]
+) -> None:
+    _, links = linking
+    code = await ask_code(make_client, links, BOT_USERNAME)
+    shown = await run_command(from_telegram(f"/start {code}"), services(make_client, links))
+    assert shown.reply.text == render("link.code_voided", "en")
+    # Another member of the group, who saw the code, sends it to the bot privately.
+    stolen = await run_command(
+        from_telegram(f"/link {code}", tg_user=6006, chat_id=6006), services(make_client, links)
+    )
+    assert stolen.reply.text == render("link.code_invalid", "en")
+    assert await links.linked(6006) is None
