@@ -100,6 +100,11 @@ def command_of_click(
     if chat.type != "private" and chat.id not in chats.allowed:
         log.info("telegram.chat_not_allowed", chat_id=chat.id, user_id=query.from_user.id)
         return None
+    # A modified client sends any data on any of the bot's messages: a press is held to the
+    # same rules as a typed command there (no rating in the private chat).
+    if chat.type == "private" and command_name(query.data) not in PRIVATE_COMMANDS:
+        log.info("telegram.click_refused", chat_id=chat.id, user_id=query.from_user.id)
+        return None
     return IncomingCommand(
         key=f"tg:cb:{query.id}",  # one job per click, however often it is delivered
         source="telegram",
