@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InaccessibleMessage, InlineKeyboardMarkup, Message
 
 from bot.bitrix.events import split_commands
 from bot.models import IncomingCommand, TelegramRoute
@@ -100,9 +100,13 @@ def command_of_click(
     if chat.type != "private" and chat.id not in chats.allowed:
         log.info("telegram.chat_not_allowed", chat_id=chat.id, user_id=query.from_user.id)
         return None
-    # A modified client sends any data on any of the bot's messages: a press is held to the
-    # same rules as a typed command there (no rating in the private chat).
-    if chat.type == "private" and command_name(query.data) not in PRIVATE_COMMANDS:
+    # A modified client sends any data on any of the bot's messages: a press counts only with
+    # data one of that message's buttons carries (else it would rate what no button offered,
+    # and edit a message that was no prompt), and only where such a command may be typed.
+    offered = _offered(message, query.data)
+    if not offered or (
+        chat.type == "private" and command_name(query.data) not in PRIVATE_COMMANDS
+    ):
         log.info("telegram.click_refused", chat_id=chat.id, user_id=query.from_user.id)
         return None
     return IncomingCommand(
@@ -120,6 +124,15 @@ def command_of_click(
             keyboard_message_id=message.message_id,
         ),
     )
+
+
+def _offered(message: Message | InaccessibleMessage, data: str) -> bool:
+    """Whether one of the message's buttons carries `data`. A message the Bot API no longer
+    shows (InaccessibleMessage, older than 48 hours) has no keyboard to check: refused."""
+    markup = message.reply_markup if isinstance(message, Message) else None
+    if not isinstance(markup, InlineKeyboardMarkup):
+        return False
+    return any(b.callback_data == data for row in markup.inline_keyboard for b in row)
 
 
 def command_name(text: str) -> str:

@@ -10,7 +10,7 @@ from bot import texts
 from bot.links import StoredLinks, link_key
 from bot.models import TelegramRoute
 from bot.sandbox.telegram.seed import CHANNEL, FORUM
-from bot.sandbox.telegram.world import TelegramWorld, TgChat, TgFault
+from bot.sandbox.telegram.world import TelegramWorld, TgChat, TgFault, TgMessage
 from bot.state import CORE, SETTINGS
 from bot.telegram.side import TELEGRAM
 from tests.bot.telegram.conftest import GROUP, LINKED, STRANGER, Start, called, from_bot
@@ -60,6 +60,59 @@ async def test_which_messages_become_commands(
     service = await start()
     telegram_world.type(LINKED, chat_id, text)
     marker = telegram_world.type(LINKED, GROUP, "/help")  # handled after the one above
+    assert marker is not None
+    last = f"tg:{marker['update_id']}:0"
+    await eventually(lambda: any(j.key == last for j in service.core.seen))
+    assert [j.text for j in service.core.seen if j.key != last] == expected
+
+
+STARS = [f"/rate 494 {n}" for n in range(1, 6)]
+
+
+def bot_message(world: TelegramWorld, chat_id: int, buttons: list[str] | None) -> int:
+    """A message of the bot's in `chat_id`, with one inline button per data (or none)."""
+    chat = world.private_chat(chat_id) if chat_id > 0 else world.chat(chat_id)
+    rows = [[{"text": d, "callback_data": d} for d in buttons]] if buttons else None
+    message = TgMessage(
+        chat.id,
+        world.next_message_id(chat),
+        world.now(),
+        "Choose a rating:",
+        world.bot.id,
+        reply_markup={"inline_keyboard": rows} if rows else None,
+    )
+    return world.store(message).message_id
+
+
+@pytest.mark.parametrize(
+    ("chat_id", "data", "buttons", "expected"),
+    [
+        (GROUP, "/rate 494 5", STARS, ["/rate 494 5"]),
+        # Forged presses (a modified client sends any data on any of the bot's messages):
+        # data no button of the message carries (another session, a rating of 9, a comment),
+        # or on a message with no keyboard (a reply, a feed line: it would be edited).
+        (GROUP, "/rate 999 5", STARS, []),
+        (GROUP, "/rate 494 9", STARS, []),
+        (GROUP, "/rate 494 5 [b]x[/b]", STARS, []),
+        (GROUP, "/rate 494 5", None, []),
+        # The private chat's rules, as for a typed command there: no rating.
+        (LINKED, "/rate 494 5", ["/rate 494 5"], []),
+        (LINKED, "/help", ["/help"], ["/help"]),
+        (GROUP, "not a command", ["not a command"], []),
+    ],
+)
+async def test_which_button_presses_become_commands(
+    start: Start,
+    telegram_world: TelegramWorld,
+    chat_id: int,
+    data: str,
+    buttons: list[str] | None,
+    expected: list[str],
+) -> None:
+    service = await start()
+    message_id = bot_message(telegram_world, chat_id, buttons)
+    telegram_world.press(LINKED, chat_id, message_id, data, forged=True)
+    marker = telegram_world.type(LINKED, GROUP, "/help")  # handled after the press
     assert marker is not None
     last = f"tg:{marker['update_id']}:0"
     await eventually(lambda: any(j.key == last for j in service.core.seen))
