@@ -24,6 +24,7 @@ from bot.dispatch import Handled, RetryLater, SendReply, command_fields
 from bot.errors import BitrixError, TelegramApiError
 from bot.metrics import Metrics
 from bot.models import IncomingCommand, Reply
+from bot.routing import TransportDisabled
 from bot.storage import AuditEntry, Job, Storage
 from bot.texts import render
 from bot.usage import counting_rest_requests
@@ -238,6 +239,8 @@ class JobRunner:
                     return
                 delivered = False
                 log.warning("reply.failed", key=job.key, code=error.code, method=error.method)
+            except TransportDisabled:  # queued before its transport was turned off: no retry
+                delivered = False
         await self._finish(
             job, reply, outcome, delivered=delivered, requests=requests[0], started=started
         )

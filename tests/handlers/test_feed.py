@@ -211,3 +211,35 @@ async def test_a_code_sent_back_from_telegram_is_not_kept_in_the_audit(core: Cor
     [entry] = [e for e in entries if e.source == "telegram"]
     assert entry.text == NOT_KEPT_IN_AUDIT
     assert all(code.group(1) not in (e.text or "") for e in entries)
+
+
+async def test_a_feed_line_queued_before_telegram_was_turned_off_ends_without_crashing(
+    make_client: Callable[..., BitrixClient], tmp_path: Path
+) -> None:
+    """TELEGRAM_BOT_TOKEN removed between restarts: its queued replies end (not delivered)
+    at once, not after crash retries with stack traces."""
+    storage, links = await linked_storage(tmp_path)
+    ready = services(make_client, links, feed_chat_id=FEED_CHAT)
+
+    async def execute(incoming: IncomingCommand, may_retry: bool) -> Handled:
+        return await run_command(incoming, ready, may_retry=may_retry)
+
+    sent, metrics = Sent(), Metrics()
+    runner = JobRunner(
+        storage,
+        execute,
+        ReplyRouter(sent.to_bitrix, None).send,
+        workers=2,
+        rules=RULES,
+        metrics=metrics,
+    )
+    try:
+        entries = await Core(storage, sent, runner).run(from_bitrix("/rate 494 5 Молодец"))
+        await eventually(lambda: sent.bitrix)
+    finally:
+        await runner.stop(grace=1)
+        await storage.close()
+    assert sorted(e.outcome for e in entries) == [FEED_OUTCOME, "saved"]
+    count = metrics.registry.get_sample_value
+    assert count("bot_jobs_failed_total", {"reason": "crashed"}) is None
+    assert count("bot_jobs_failed_total", {"reason": "reply"}) == 1
