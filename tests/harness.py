@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import sqlite3
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,3 +286,17 @@ def write_locked(database_url: str) -> Iterator[None]:
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def post_until_answered(url: str, within: float = 20.0) -> Any:
+    """POST to a process that is still starting until it answers; its JSON `result`."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            request = urllib.request.Request(url, method="POST")  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=2) as answer:  # noqa: S310
+                return json.load(answer)["result"]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

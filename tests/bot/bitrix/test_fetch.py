@@ -30,8 +30,9 @@ from bot.metrics import Metrics
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Portal
 from bot.sandbox.v2.queue import QueuedEvent
-from bot.storage import AuditEntry, Storage, open_storage
+from bot.storage import Storage, open_storage
 from tests.bot.sandbox.v2.test_methods import TOKEN, register_rate, register_v2
+from tests.bot.storage.test_sqlite import entry
 from tests.harness import eventually, job_rows, write_locked
 
 SUPERVISORS = frozenset({1, 27})
@@ -267,7 +268,7 @@ async def test_a_full_queue_acknowledges_nothing_and_loses_nothing(rig: Rig) -> 
     assert len(rig.unacknowledged()) == 2
     job = await storage.claim(time.time())  # a worker finishes the first job
     assert job is not None
-    await storage.finish(job.key, _entry(job.key))
+    await storage.finish(job.key, entry(job.key, time.time()))
     await eventually(lambda: len(texts(rig)) == 2 and not rig.unacknowledged())
     assert texts(rig) == ["/rate 494 5", "/rate 495 4"]
 
@@ -516,21 +517,6 @@ async def test_a_budget_that_cannot_meet_the_answer_target_is_warned_about_once(
     assert len(warnings) == int(warned)
     if warned:
         assert (warnings[0]["idle_interval_s"], warnings[0]["answer_target_s"]) == (5.0, 3.0)
-
-
-def _entry(key: str) -> AuditEntry:
-    return AuditEntry(
-        at=time.time(),
-        key=key,
-        source="bitrix",
-        user_id=27,
-        text="/rate 494 5",
-        command="rate",
-        session_id=494,
-        rating=5,
-        outcome="saved",
-        reply="ok",
-    )
 
 
 @pytest.mark.parametrize(

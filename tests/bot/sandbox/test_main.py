@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import free_port, post_until_answered
 
 
 def test_prints_the_webhook_url_and_serves_the_portal(tmp_path: Path) -> None:
@@ -28,17 +25,7 @@ def test_prints_the_webhook_url_and_serves_the_portal(tmp_path: Path) -> None:
         first = process.stdout.readline().strip()
         assert first == f"B24_WEBHOOK_URL=http://127.0.0.1:{port}/rest/1/newcomer1/"
         url = first.removeprefix("B24_WEBHOOK_URL=") + "profile"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                request = urllib.request.Request(url, method="POST")  # noqa: S310 - loopback
-                with urllib.request.urlopen(request, timeout=2) as answer:  # noqa: S310
-                    assert json.load(answer)["result"]["ID"] == "1"
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        assert post_until_answered(url)["ID"] == "1"
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import free_port, post_until_answered
 
 
 def test_prints_the_telegram_settings_and_serves_the_fake(tmp_path: Path) -> None:
@@ -28,17 +25,7 @@ def test_prints_the_telegram_settings_and_serves_the_fake(tmp_path: Path) -> Non
         printed = dict(process.stdout.readline().strip().split("=", 1) for _ in range(4))
         assert printed["TELEGRAM_API_URL"] == f"http://127.0.0.1:{port}/telegram"
         url = f"{printed['TELEGRAM_API_URL']}/bot{printed['TELEGRAM_BOT_TOKEN']}/getMe"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                request = urllib.request.Request(url, method="POST")  # noqa: S310 - loopback
-                with urllib.request.urlopen(request, timeout=2) as answer:  # noqa: S310
-                    assert json.load(answer)["result"]["username"] == "SandboxRatingBot"
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        assert post_until_answered(url)["username"] == "SandboxRatingBot"
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)
