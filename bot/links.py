@@ -9,7 +9,10 @@ A link is made with a one-time code: `/link` in Bitrix24 issues it, `/start <cod
   not in the database): whoever reads the database file or a backup cannot redeem a live
   code, and cannot search the 2^50 codes offline without that key;
 - guessed at most `MAX_FAILURES` times per Telegram user in `FAILURE_WINDOW` (then refused
-  until the window passes): with 50 bits a guess succeeds with odds of about 2^-48.
+  until the window passes): with 50 bits a guess succeeds with odds of about 2^-48. The wrong
+  codes are counted in the database, so a restart does not reset the count and a flood of
+  accounts costs no memory; a code presented in a refused attempt (too many wrong ones, or a
+  link the administrator set) is voided all the same.
 TELEGRAM_USER_MAP adds static links, which win over stored ones and which only the
 administrator changes.
 """
@@ -32,7 +35,6 @@ CODE_TTL: Final = 600.0  # seconds
 CODES_KEPT: Final = 3
 MAX_FAILURES: Final = 5
 FAILURE_WINDOW: Final = 600.0
-_TRACKED_USERS: Final = 10_000  # failure records kept at most (a flood of new accounts)
 _FOLDED: Final = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 
@@ -63,7 +65,6 @@ class StoredLinks:
         self._storage, self._key, self._clock = storage, key, clock
         self._static = dict(static)
         self._static_b24 = set(static.values())
-        self._failures: dict[int, list[float]] = {}
 
     async def issue(self, b24_user_id: int) -> str:
         code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
@@ -74,27 +75,31 @@ class StoredLinks:
         return code
 
     async def redeem(self, tg_user_id: int, code: str) -> int:
-        if tg_user_id in self._static:
-            raise LinkSetByAdmin
         now = self._clock()
-        recent = [at for at in self._failures.get(tg_user_id, ()) if at > now - FAILURE_WINDOW]
-        if len(recent) >= MAX_FAILURES:
+        if tg_user_id in self._static:
+            await self.void(code)  # presented to the bot and refused: nobody uses it any more
+            raise LinkSetByAdmin
+        if await self._storage.link_failures(tg_user_id, since=now - FAILURE_WINDOW) >= (
+            MAX_FAILURES
+        ):
+            await self.void(code)  # a guesser who hit the right code gains nothing later
             raise LinkAttemptsExceeded(minutes=round(FAILURE_WINDOW / 60))
         normal = normalise_code(code)
         b24_user_id = None
-        if len(normal) == CODE_LENGTH and set(normal) <= set(ALPHABET):
+        if _well_formed(normal):
             b24_user_id = await self._storage.redeem_link_code(
                 self._digest(normal), tg_user_id, now=now
             )
         if b24_user_id is None:
-            self._fail(tg_user_id, [*recent, now], now)
+            await self._storage.add_link_failure(
+                tg_user_id, now=now, forget_before=now - FAILURE_WINDOW
+            )
             raise LinkCodeInvalid
-        self._failures.pop(tg_user_id, None)
         return b24_user_id
 
     async def void(self, code: str) -> None:
         normal = normalise_code(code)
-        if len(normal) == CODE_LENGTH and set(normal) <= set(ALPHABET):
+        if _well_formed(normal):
             await self._storage.void_link_code(self._digest(normal))
 
     async def linked(self, tg_user_id: int) -> int | None:
@@ -117,11 +122,6 @@ class StoredLinks:
     def _digest(self, code: str) -> str:
         return hmac.new(self._key, code.encode(), hashlib.sha256).hexdigest()
 
-    def _fail(self, tg_user_id: int, failures: list[float], now: float) -> None:
-        if len(self._failures) >= _TRACKED_USERS:  # forget the users whose window has passed
-            self._failures = {
-                user: times
-                for user, times in self._failures.items()
-                if times[-1] > now - FAILURE_WINDOW
-            }
-        self._failures[tg_user_id] = failures
+
+def _well_formed(normal: str) -> bool:
+    return len(normal) == CODE_LENGTH and set(normal) <= set(ALPHABET)

@@ -204,8 +204,10 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "rating bot in Bitrix24.",
     },
     "link.too_many_attempts": {
-        "ru": "Слишком много неверных кодов. Попробуйте снова через {minutes} мин.",
-        "en": "Too many wrong codes. Try again in {minutes} minutes.",
+        "ru": "Слишком много неверных кодов, и этот код больше не действует. Через {minutes} "
+        "мин. напишите /link боту оценок в Битрикс24 и отправьте мне новый код.",
+        "en": "Too many wrong codes, and this code no longer works. In {minutes} minutes, write "
+        "/link to the rating bot in Bitrix24 and send me the new code.",
     },
     "link.static": {
         "ru": "Эту привязку задал администратор (TELEGRAM_USER_MAP): изменить её может только он.",

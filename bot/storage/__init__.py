@@ -138,11 +138,21 @@ class Storage(Protocol):
 
     async def redeem_link_code(self, digest: str, tg_user_id: int, *, now: float) -> int | None:
         """Use up a code and link the Telegram user to its Bitrix24 user (undoing either
-        side's earlier link): that Bitrix24 user, or None for no live code."""
+        side's earlier link, and forgetting the user's wrong codes): that Bitrix24 user, or
+        None for no live code."""
         ...
 
     async def void_link_code(self, digest: str) -> None:
         """Drop a code without using it (it was shown where others could read it)."""
+        ...
+
+    async def add_link_failure(self, tg_user_id: int, *, now: float, forget_before: float) -> None:
+        """Record a wrong link code typed by a Telegram user; every record from before
+        `forget_before` is dropped."""
+        ...
+
+    async def link_failures(self, tg_user_id: int, *, since: float) -> int:
+        """How many wrong link codes the Telegram user typed after `since`."""
         ...
 
     async def linked_b24_user(self, tg_user_id: int) -> int | None:

@@ -133,6 +133,17 @@ MIGRATIONS: Final = (
     CREATE INDEX link_codes_user ON link_codes (b24_user_id, expires_at);
     ALTER TABLE audit ADD COLUMN b24_user_id INTEGER;
     """,
+    # Wrong link codes, one row each, kept for the failure window (bot/links.py): the limit
+    # on guessing holds across restarts and replicas, and costs no memory however many
+    # Telegram accounts try.
+    """
+    CREATE TABLE link_failures (
+        tg_user_id INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX link_failures_user ON link_failures (tg_user_id, at);
+    CREATE INDEX link_failures_at ON link_failures (at);
+    """,
 )
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 # How long a write waits for a database another process holds (SQLite's busy timeout); how

@@ -1,4 +1,5 @@
-"""Linked Telegram accounts in the SQLite engine: the links, and the link codes outstanding.
+"""Linked Telegram accounts in the SQLite engine: the links, the link codes outstanding, and
+the wrong codes lately typed.
 
 A code is stored only as its keyed hash (bot/links.py); redeeming deletes it in the same
 statement that reads it, so a code links once however many workers redeem it at once.
@@ -60,6 +61,10 @@ class SqliteLinks:
                         "INSERT INTO links (tg_user_id, b24_user_id, linked_at) VALUES (?, ?, ?)",
                         (tg_user_id, b24_user_id, now),
                     )
+                    # Linked: the wrong codes typed before no longer count against them.
+                    await self._db.execute(
+                        "DELETE FROM link_failures WHERE tg_user_id = ?", (tg_user_id,)
+                    )
                 await self._db.execute("COMMIT")
             except BaseException:
                 await self._db.execute("ROLLBACK")
@@ -69,6 +74,27 @@ class SqliteLinks:
     async def void_link_code(self, digest: str) -> None:
         async with self._lock:
             await self._db.execute("DELETE FROM link_codes WHERE digest = ?", (digest,))
+
+    async def add_link_failure(self, tg_user_id: int, *, now: float, forget_before: float) -> None:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.execute("DELETE FROM link_failures WHERE at <= ?", (forget_before,))
+                await self._db.execute(
+                    "INSERT INTO link_failures (tg_user_id, at) VALUES (?, ?)", (tg_user_id, now)
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    async def link_failures(self, tg_user_id: int, *, since: float) -> int:
+        async with self._lock:
+            rows = await self._db.execute_fetchall(
+                "SELECT count(*) FROM link_failures WHERE tg_user_id = ? AND at > ?",
+                (tg_user_id, since),
+            )
+            return int(next(iter(rows))[0])
 
     async def linked_b24_user(self, tg_user_id: int) -> int | None:
         async with self._lock:

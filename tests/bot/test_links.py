@@ -119,16 +119,61 @@ async def test_a_wrong_code_links_nothing(links: StoredLinks, wrong: str) -> Non
 async def test_a_flood_of_wrong_codes_is_refused_even_the_right_code_until_the_window_passes(
     links: StoredLinks, clock: Clock
 ) -> None:
-    for _ in range(MAX_FAILURES):
-        with pytest.raises(LinkCodeInvalid):
-            await links.redeem(TG_ANNA, "ZZZZZZZZZZ")
+    await _fail_until_refused(links, TG_ANNA)
     clock.now += FAILURE_WINDOW / 2
     code = await links.issue(27)
     with pytest.raises(LinkAttemptsExceeded):
         await links.redeem(TG_ANNA, code)
     assert await links.redeem(TG_BORIS, await links.issue(28)) == 28  # others are not held up
     clock.now += FAILURE_WINDOW / 2 + 1
-    assert await links.redeem(TG_ANNA, code) == 27
+    with pytest.raises(LinkCodeInvalid):  # presented while refused: voided, as the text says
+        await links.redeem(TG_ANNA, code)
+    assert await links.redeem(TG_ANNA, await links.issue(27)) == 27
+
+
+async def test_the_count_of_wrong_codes_survives_a_restart(clock: Clock, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'restarted.sqlite3'}"
+    for run in ("before", "after"):
+        storage = await open_storage(url, session_of=session_of)
+        try:
+            links = StoredLinks(storage, key=KEY, static={}, clock=clock)
+            if run == "before":
+                await _fail_until_refused(links, TG_ANNA)
+            else:
+                with pytest.raises(LinkAttemptsExceeded):
+                    await links.redeem(TG_ANNA, await links.issue(27))
+        finally:
+            await storage.close()
+
+
+async def test_wrong_codes_from_many_accounts_are_forgotten_once_their_window_passed(
+    links: StoredLinks, clock: Clock, tmp_path: Path
+) -> None:
+    for account in range(1000, 1200):
+        with pytest.raises(LinkCodeInvalid):
+            await links.redeem(account, "ZZZZZZZZZZ")
+    clock.now += FAILURE_WINDOW + 1
+    with pytest.raises(LinkCodeInvalid):
+        await links.redeem(TG_ANNA, "ZZZZZZZZZZ")
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+        assert db.execute("SELECT tg_user_id FROM link_failures").fetchall() == [(TG_ANNA,)]
+
+
+async def test_linking_forgets_the_wrong_codes_typed_before(links: StoredLinks) -> None:
+    for _ in range(MAX_FAILURES - 1):
+        with pytest.raises(LinkCodeInvalid):
+            await links.redeem(TG_ANNA, "ZZZZZZZZZZ")
+    assert await links.redeem(TG_ANNA, await links.issue(27)) == 27
+    for _ in range(MAX_FAILURES - 1):
+        with pytest.raises(LinkCodeInvalid):
+            await links.redeem(TG_ANNA, "ZZZZZZZZZZ")
+    assert await links.redeem(TG_ANNA, await links.issue(28)) == 28
+
+
+async def _fail_until_refused(links: StoredLinks, tg_user_id: int) -> None:
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(LinkCodeInvalid):
+            await links.redeem(tg_user_id, "ZZZZZZZZZZ")
 
 
 async def test_a_user_holds_a_bounded_number_of_codes_the_oldest_void(
@@ -198,9 +243,12 @@ async def test_static_links_count_as_links_and_only_the_administrator_changes_th
         await links.unlink_telegram(TG_STATIC)
     with pytest.raises(LinkSetByAdmin):
         await links.unlink_bitrix(1)
+    code = await links.issue(27)
     with pytest.raises(LinkSetByAdmin):
-        await links.redeem(TG_STATIC, await links.issue(27))
+        await links.redeem(TG_STATIC, code)
     assert await links.linked(TG_STATIC) == 1
+    with pytest.raises(LinkCodeInvalid):  # presented and refused: voided
+        await links.redeem(TG_ANNA, code)
 
 
 def test_the_hashing_key_is_derived_from_the_secret_and_is_not_the_secret() -> None:
