@@ -30,7 +30,15 @@ from bot.errors import (
     UnknownCommand,
     UserFacingError,
 )
-from bot.models import SILENT, BitrixRoute, IncomingCommand, Reply, Route
+from bot.models import (
+    SILENT,
+    BitrixRoute,
+    IncomingCommand,
+    Notice,
+    Reply,
+    Route,
+    TooManyCommands,
+)
 from bot.ports import Links, People, SessionVotes
 from bot.storage import Decided
 from bot.texts import Lang, render
@@ -125,10 +133,8 @@ async def _execute(incoming: IncomingCommand, services: Services) -> Handled:
     if incoming.follows and not await _may_rate(incoming, services):
         # The message's first job answers someone who may not rate, once (bot/intake.py).
         return Handled(SILENT, "silent")
-    if incoming.notice is not None:  # not a command: what the intake left out of a message
-        notice = incoming.notice
-        text = render("intake.too_many_commands", lang, taken=notice.taken, skipped=notice.skipped)
-        return Handled(Reply(text=text), notice.kind)
+    if incoming.notice is not None:  # not a command: what the intake could not run
+        return Handled(Reply(text=_notice_text(incoming.notice, lang)), incoming.notice.kind)
     command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     if isinstance(command, HelpCommand):
         return Handled(help_reply(command, lang), "help")
@@ -137,6 +143,12 @@ async def _execute(incoming: IncomingCommand, services: Services) -> Handled:
     if not await _authorise(incoming, services):
         return Handled(SILENT, "customer")  # any answer could reach the customer
     return await _rate(command, incoming, services)
+
+
+def _notice_text(notice: Notice, lang: Lang) -> str:
+    if isinstance(notice, TooManyCommands):
+        return render("intake.too_many_commands", lang, taken=notice.taken, skipped=notice.skipped)
+    return render(f"notice.{notice.kind}", lang)
 
 
 async def _rate(

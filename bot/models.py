@@ -62,6 +62,23 @@ class TooManyCommands(Frozen):
     skipped: int  # the commands after them that do not
 
 
+class NoAuthor(Frozen):
+    """A notice, not a command: a command posted with no person behind it (a channel post, or
+    a group member posting as the group), so nobody can be authorised."""
+
+    kind: Literal["no_author"] = "no_author"
+
+
+class ButtonNotOffered(Frozen):
+    """A notice, not a command: a button press the pressed message does not offer (a keyboard
+    too old for the platform to show, or a modified client's own data)."""
+
+    kind: Literal["button_not_offered"] = "button_not_offered"
+
+
+Notice = Annotated[TooManyCommands | NoAuthor | ButtonNotOffered, Field(discriminator="kind")]
+
+
 class IncomingCommand(Frozen):
     """One command text from one person, as every transport hands it to the core."""
 
@@ -73,7 +90,7 @@ class IncomingCommand(Frozen):
     b24_user_id: int | None = None
     author_kind: AuthorKind = "staff"
     text: str
-    notice: TooManyCommands | None = None  # set instead of a command text the user typed
+    notice: Notice | None = None  # set instead of a command text the user typed
     # Not the first job of its message: someone who may not rate is answered by the first one
     # alone (bot/intake.py), so this one stays silent for them.
     follows: bool = False

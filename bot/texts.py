@@ -245,7 +245,11 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "ru": "Битрикс24 не отвечает, оценка не сохранена. Повторите позже.",
         "en": "Bitrix24 does not answer; nothing was saved. Try again later.",
     },
-    "telegram.needs_group": {
+    "notice.button_not_offered": {
+        "ru": "Эта кнопка больше не работает. Напишите команду, например: /rate 494 5",
+        "en": "This button no longer works. Type the command instead, e.g. /rate 494 5",
+    },
+    "notice.no_author": {
         "ru": "Оценки ставят из группы, где видно, кто пишет: в канале и от имени чата "
         "команда не знает автора. Добавьте бота в группу супервизоров.",
         "en": "Ratings are given from a group, where the author is known: in a channel or "

@@ -10,17 +10,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
-from aiogram import Bot, Router
+from aiogram import Router
 from aiogram.types import CallbackQuery, Message, Update
 
 from bot.config import UserAllowList
-from bot.errors import TelegramApiError
 from bot.intake import admit
-from bot.models import IncomingCommand, Reply, TelegramRoute
+from bot.models import IncomingCommand
 from bot.state import Core
-from bot.telegram.replies import TelegramReplies
-from bot.telegram.updates import Chats, LinkOf, command_of_click, commands_of_message
-from bot.texts import render
+from bot.telegram.updates import (
+    Chats,
+    LinkOf,
+    command_of_click,
+    commands_of_message,
+    notice_of_post,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -90,23 +93,23 @@ def build_router(intake: UpdateIntake) -> Router:
     router = Router(name="rating")
 
     @router.message()
-    async def on_message(message: Message, bot: Bot, event_update: Update) -> None:
+    async def on_message(message: Message, event_update: Update) -> None:
         chats = _known(intake)
+        update_id = event_update.update_id
         if message.from_user is None or message.sender_chat is not None:
-            await _needs_group(bot, message, chats)
+            await _store_notice(intake, message, update_id, chats)
             return
         commands = commands_of_message(
-            message,
-            update_id=event_update.update_id,
-            chats=chats,
-            b24_user_id=await intake.link_of(message.from_user.id),
-            received_at=intake.clock(),
+            message, update_id=update_id, chats=chats, b24_user_id=None, received_at=intake.clock()
         )
-        await intake.store(commands, f"tg:{event_update.update_id}")
+        if commands:  # the link is looked up only for a message that holds commands
+            b24_user_id = await intake.link_of(message.from_user.id)
+            commands = [c.model_copy(update={"b24_user_id": b24_user_id}) for c in commands]
+        await intake.store(commands, f"tg:{update_id}")
 
     @router.channel_post()
-    async def on_channel_post(message: Message, bot: Bot) -> None:
-        await _needs_group(bot, message, _known(intake))
+    async def on_channel_post(message: Message, event_update: Update) -> None:
+        await _store_notice(intake, message, event_update.update_id, _known(intake))
 
     @router.callback_query()
     async def on_click(query: CallbackQuery) -> None:
@@ -129,24 +132,11 @@ def _known(intake: UpdateIntake) -> Chats:
     return chats
 
 
-async def _needs_group(bot: Bot, message: Message, chats: Chats) -> None:
-    """A command with no person behind it (a channel post, or a member posting as the group):
-    nobody can be authorised. Said once per post, never retried; in a chat not allowed (a
-    channel included), nothing but a log line."""
-    if not (message.text or "").lstrip().startswith("/"):
-        return
-    if message.chat.id not in chats.allowed:
-        log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=None)
-        return
-    log.info("telegram.no_author", chat_id=message.chat.id, chat_type=message.chat.type)
-    route = TelegramRoute(chat_id=message.chat.id, message_id=message.message_id)
-    reply = Reply(text=render("telegram.needs_group", "en" if _english(message) else "ru"))
-    try:
-        await asyncio.wait_for(TelegramReplies(bot).send(route, reply, time.time()), timeout=10)
-    except (TelegramApiError, TimeoutError) as error:
-        log.warning("telegram.notice_failed", error=type(error).__name__)
-
-
-def _english(message: Message) -> bool:
-    """A post has no sender's language: a channel's is guessed from its text."""
-    return not any("а" <= char.casefold() <= "я" for char in message.text or "")
+async def _store_notice(
+    intake: UpdateIntake, message: Message, update_id: int, chats: Chats
+) -> None:
+    """A post with no person behind it: its notice goes through the queue like any answer
+    (stored once per update, sent by the workers, 429 and all)."""
+    notice = notice_of_post(message, update_id=update_id, chats=chats, received_at=intake.clock())
+    if notice is not None:
+        await intake.store([notice], f"tg:{update_id}")

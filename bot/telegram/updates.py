@@ -18,7 +18,7 @@ import structlog
 from aiogram.types import CallbackQuery, InaccessibleMessage, InlineKeyboardMarkup, Message
 
 from bot.bitrix.events import split_commands
-from bot.models import IncomingCommand, TelegramRoute
+from bot.models import ButtonNotOffered, IncomingCommand, NoAuthor, TelegramRoute
 from bot.texts import pick_language
 
 log = structlog.get_logger(__name__)
@@ -65,11 +65,7 @@ def commands_of_message(
     if not private and message.chat.id not in chats.allowed:
         log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=user.id)
         return []
-    route = TelegramRoute(
-        chat_id=message.chat.id,
-        message_id=message.message_id,
-        thread_id=message.message_thread_id if message.is_topic_message else None,
-    )
+    route = _route_of(message)
     texts = [t for t in map(chats.addressed, split_commands(message.text or "")) if t]
     if private:
         texts = [t for t in texts if command_name(t) in PRIVATE_COMMANDS]
@@ -92,7 +88,8 @@ def commands_of_message(
 def command_of_click(
     query: CallbackQuery, *, chats: Chats, b24_user_id: int | None, received_at: float
 ) -> IncomingCommand | None:
-    """A press on the star keyboard: the command its button carries, as the presser's."""
+    """A press on the star keyboard: the command its button carries, as the presser's; a
+    press no button of its message offers, a notice saying so; None in a chat not allowed."""
     message = query.message
     if message is None or not query.data or not query.data.startswith("/"):
         return None
@@ -103,13 +100,7 @@ def command_of_click(
     # A modified client sends any data on any of the bot's messages: a press counts only with
     # data one of that message's buttons carries (else it would rate what no button offered,
     # and edit a message that was no prompt), and only where such a command may be typed.
-    offered = _offered(message, query.data)
-    if not offered or (
-        chat.type == "private" and command_name(query.data) not in PRIVATE_COMMANDS
-    ):
-        log.info("telegram.click_refused", chat_id=chat.id, user_id=query.from_user.id)
-        return None
-    return IncomingCommand(
+    press = IncomingCommand(
         key=f"tg:cb:{query.id}",  # one job per click, however often it is delivered
         source="telegram",
         author_id=query.from_user.id,
@@ -123,6 +114,54 @@ def command_of_click(
             callback_query_id=query.id,
             keyboard_message_id=message.message_id,
         ),
+    )
+    if _offered(message, query.data) and (
+        chat.type != "private" or command_name(query.data) in PRIVATE_COMMANDS
+    ):
+        return press
+    # Refused: the presser is told so (the button stops spinning), and nothing is edited.
+    log.info("telegram.click_refused", chat_id=chat.id, user_id=query.from_user.id)
+    route = TelegramRoute(chat_id=chat.id, callback_query_id=query.id)
+    return press.model_copy(update={"text": "", "notice": ButtonNotOffered(), "route": route})
+
+
+def notice_of_post(
+    message: Message, *, update_id: int, chats: Chats, received_at: float
+) -> IncomingCommand | None:
+    """A command posted with no person behind it (a channel post, or a member posting as the
+    group): nobody can be authorised, so the chat is told a group is needed, once per post
+    (keyed by the update: a redelivery says nothing twice). None for a post with no command
+    of ours, or in a chat not allowed (a channel included), which gets a log line only."""
+    if not [t for t in map(chats.addressed, split_commands(message.text or "")) if t]:
+        return None
+    if message.chat.id not in chats.allowed:
+        log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=None)
+        return None
+    log.info("telegram.no_author", chat_id=message.chat.id, chat_type=message.chat.type)
+    return IncomingCommand(
+        key=f"tg:{update_id}:0",
+        source="telegram",
+        author_id=(message.sender_chat or message.chat).id,  # its share of the queue
+        author_kind="unverified",
+        text="",
+        notice=NoAuthor(),
+        language="en" if _english(message.text or "") else "ru",
+        received_at=received_at,
+        route=_route_of(message),
+    )
+
+
+def _english(text: str) -> bool:
+    """A post has no sender's language: it is guessed from its text."""
+    return not any("а" <= char.casefold() <= "я" for char in text)
+
+
+def _route_of(message: Message) -> TelegramRoute:
+    """The answer to a message: in its chat (and forum topic), replying to it."""
+    return TelegramRoute(
+        chat_id=message.chat.id,
+        message_id=message.message_id,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
     )
 
 

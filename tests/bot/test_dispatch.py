@@ -11,8 +11,9 @@ import pytest
 from bot.bitrix.client import BitrixClient
 from bot.dispatch import run_command
 from bot.intake import admit
-from bot.models import AuthorKind
+from bot.models import AuthorKind, ButtonNotOffered, NoAuthor, TooManyCommands
 from bot.sandbox.portal import Portal
+from bot.telegram.replies import MAX_ALERT
 from bot.texts import render
 from tests.linked import from_telegram, services
 
@@ -68,3 +69,28 @@ def test_the_intake_answers_someone_who_may_not_rate_once_per_message(
     ]
     admitted = admit(message, message_key="tg:1", may_rate=lambda user: user == 27)
     assert len(admitted) == jobs
+
+
+@pytest.mark.parametrize(
+    ("notice", "reply"),
+    [
+        (NoAuthor(), render("notice.no_author", "en")),
+        (ButtonNotOffered(), render("notice.button_not_offered", "en")),
+        (
+            TooManyCommands(taken=10, skipped=3),
+            render("intake.too_many_commands", "en", taken=10, skipped=3),
+        ),
+    ],
+)
+async def test_a_notice_is_answered_with_its_text_and_runs_nothing(
+    make_client: Callable[..., BitrixClient],
+    portal: Portal,
+    notice: NoAuthor | ButtonNotOffered | TooManyCommands,
+    reply: str,
+) -> None:
+    """Notices skip authorisation (nobody, or anybody, is behind them): they only say."""
+    incoming = from_telegram("", b24_user=27).model_copy(update={"notice": notice})
+    handled = await run_command(incoming, services(make_client, None))
+    assert (handled.reply.text, handled.outcome) == (reply, notice.kind)
+    assert len(handled.reply.text) <= MAX_ALERT  # a refused press is told in an alert
+    assert portal.sessions[494].vote_head == 0

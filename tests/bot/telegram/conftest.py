@@ -45,12 +45,14 @@ FAST = TelegramTuning(
 @dataclass
 class FakeCore:
     """Answers like dispatch: `/rate N` a star prompt, `/rate N R …` saved (for a linked
-    user) or refused, anything else help."""
+    user) or refused, a notice its kind, anything else help."""
 
     seen: list[IncomingCommand] = field(default_factory=list)
 
     async def execute(self, job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: ARG002
         self.seen.append(job)
+        if job.notice is not None:
+            return Handled(Reply(text=f"Notice: {job.notice.kind}"), job.notice.kind)
         words = job.text.split(maxsplit=3)
         if words[0] != "/rate":
             return Handled(Reply(text="[b]Help[/b]"), "help")

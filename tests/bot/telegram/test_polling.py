@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
-from bot import texts
 from bot.links import StoredLinks, link_key
-from bot.models import TelegramRoute
+from bot.models import ButtonNotOffered, NoAuthor, TelegramRoute
 from bot.sandbox.telegram.seed import CHANNEL, FORUM
 from bot.sandbox.telegram.world import TelegramWorld, TgChat, TgFault, TgMessage
 from bot.state import CORE, SETTINGS
@@ -17,6 +16,7 @@ from tests.bot.telegram.conftest import GROUP, LINKED, STRANGER, Start, called, 
 from tests.harness import eventually, write_locked
 
 UNLISTED_CHANNEL = -1_009_009
+REFUSED = ButtonNotOffered()
 
 
 async def test_polling_starts_by_deleting_the_webhook_and_naming_the_commands(
@@ -90,15 +90,17 @@ def bot_message(world: TelegramWorld, chat_id: int, buttons: list[str] | None) -
         (GROUP, "/rate 494 5", STARS, ["/rate 494 5"]),
         # Forged presses (a modified client sends any data on any of the bot's messages):
         # data no button of the message carries (another session, a rating of 9, a comment),
-        # or on a message with no keyboard (a reply, a feed line: it would be edited).
-        (GROUP, "/rate 999 5", STARS, []),
-        (GROUP, "/rate 494 9", STARS, []),
-        (GROUP, "/rate 494 5 [b]x[/b]", STARS, []),
-        (GROUP, "/rate 494 5", None, []),
+        # or on a message with no keyboard (a reply, a feed line: it would be edited). The
+        # presser is told the button does not work; nothing is run.
+        (GROUP, "/rate 999 5", STARS, [REFUSED]),
+        (GROUP, "/rate 494 9", STARS, [REFUSED]),
+        (GROUP, "/rate 494 5 [b]x[/b]", STARS, [REFUSED]),
+        (GROUP, "/rate 494 5", None, [REFUSED]),
         # The private chat's rules, as for a typed command there: no rating.
-        (LINKED, "/rate 494 5", ["/rate 494 5"], []),
+        (LINKED, "/rate 494 5", ["/rate 494 5"], [REFUSED]),
         (LINKED, "/help", ["/help"], ["/help"]),
         (GROUP, "not a command", ["not a command"], []),
+        (FORUM, "/rate 494 5", STARS, []),  # a chat not allowed: a log line only
     ],
 )
 async def test_which_button_presses_become_commands(
@@ -116,7 +118,22 @@ async def test_which_button_presses_become_commands(
     assert marker is not None
     last = f"tg:{marker['update_id']}:0"
     await eventually(lambda: any(j.key == last for j in service.core.seen))
-    assert [j.text for j in service.core.seen if j.key != last] == expected
+    assert [j.notice or j.text for j in service.core.seen if j.key != last] == expected
+
+
+async def test_a_refused_press_is_answered_to_the_presser_alone_and_edits_nothing(
+    start: Start, telegram_world: TelegramWorld
+) -> None:
+    await start()
+    message_id = bot_message(telegram_world, GROUP, STARS)
+    prompt = telegram_world.message(GROUP, message_id)
+    assert prompt is not None
+    press = telegram_world.press(LINKED, GROUP, message_id, "/rate 999 1", forged=True)
+    assert press is not None
+    query = telegram_world.callback_queries[press["callback_query"]["id"]]
+    answer = await eventually(lambda: query["answer"])
+    assert answer == {"text": "Notice: button_not_offered", "show_alert": True}
+    assert (prompt.edit_date, len(from_bot(telegram_world, GROUP))) == (None, 1)
 
 
 async def test_a_command_carries_the_telegram_identity_and_the_link(
@@ -163,41 +180,53 @@ async def test_the_answer_replies_to_the_command_as_plain_text(
 
 
 @pytest.mark.parametrize(
-    ("chat_id", "told"),
+    ("chat_id", "text", "told"),
     [
-        (CHANNEL, True),
-        (UNLISTED_CHANNEL, False),  # not allowed: a log line only
+        (CHANNEL, "/rate 494 5", True),
+        (CHANNEL, "/rate@OtherBot 494 5", False),  # not ours
+        (CHANNEL, "news of the shift", False),
+        (UNLISTED_CHANNEL, "/rate 494 5", False),  # not allowed: a log line only
     ],
 )
 async def test_a_channel_post_is_told_a_group_is_needed(
-    start: Start, telegram_world: TelegramWorld, chat_id: int, told: bool
+    start: Start, telegram_world: TelegramWorld, chat_id: int, text: str, told: bool
 ) -> None:
     telegram_world.add_chat(
         TgChat(UNLISTED_CHANNEL, "channel", "Другой", members={5003}, bot_status="administrator")
     )
     service = await start()
-    telegram_world.post_in_channel(chat_id, "/rate 494 5")
+    post = telegram_world.post_in_channel(chat_id, text)
     marker = telegram_world.type(LINKED, GROUP, "/help")  # handled after the post
+    assert post is not None
     assert marker is not None
-    await eventually(lambda: service.core.seen)
-    assert [job.key for job in service.core.seen] == [f"tg:{marker['update_id']}:0"]
-    # In a channel the bot posts as the channel: every message there after the post is its;
-    # a post has no sender language, "/rate 494 5" reads as English.
-    after = [m.text for (chat, _), m in telegram_world.messages.items() if chat == chat_id][1:]
-    assert after == ([texts.render("telegram.needs_group", "en")] if told else [])
+    last = f"tg:{marker['update_id']}:0"
+    await eventually(lambda: any(j.key == last for j in service.core.seen))
+    notices = [j for j in service.core.seen if j.key != last]
+    # The notice is a job like any answer: keyed by the update, sent by the workers. A post
+    # has no sender language: "/rate 494 5" reads as English.
+    assert [(j.key, j.notice, j.language) for j in notices] == (
+        [(f"tg:{post['update_id']}:0", NoAuthor(), "en")] if told else []
+    )
+    if told:
+        # In a channel the bot posts as the channel: every message there after the post is its.
+        after = await eventually(
+            lambda: [m for (chat, _), m in telegram_world.messages.items() if chat == chat_id][1:]
+        )
+        assert [(m.text, m.reply_to) for m in after] == [
+            ("Notice: no_author", post["channel_post"]["message_id"])
+        ]
 
 
 async def test_a_member_posting_as_the_group_is_told_a_group_is_needed(
     start: Start, telegram_world: TelegramWorld
 ) -> None:
     service = await start(TELEGRAM_ALLOWED_CHAT_IDS=f"{GROUP},{FORUM}")
-    telegram_world.type(5003, FORUM, "/rate 494 5", as_chat=True)  # an anonymous administrator
-    marker = telegram_world.type(LINKED, GROUP, "/help")  # handled after the post
-    assert marker is not None
-    await eventually(lambda: service.core.seen)
-    assert [job.key for job in service.core.seen] == [f"tg:{marker['update_id']}:0"]
+    post = telegram_world.type(5003, FORUM, "/rate 494 5", as_chat=True)  # anonymous admin
+    assert post is not None
+    (job,) = await eventually(lambda: service.core.seen)
+    assert (job.key, job.notice, job.author_id) == (f"tg:{post['update_id']}:0", NoAuthor(), FORUM)
     (notice,) = await eventually(lambda: from_bot(telegram_world, FORUM))
-    assert notice.text == texts.render("telegram.needs_group", "en")
+    assert notice.text == "Notice: no_author"
 
 
 async def test_updates_sent_while_the_service_was_down_are_all_handled_after_a_restart(

@@ -9,6 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.models import NoAuthor
+from bot.sandbox.telegram.seed import CHANNEL
 from bot.sandbox.telegram.world import TelegramWorld
 from bot.state import CORE, SETTINGS
 from bot.telegram.side import TELEGRAM
@@ -113,6 +115,22 @@ async def test_an_update_delivered_twice_is_one_command(
     assert sorted(entry.key for entry in audit) == keys
     assert [j.text for j in service.core.seen] == ["/rate 494 5 Молодец", "/help"]
     assert len(from_bot(telegram_world, GROUP)) == 2
+
+
+async def test_a_post_with_no_author_delivered_twice_is_told_once(
+    start: Start, telegram_world: TelegramWorld
+) -> None:
+    service = await webhook_service(start)
+    post = telegram_world.post_in_channel(CHANNEL, "/rate 494 5")
+    assert post is not None
+    await eventually(lambda: service.core.seen)
+    telegram_world.updates.append(post)  # Telegram retries a webhook it thinks failed
+    marker = telegram_world.type(LINKED, GROUP, "/help")  # delivered after the retry
+    assert marker is not None
+    await eventually(lambda: len(from_bot(telegram_world, GROUP)) == 1)
+    assert [j.notice for j in service.core.seen] == [NoAuthor(), None]
+    told = [m for (chat, _), m in telegram_world.messages.items() if chat == CHANNEL][1:]
+    assert [m.text for m in told] == ["Notice: no_author"]
 
 
 async def test_a_command_by_webhook_is_answered_in_the_group(
