@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 import aiohttp
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from bot.config import (
     UserAllowList,
     describe_settings_error,
     env_name,
+    shown_derived_default,
 )
 from bot.errors import BitrixError, BotCodeTaken, ChatbotsV2Unavailable, StorageMissing
 from bot.logs import configure_logging
@@ -35,52 +37,72 @@ Open-line rating bot: supervisors rate Bitrix24 Open Lines sessions with a chat 
 
 
 def settings_help() -> str:
-    """The settings table for --help, built from the Settings model itself."""
+    """The settings table for --help, built from the Settings model itself: each default as
+    the code has it (a derived one in the words its field gives, a secret never shown)."""
     rows = []
     for name, field in Settings.model_fields.items():
-        default = (
-            "not set"
-            if name in SECRET_SETTINGS
-            else shown_default(field.get_default(call_default_factory=True, validated_data={}))
-        )
-        # A default the description names (derived, or set by another setting) is its own.
-        shown = "" if "(default" in (field.description or "") else f" [default: {default}]"
-        rows.append(f"  {env_name(name):<26} {field.description}{shown}")
+        default = shown_derived_default(field)
+        if default is None:
+            value = field.get_default(call_default_factory=True, validated_data={})
+            default = "not set" if name in SECRET_SETTINGS else shown_default(value)
+        rows.append(f"  {env_name(name):<26} {field.description} [default: {default}]")
     return "settings (environment variables, or KEY=value lines in ./.env):\n" + "\n".join(rows)
 
 
 def shown_default(value: object) -> str:
+    """A default as one writes it in the setting: `2`, not `2.0`; `not set`, `none`."""
     if value is None:
         return "not set"
     if isinstance(value, UserAllowList):
-        return "nobody" if value == UserAllowList() else str(value)
+        return "none: nobody may rate" if value == UserAllowList() else str(value)
     if isinstance(value, frozenset | dict) and not value:
         return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)
+
+
+_SUBCOMMANDS: Final = {
+    "serve": "run the service (the default when no subcommand is given)",
+    "register": "register the bot and its commands in Bitrix24, or update them",
+    "unregister": "remove the bot and its commands from Bitrix24",
+}
+_AUDIT: Final = "print the audit log of commands (who, what, when, outcome), or export CSV"
+_SETTINGS_POINTER: Final = "settings: `python -m bot --help` lists them with their defaults."
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot",
+        usage="%(prog)s [-h] [COMMAND] ...",
         description=_ABOUT,
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", title="subcommands", metavar="COMMAND")
-    commands.add_parser("serve", help="run the service (the default when no subcommand is given)")
-    commands.add_parser(
-        "register", help="register the bot and its commands in Bitrix24, or update them"
-    )
-    commands.add_parser("unregister", help="remove the bot and its commands from Bitrix24")
+    for name, about in _SUBCOMMANDS.items():
+        commands.add_parser(name, help=about, description=about, epilog=_SETTINGS_POINTER)
     audit = commands.add_parser(
-        "audit", help="print the audit log of commands (who, what, when, outcome), or export CSV"
+        "audit",
+        help=_AUDIT,
+        description=_AUDIT + ", from the database at BOT_DATABASE_URL (read-only)",
+        epilog=_SETTINGS_POINTER,
     )
-    audit.add_argument("--since", help="only entries from this date (YYYY-MM-DD, UTC) on")
-    audit.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-' for stdout)")
+    audit.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only entries from this date (YYYY-MM-DD, UTC) on [default: all entries]",
+    )
+    audit.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="write CSV to FILE ('-' for stdout) [default: a table on stdout]",
+    )
     audit.add_argument(
         "--excel",
         action="store_true",
-        help="with --csv: a CSV that Excel in a Russian locale opens as it is (BOM, ';')",
+        help="with --csv: a CSV that Excel in a Russian locale opens as it is (BOM, ';') "
+        "[default: off: UTF-8 without a BOM, ',']",
     )
     return parser
 

@@ -18,11 +18,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -46,6 +48,20 @@ SECRET_SETTINGS = frozenset(
         "telegram_webhook_secret",
     }
 )
+
+
+def derived(default: str) -> dict[str, JsonValue]:
+    """A Field's `json_schema_extra` for a default worked out from other settings at start
+    (`Settings._derive_defaults`): `--help` shows these words, not the stored None."""
+    return {"derived_default": default}
+
+
+def shown_derived_default(field: FieldInfo) -> str | None:
+    """The words `derived` gave a field's default, if any."""
+    extra = field.json_schema_extra
+    value = extra.get("derived_default") if isinstance(extra, dict) else None
+    return value if isinstance(value, str) else None
+
 
 PUBLIC_URL_HINT: Final = (
     "set BOT_PUBLIC_URL to the https URL by which Bitrix24 reaches this service, "
@@ -127,8 +143,8 @@ class Settings(BaseSettings):
     bot_public_url: str | None = Field(
         None,
         description="public base URL by which Bitrix24 (B24_EVENT_MODE=webhook) and Telegram "
-        "(webhook mode) reach the service; fetch mode needs none (default "
-        "http://127.0.0.1:<BOT_PORT>)",
+        "(webhook mode) reach the service; fetch mode needs none",
+        json_schema_extra=derived("http://127.0.0.1:<BOT_PORT>"),
     )
     bot_database_url: str = Field(
         "sqlite:///data/bot.sqlite3", description="storage, sqlite:///<path>"
@@ -140,9 +156,11 @@ class Settings(BaseSettings):
         description="seconds a command being run stays with its process without a heartbeat: "
         "after a crash (kill -9), another process takes it over once this has passed",
     )
-    bot_log_level: LogLevel = Field("info", description="debug, info, warning, error")
+    bot_log_level: LogLevel = Field("info", description="debug, info, warning, error, critical")
     bot_log_format: LogFormat | None = Field(
-        None, description="json or console (default: console on a terminal, json otherwise)"
+        None,
+        description="json or console",
+        json_schema_extra=derived("console on a terminal, json otherwise"),
     )
     bot_shutdown_timeout: float = Field(
         8.0,
@@ -158,7 +176,9 @@ class Settings(BaseSettings):
         "imbot, imopenlines, im: enables Bitrix24",
     )
     b24_client_id: SecretStr | None = Field(
-        None, description="CLIENT_ID of the webhook-registered bot (default: derived, stable)"
+        None,
+        description="CLIENT_ID of the webhook-registered bot",
+        json_schema_extra=derived("derived from the webhook and the bot code, stable"),
     )
     b24_supervisor_ids: Annotated[UserAllowList, NoDecode] = Field(
         UserAllowList(),
@@ -177,8 +197,8 @@ class Settings(BaseSettings):
     )
     b24_bot_token: SecretStr | None = Field(
         None,
-        description="Chatbots 2.0 botToken, 16-40 of A-Z a-z 0-9 _ . - "
-        "(default: the CLIENT_ID, derived, stable)",
+        description="Chatbots 2.0 botToken, 16-40 of A-Z a-z 0-9 _ . -",
+        json_schema_extra=derived("the CLIENT_ID, stable"),
     )
     b24_poll_budget: float = Field(
         0.25,

@@ -14,28 +14,44 @@ from bot.sandbox.telegram.seed import seeded_world
 from bot.sandbox.telegram.server import PREFIX
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot.sandbox",
         description="A local stand-in for a Bitrix24 portal: REST at /rest/, inspection and "
         "an event sender at /_sandbox/; a fake Telegram Bot API at /telegram/, its world at "
         "/_sandbox/telegram/. Prints the settings for the service.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="listen address [127.0.0.1]")
-    parser.add_argument("--port", type=int, default=8090, help="listen port [8090]")
     parser.add_argument(
-        "--rate", type=float, default=2.0, help="leaky bucket drain per second [2]"
+        "--host", default="127.0.0.1", help="listen address [default: %(default)s]"
     )
-    parser.add_argument("--burst", type=int, default=50, help="leaky bucket capacity [50]")
-    parser.add_argument("--webhook-code", help="the main webhook's code [random]")
+    parser.add_argument(
+        "--port", type=int, default=8090, help="listen port [default: %(default)s]"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=2,  # Bitrix24's own drain rate, requests per second
+        help="leaky bucket drain per second [default: %(default)s]",
+    )
+    parser.add_argument(
+        "--burst", type=int, default=50, help="leaky bucket capacity [default: %(default)s]"
+    )
+    parser.add_argument(
+        "--webhook-code",
+        help="the main webhook's code (letters and digits) [default: a random one]",
+    )
     parser.add_argument(
         "--head-vote",
         choices=("current", "legacy"),
         default="current",
         help="head.vote that stores nothing: 400 ACCESS_DENIED (current builds) or true "
-        "(older builds) [current]",
+        "(older builds) [default: %(default)s]",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     portal = seeded_portal(webhook_code=args.webhook_code)
     portal.head_vote = args.head_vote
     hook = portal.webhooks[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.__main__ import registered_text
-from bot.config import Settings
+from bot.__main__ import build_parser, registered_text, settings_help
+from bot.config import Settings, env_name
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
 from tests.bot.bitrix.test_registration import _run_cli as run_cli
@@ -73,6 +74,101 @@ def test_help_says_what_each_setting_does_in_fetch_mode(
     entry = next(line for line in lines if line.split()[:1] == [setting])  # one line each
     assert says in entry
     assert never_says not in entry
+
+
+# Every setting's default as `--help` shows it; `as_typed`: writing the shown value as the
+# setting gives exactly the default (the others are words: derived, not set, none).
+SHOWN_DEFAULTS = [
+    ("BOT_HOST", "0.0.0.0", True),
+    ("BOT_PORT", "8080", True),
+    ("BOT_PUBLIC_URL", "http://127.0.0.1:<BOT_PORT>", False),
+    ("BOT_DATABASE_URL", "sqlite:///data/bot.sqlite3", True),
+    ("BOT_JOB_LEASE", "60", True),
+    ("BOT_LOG_LEVEL", "info", True),
+    ("BOT_LOG_FORMAT", "console on a terminal, json otherwise", False),
+    ("BOT_SHUTDOWN_TIMEOUT", "8", True),
+    ("B24_WEBHOOK_URL", "not set", False),
+    ("B24_CLIENT_ID", "derived from the webhook and the bot code, stable", False),
+    ("B24_SUPERVISOR_IDS", "none: nobody may rate", False),
+    ("B24_RATE_LIMIT", "2", True),
+    ("B24_RATE_BURST", "50", True),
+    ("B24_EVENT_MODE", "fetch", True),
+    ("B24_BOT_TOKEN", "the CLIENT_ID, stable", False),
+    ("B24_POLL_BUDGET", "0.25", True),
+    ("B24_ANSWER_TARGET", "3", True),
+    ("B24_BOT_CODE", "rating_bot", True),
+    ("B24_BOT_NAME", "Оценка диалогов", True),
+    ("TELEGRAM_BOT_TOKEN", "not set", False),
+    ("TELEGRAM_MODE", "polling", True),
+    ("TELEGRAM_API_URL", "https://api.telegram.org", True),
+    ("TELEGRAM_WEBHOOK_SECRET", "not set", False),
+    ("TELEGRAM_ALLOWED_CHAT_IDS", "none", False),
+    ("TELEGRAM_USER_MAP", "none", False),
+    ("TELEGRAM_FEED_CHAT_ID", "not set", False),
+]
+
+
+def test_the_table_of_shown_defaults_names_every_setting() -> None:
+    assert [row[0] for row in SHOWN_DEFAULTS] == [env_name(n) for n in Settings.model_fields]
+
+
+@pytest.mark.parametrize(("setting", "shown", "as_typed"), SHOWN_DEFAULTS)
+def test_help_shows_every_setting_s_default_once_in_one_form(
+    setting: str, shown: str, as_typed: bool
+) -> None:
+    line = next(line for line in settings_help().splitlines() if line.split()[:1] == [setting])
+    assert line.endswith(f" [default: {shown}]")
+    assert line.count("default") == 1  # no second, older "(default …)" in the description
+    if as_typed:
+        given = Settings.from_sources({setting: shown}, env_file=None)
+        assert given == Settings.from_sources({}, env_file=None)
+
+
+def help_of(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What `python -m bot <args> --help` prints."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*args, "--help"])
+    return capsys.readouterr().out
+
+
+_OPTION = re.compile(r"(--[a-z][a-z-]*)(?=[ ,])(.*?)(?=\s--[a-z][a-z-]*[ ,]|\Z)", re.DOTALL)
+_DEFAULT = re.compile(r"\[default: ([^\]]*)\]")
+
+
+def shown_defaults(help_text: str) -> dict[str, str | None]:
+    """Each option of an argparse help (but --help) -> the `[default: …]` its text shows."""
+    options = " ".join(help_text.split("options:", 1)[1].split())
+    found = {}
+    for option, text in _OPTION.findall(options):
+        default = _DEFAULT.search(text)
+        found[option] = default.group(1) if default else None
+    del found["--help"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "defaults"),
+    [
+        ([], {}),
+        (["serve"], {}),
+        (["register"], {}),
+        (["unregister"], {}),
+        (
+            ["audit"],
+            {
+                "--since": "all entries",
+                "--csv": "a table on stdout",
+                "--excel": "off: UTF-8 without a BOM, ','",
+            },
+        ),
+    ],
+)
+def test_every_option_of_every_subcommand_shows_its_default(
+    subcommand: list[str], defaults: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = help_of(subcommand, capsys)
+    assert shown_defaults(text) == defaults
+    assert "python -m bot --help" in text or not subcommand  # where the settings are
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bot.sandbox.__main__ import build_parser
+from tests.bot.test_main import shown_defaults
 from tests.harness import free_port, post_until_answered
 
 
@@ -44,3 +48,19 @@ def test_help_describes_the_options(tmp_path: Path) -> None:
     assert result.returncode == 0
     for option in ("--port", "--rate", "--burst", "--webhook-code", "--head-vote"):
         assert option in result.stdout
+
+
+def test_help_shows_every_option_s_default_as_the_code_has_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    used = vars(parser.parse_args([]))
+    expected = {
+        "--" + name.replace("_", "-"): "a random one" if value is None else str(value)
+        for name, value in used.items()
+    }
+    assert shown_defaults(capsys.readouterr().out) == expected
+    assert expected["--port"] == "8090"
+    assert expected["--rate"] == "2"  # written as one writes it, not 2.0
