@@ -137,7 +137,7 @@ async def _execute(incoming: IncomingCommand, services: Services) -> Handled:
         return Handled(Reply(text=_notice_text(incoming.notice, lang)), incoming.notice.kind)
     command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     if isinstance(command, HelpCommand):
-        return Handled(help_reply(command, lang), "help")
+        return Handled(help_reply(command, incoming), "help")
     if isinstance(command, LinkCommand | UnlinkCommand):
         return await _link_command(command, incoming, services)
     if not await _authorise(incoming, services):

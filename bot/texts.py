@@ -31,7 +31,7 @@ _HELP_RU = """\
 /rate 494 — выбрать оценку кнопками
 Сессию можно писать как 494 или #494, оценку — 5, 5/5 или ★★★★★.
 В чате самой открытой линии сессию можно не указывать: /rate 5 Молодец
-Вместо /rate можно писать /оценка. /help — эта справка."""
+/help — эта справка."""
 
 _HELP_EN = """\
 [b]Rating open-line dialogs[/b]
@@ -43,10 +43,17 @@ Examples:
 /rate 494 — pick a rating with buttons
 Write the session as 494 or #494, the rating as 5, 5/5 or ★★★★★.
 Inside the open-line chat itself the session may be left out: /rate 5 Well done
-/оценка works as well as /rate. /help shows this text."""
+/help shows this text."""
 
 TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
     "help": {"ru": _HELP_RU, "en": _HELP_EN},
+    # Only where a typed /оценка reaches the bot (handlers/help.py).
+    "help.alias": {
+        "ru": "В этом чате вместо /rate можно писать /оценка; в группах и открытых линиях — "
+        "только /rate.",
+        "en": "In this chat /оценка works as well as /rate; in group and open-line chats, "
+        "write /rate.",
+    },
     "parse.not_a_command": {
         "ru": "Я понимаю только команды, например: /rate 494 5 Молодец. Справка: /help",
         "en": "I understand commands only, for example: /rate 494 5 Well done. Help: /help",

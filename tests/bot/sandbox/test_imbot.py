@@ -233,6 +233,14 @@ async def test_commands_register_once_and_unregister(
             },
             "COMMAND_ERROR",
         ),
+        (  # "Only Latin letters and numbers can be used" (protocol notes §6.4)
+            {
+                "COMMAND": "оценка",
+                "EVENT_COMMAND_ADD": HANDLER,
+                "LANG": [{"LANGUAGE_ID": "ru", "TITLE": "t"}],
+            },
+            "COMMAND_ERROR",
+        ),
         (
             {"COMMAND": "rate", "LANG": [{"LANGUAGE_ID": "ru", "TITLE": "t"}]},
             "EVENT_COMMAND_ADD_ERROR",

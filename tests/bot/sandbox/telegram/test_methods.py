@@ -277,6 +277,7 @@ def _pairs(commands: list[BotCommand]) -> list[tuple[str, str]]:
     [
         ("Rate", "Bad Request: BOT_COMMAND_INVALID"),
         ("rate-it", "Bad Request: BOT_COMMAND_INVALID"),
+        ("оценка", "Bad Request: BOT_COMMAND_INVALID"),  # Latin letters, digits and _ only
     ],
 )
 async def test_set_my_commands_checks_names(bot: Bot, command: str, description: str) -> None:
