@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bot.sandbox.app import create_sandbox_app
 from bot.sandbox.seed import seeded_portal
-from bot.sandbox.telegram.seed import seeded_world
+from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, seeded_world
 from bot.sandbox.telegram.server import PREFIX
 
 
@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = seeded_world()
     print(f"TELEGRAM_API_URL=http://{args.host}:{args.port}{PREFIX}", flush=True)
     print(f"TELEGRAM_BOT_TOKEN={world.token}", flush=True)
+    # The supervisors' group, and Светлана's Telegram account as the portal's supervisor 27.
+    print(f"TELEGRAM_ALLOWED_CHAT_IDS={SUPERVISORS_GROUP}", flush=True)
+    print("TELEGRAM_USER_MAP=5001:27", flush=True)
     web.run_app(
         create_sandbox_app(portal, rate=args.rate, burst=args.burst, telegram=world),
         host=args.host,

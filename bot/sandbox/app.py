@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from bot.sandbox import batch, im, imbot, openlines
 from bot.sandbox.events import Delivery, EventSender
-from bot.sandbox.jsonable import jsonable
+from bot.sandbox.jsonable import answer, jsonable
 from bot.sandbox.portal import Fault, Portal
 from bot.sandbox.rest import MethodImpl, RestServer
 from bot.sandbox.telegram import server as telegram_server
@@ -87,59 +88,109 @@ async def _event_sender(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _calls(request: web.Request) -> web.Response:
-    return web.json_response(jsonable(request.app[PORTAL].calls))
+    return answer(jsonable(request.app[PORTAL].calls))
 
 
 async def _messages(request: web.Request) -> web.Response:
-    return web.json_response(jsonable(list(request.app[PORTAL].messages.values())))
+    return answer(jsonable(list(request.app[PORTAL].messages.values())))
 
 
 async def _session(request: web.Request) -> web.Response:
     session = request.app[PORTAL].sessions.get(int(request.match_info["id"]))
     if session is None:
         raise web.HTTPNotFound
-    return web.json_response(jsonable(session))
+    return answer(jsonable(session))
 
 
 async def _bots(request: web.Request) -> web.Response:
     portal = request.app[PORTAL]
-    return web.json_response(
-        {"bots": jsonable(portal.bots), "commands": jsonable(portal.commands)}
-    )
+    return answer({"bots": jsonable(portal.bots), "commands": jsonable(portal.commands)})
 
 
 async def _add_fault(request: web.Request) -> web.Response:
     fields = {f.name for f in dataclasses.fields(Fault)}
-    body = await request.json()
-    request.app[PORTAL].faults.append(Fault(**{k: v for k, v in body.items() if k in fields}))
-    return web.json_response({"faults": len(request.app[PORTAL].faults)})
+    body = await _body(request)
+    with _bad_request():
+        fault = Fault(**{k: v for k, v in body.items() if k in fields})
+    request.app[PORTAL].faults.append(fault)
+    return answer({"faults": len(request.app[PORTAL].faults)})
 
 
 async def _clear_faults(request: web.Request) -> web.Response:
     request.app[PORTAL].faults.clear()
-    return web.json_response({"faults": 0})
+    return answer({"faults": 0})
 
 
 async def _advance_clock(request: web.Request) -> web.Response:
-    body = await request.json()
-    request.app[PORTAL].advance_clock(float(body["advance"]))
-    return web.json_response({"now": request.app[PORTAL].now()})
+    body = await _body(request)
+    with _bad_request():
+        request.app[PORTAL].advance_clock(float(body["advance"]))
+    return answer({"now": request.app[PORTAL].now()})
 
 
 async def _send_message(request: web.Request) -> web.Response:
-    body = await request.json()
-    deliveries = await request.app[EVENTS].send_message(
-        int(body["author_id"]), body["to"], str(body["text"]), mention=body.get("mention")
-    )
-    return web.json_response(_deliveries(deliveries))
+    """`{"author_id", "to", "text"}`: `to` is a chat (`chat1157`), a user id, or a bot's id
+    or code (`rating_bot`: the private chat with that bot)."""
+    portal = request.app[PORTAL]
+    body = await _body(request)
+    with _bad_request():
+        to = body["to"]
+        if isinstance(to, str) and not to.startswith("chat") and not to.isdigit():
+            to = _bot_by_code(portal, to)
+        deliveries = await request.app[EVENTS].send_message(
+            int(body["author_id"]), to, str(body["text"]), mention=body.get("mention")
+        )
+    return answer(_deliveries(deliveries))
 
 
 async def _click(request: web.Request) -> web.Response:
-    body = await request.json()
-    delivery = await request.app[EVENTS].click(
-        int(body["user_id"]), int(body["message_id"]), int(body.get("button", 0))
-    )
-    return web.json_response(_deliveries([delivery]))
+    """`{"user_id", "button", "message_id"}`: `button` counts from 0 (4 is the fifth); without
+    `message_id`, the newest message with a keyboard in a chat of the user's."""
+    portal = request.app[PORTAL]
+    body = await _body(request)
+    with _bad_request():
+        user_id = int(body["user_id"])
+        message_id = body.get("message_id") or _newest_keyboard(portal, user_id)
+        delivery = await request.app[EVENTS].click(
+            user_id, int(message_id), int(body.get("button", 0))
+        )
+    return answer(_deliveries([delivery]))
+
+
+def _bot_by_code(portal: Portal, code: str) -> int:
+    for bot in portal.bots.values():
+        if bot.code == code:
+            return bot.id
+    raise web.HTTPBadRequest(text=f"no bot with the code {code!r}: is the service running?")
+
+
+def _newest_keyboard(portal: Portal, user_id: int) -> int:
+    shown = [
+        m.id
+        for m in portal.messages.values()
+        if m.keyboard and user_id in portal.chats[m.chat_id].members
+    ]
+    if not shown:
+        raise web.HTTPBadRequest(text=f"no message with a keyboard in a chat of user {user_id}")
+    return max(shown)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    with _bad_request():
+        body = await request.json()
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+@contextlib.contextmanager
+def _bad_request() -> Iterator[None]:
+    """What the caller got wrong (a missing field, no such bot, chat or button) is a 400
+    that says so, not a 500."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise web.HTTPBadRequest(text=f"{type(error).__name__}: {error}") from error
 
 
 def _deliveries(deliveries: list[Delivery]) -> list[dict[str, Any]]:

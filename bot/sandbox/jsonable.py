@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from typing import Any
+
+from aiohttp import web
+
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
 def jsonable(value: Any) -> Any:
@@ -21,3 +27,9 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
+
+
+def answer(data: Any) -> web.Response:
+    """An inspection answer, read by people in a terminal too (docs/sandbox.md): JSON with
+    Cyrillic as itself, not \\u escapes."""
+    return web.json_response(data, dumps=_dumps)

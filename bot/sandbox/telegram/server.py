@@ -17,7 +17,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox.jsonable import jsonable
+from bot.sandbox.jsonable import answer, jsonable
 from bot.sandbox.telegram.methods import ApiError, Method, Polls, methods
 from bot.sandbox.telegram.world import TelegramWorld, TgCall, TgFault, WorldError
 
@@ -252,9 +252,9 @@ class Controls:
         try:
             body = await request.json()
             update = action(body)
-        except (WorldError, KeyError, TypeError, ValueError) as error:
+        except (WorldError, KeyError, IndexError, TypeError, ValueError) as error:
             raise web.HTTPBadRequest(text=f"{type(error).__name__}: {error}") from error
-        return web.json_response({"update": update})
+        return answer({"update": update})
 
     async def type(self, request: web.Request) -> web.Response:
         return await self._act(
@@ -270,12 +270,32 @@ class Controls:
         )
 
     async def press(self, request: web.Request) -> web.Response:
-        return await self._act(
-            request,
-            lambda b: self.world.press(
-                int(b["user_id"]), int(b["chat_id"]), int(b["message_id"]), str(b["data"])
-            ),
-        )
+        """`{"user_id", "chat_id", "message_id", "data"}`, or `"button"` (counting from 0
+        across the rows) for the data; without `message_id`, the bot's newest message with
+        buttons in the chat."""
+        return await self._act(request, self._press)
+
+    def _press(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        world, chat_id = self.world, int(body["chat_id"])
+        if "message_id" in body:
+            message_id = int(body["message_id"])
+        else:
+            offered = [
+                m.message_id
+                for m in world.messages.values()
+                if m.chat_id == chat_id and m.sender_id == world.bot.id and any(m.buttons())
+            ]
+            if not offered:
+                raise WorldError(f"no message of the bot's with buttons in chat {chat_id}")
+            message_id = max(offered)
+        if "data" in body:
+            data = str(body["data"])
+        else:
+            message = world.message(chat_id, message_id)
+            if message is None:
+                raise WorldError(f"no message {message_id} in chat {chat_id}")
+            data = str(list(message.buttons())[int(body["button"])]["callback_data"])
+        return world.press(int(body["user_id"]), chat_id, message_id, data)
 
     async def channel_post(self, request: web.Request) -> web.Response:
         return await self._act(
@@ -300,23 +320,21 @@ class Controls:
             chosen = [m for m in chosen if m.chat_id == int(request.query["chat_id"])]
         if request.query.get("from_bot"):
             chosen = [m for m in chosen if m.sender_id == world.bot.id]
-        return web.json_response(
-            [world.message_as_api(m) | {"parse_mode": m.parse_mode} for m in chosen]
-        )
+        return answer([world.message_as_api(m) | {"parse_mode": m.parse_mode} for m in chosen])
 
     async def calls(self, request: web.Request) -> web.Response:
         del request
-        return web.json_response(jsonable(self.world.calls))
+        return answer(jsonable(self.world.calls))
 
     async def updates(self, request: web.Request) -> web.Response:
         del request
         world = self.world
-        return web.json_response({"pending": world.updates, "delivered": world.delivered})
+        return answer({"pending": world.updates, "delivered": world.delivered})
 
     async def overview(self, request: web.Request) -> web.Response:
         del request
         world = self.world
-        return web.json_response(
+        return answer(
             {
                 "bot": world.bot.as_api(),
                 "users": jsonable(list(world.users.values())),
@@ -334,9 +352,9 @@ class Controls:
         fields = {f.name for f in dataclasses.fields(TgFault)}
         body = await request.json()
         self.world.faults.append(TgFault(**{k: v for k, v in body.items() if k in fields}))
-        return web.json_response({"faults": len(self.world.faults)})
+        return answer({"faults": len(self.world.faults)})
 
     async def clear_faults(self, request: web.Request) -> web.Response:
         del request
         self.world.faults.clear()
-        return web.json_response({"faults": 0})
+        return answer({"faults": 0})
