@@ -375,3 +375,49 @@ async def test_events_can_be_sent_over_the_inspection_api(
                 "body": "ok",
             }
         ]
+
+
+async def test_the_inspection_api_takes_a_bot_s_code_and_clicks_the_newest_keyboard(
+    http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
+) -> None:
+    s = await setup_bot(http, sandbox, handler)
+    url = sandbox.make_url("/_sandbox/events/message")
+    async with http.post(url, json={"author_id": 27, "to": "rating_bot", "text": "/x"}) as sent:
+        [delivery] = await sent.json()
+    assert delivery["event"] == "ONIMBOTMESSAGEADD"  # to the bot's private chat
+    chat = s.portal.private_chat(27, s.bot_id)
+    stars = {
+        "BUTTONS": [
+            {"TEXT": "★" * n, "COMMAND": "rate", "COMMAND_PARAMS": f"494 {n}"} for n in range(1, 6)
+        ]
+    }
+    s.portal.post(chat.id, s.bot_id, "older", keyboard=stars)
+    newest = s.portal.post(chat.id, s.bot_id, "newest", keyboard=stars)
+    click = sandbox.make_url("/_sandbox/events/click")
+    async with http.post(click, json={"user_id": 27, "button": 4}) as clicked:
+        assert clicked.status == 200
+    [*_, last] = s.received
+    entry = next(iter(last.form["data"]["COMMAND"].values()))
+    assert (entry["MESSAGE_ID"], entry["COMMAND_PARAMS"]) == (str(newest.id), "494 5")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("events/message", {"author_id": 27, "to": "no_bot", "text": "/rate"}, "no bot with the"),
+        ("events/message", {"author_id": 27, "to": "chat2001"}, "KeyError: 'text'"),
+        ("events/message", ["not", "an", "object"], "a JSON object"),
+        ("events/message", {"author_id": "x", "to": "chat2001", "text": "/r"}, "ValueError"),
+        ("events/click", {"user_id": 27, "button": 1}, "no message with a keyboard"),
+        ("clock", {}, "KeyError: 'advance'"),
+        ("telegram/press", {"user_id": 5001, "chat_id": -2001, "button": 0}, "with buttons"),
+        ("telegram/press", {"user_id": 5001, "chat_id": -9, "data": "x", "message_id": 1}, "-9"),
+    ],
+)
+async def test_a_bad_request_to_the_inspection_api_is_a_400_that_says_what(
+    http: aiohttp.ClientSession, sandbox: TestServer, path: str, body: object, says: str
+) -> None:
+    async with http.post(sandbox.make_url(f"/_sandbox/{path}"), json=body) as answer:
+        text = await answer.text()
+    assert answer.status == 400, text  # never a 500
+    assert says in text
