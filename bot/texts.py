@@ -54,6 +54,16 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "en": "In this chat /оценка works as well as /rate; in group and open-line chats, "
         "write /rate.",
     },
+    # The private chat with the Telegram bot takes only the account commands
+    # (bot/telegram/updates.py): its help says what it is for, and where rating happens.
+    "help.telegram_private": {
+        "ru": "Здесь Telegram связывают с Битрикс24: напишите /link боту оценок в Битрикс24 и "
+        "отправьте мне полученный код: /link КОД. /unlink отменяет привязку. Оценки ставят в "
+        "группе супервизоров: /rate 494 5 Молодец, справка там — /help.",
+        "en": "This chat links Telegram to Bitrix24: write /link to the rating bot in Bitrix24 "
+        "and send me the code it answers: /link CODE. /unlink undoes the link. Ratings are "
+        "given in the supervisors' group: /rate 494 5 Well done; /help there explains more.",
+    },
     "parse.not_a_command": {
         "ru": "Я понимаю только команды, например: /rate 494 5 Молодец. Справка: /help",
         "en": "I understand commands only, for example: /rate 494 5 Well done. Help: /help",

@@ -12,6 +12,8 @@ def help_reply(command: HelpCommand, incoming: IncomingCommand) -> Reply:
     lang = incoming.language
     if command.welcome:
         return Reply(text=render("welcome", lang))
+    if incoming.source == "telegram" and incoming.in_private_chat():
+        return Reply(text=render("help.telegram_private", lang))  # no rating there
     text = render("help", lang)
     if typed_alias_arrives(incoming):
         text += "\n" + render("help.alias", lang)

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.sandbox.telegram.seed import SUPERVISORS_GROUP
 from bot.sandbox.telegram.world import TelegramWorld
+from bot.texts import render
 from tests.bot.telegram.test_end_to_end import start_both
 from tests.harness import Service, ServiceFactory, drained, eventually
 
@@ -75,8 +76,18 @@ async def test_in_telegram_the_help_never_offers_the_alias_which_privacy_mode_ke
     # Telegram takes only Latin letters, digits and _ as a command, and a group with privacy
     # mode on (BotFather's default) sends its bot commands only: /оценка never arrives.
     assert telegram_world.type(SVETLANA, SUPERVISORS_GROUP, "/оценка 494 5 Молодец") is None
-    for chat in (SUPERVISORS_GROUP, SVETLANA):  # the group, and the private chat with the bot
-        telegram_world.type(SVETLANA, chat, "/help")
-        [answer] = await eventually(partial(telegram_world.messages_from_bot, chat), within=10)
-        assert "/rate 494 5" in answer
-        assert ALIAS not in answer
+    telegram_world.type(SVETLANA, SUPERVISORS_GROUP, "/help")
+    [answer] = await eventually(
+        partial(telegram_world.messages_from_bot, SUPERVISORS_GROUP), within=10
+    )
+    assert "/rate 494 5" in answer
+    assert ALIAS not in answer
+
+
+async def test_in_telegram_s_private_chat_the_help_is_about_linking_which_is_all_it_takes(
+    start_service: ServiceFactory, sandbox: TestServer, telegram_world: TelegramWorld
+) -> None:
+    await start_both(start_service, sandbox, "polling", TELEGRAM_USER_MAP=f"{SVETLANA}:27")
+    telegram_world.type(SVETLANA, SVETLANA, "/help")
+    [answer] = await eventually(partial(telegram_world.messages_from_bot, SVETLANA), within=10)
+    assert answer == render("help.telegram_private", "ru")
