@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SANDBOX_PORT ?= 8090
 
 .PHONY: run test lint typecheck unit bench sandbox clean
 
@@ -14,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# With a portal configured (B24_WEBHOOK_URL in the environment or .env) the real service;
+# with none, the sandbox portal, its chat page (SANDBOX_PORT) and the service wired to it.
 run: $(STAMP)
-	$(BIN)/python -m bot
+	$(BIN)/python -m bot try --sandbox-port $(SANDBOX_PORT)
 
 test: lint typecheck unit
 
@@ -39,9 +42,10 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_operating
 	$(BIN)/python -m tests.bench.bench_modes
 
-# The sandbox portal on 127.0.0.1:8090; it prints the B24_WEBHOOK_URL to give the service.
+# The sandbox portal alone on 127.0.0.1:$(SANDBOX_PORT) (`make sandbox SANDBOX_PORT=8091`); it prints the
+# settings to give the service, and the chat page's address.
 sandbox: $(STAMP)
-	$(BIN)/python -m bot.sandbox
+	$(BIN)/python -m bot.sandbox --port $(SANDBOX_PORT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

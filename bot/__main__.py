@@ -67,6 +67,10 @@ _SUBCOMMANDS: Final = {
     "register": "register the bot and its commands in Bitrix24, or update them",
     "unregister": "remove the bot and its commands from Bitrix24",
 }
+_TRY: Final = (
+    "what `make run` runs: serve, or with no B24_WEBHOOK_URL and no TELEGRAM_BOT_TOKEN "
+    "configured, the sandbox portal with its chat page and the service wired to it"
+)
 _AUDIT: Final = "print the audit log of commands (who, what, when, outcome), or export CSV"
 _SETTINGS_POINTER: Final = "settings: `python -m bot --help` lists them with their defaults."
 
@@ -82,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", title="subcommands", metavar="COMMAND")
     for name, about in _SUBCOMMANDS.items():
         commands.add_parser(name, help=about, description=about, epilog=_SETTINGS_POINTER)
+    trial = commands.add_parser(
+        "try",
+        help=_TRY,
+        description=_TRY,
+        epilog=_SETTINGS_POINTER,
+    )
+    trial.add_argument(
+        "--sandbox-port", type=int, default=8090, help="the sandbox's port [default: %(default)s]"
+    )
     audit = commands.add_parser(
         "audit",
         help=_AUDIT,
@@ -130,6 +143,22 @@ async def run_service(settings: Settings) -> None:
     await serve_until_signalled(served, stop_timeout=settings.bot_shutdown_timeout)
 
 
+def try_out(settings: Settings, sandbox_port: int) -> int:
+    """`try`: the configured portal, or with none, the sandbox (never from `serve`)."""
+    from bot import trial  # noqa: PLC0415 - the sandbox is loaded for `try` alone
+
+    if not trial.is_configured(settings):
+        try:
+            sandbox = trial.start_sandbox(sandbox_port)
+        except trial.SandboxUnavailable as error:
+            print(error, file=sys.stderr)
+            return 1
+        settings = trial.sandboxed_settings(os.environ, sandbox)
+        print(trial.banner(sandbox, settings), flush=True)
+    serve(settings)
+    return 0
+
+
 def secret_literals(settings: Settings) -> list[str]:
     """The configured secrets, for the log redactor to mask wherever they turn up."""
     secrets = [settings.b24_webhook_url, settings.telegram_bot_token]
@@ -147,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(describe_settings_error(error), file=sys.stderr)
         return EXIT_BAD_SETTINGS
+    if args.command == "try":
+        return try_out(settings, args.sandbox_port)
     if args.command in (None, "serve"):
         serve(settings)
         return 0

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from bot.sandbox.app import create_sandbox_app
-from bot.sandbox.seed import seeded_portal
-from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, seeded_world
-from bot.sandbox.telegram.server import PREFIX
+from bot.sandbox.seed import add_dialogs, seeded_portal
+from bot.sandbox.telegram.seed import seeded_world
+from bot.sandbox.wiring import service_env
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bot.sandbox",
         description="A local stand-in for a Bitrix24 portal: REST at /rest/, inspection and "
         "an event sender at /_sandbox/; a fake Telegram Bot API at /telegram/, its world at "
-        "/_sandbox/telegram/. Prints the settings for the service.",
+        "/_sandbox/telegram/; the chat page at /. Prints the settings for the service.",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="listen address [default: %(default)s]"
@@ -54,18 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     portal = seeded_portal(webhook_code=args.webhook_code)
     portal.head_vote = args.head_vote
-    hook = portal.webhooks[0]
-    print(
-        f"B24_WEBHOOK_URL=http://{args.host}:{args.port}/rest/{hook.user_id}/{hook.code}/",
-        flush=True,
-    )
-    print("B24_SUPERVISOR_IDS=27", flush=True)
+    add_dialogs(portal)
     world = seeded_world()
-    print(f"TELEGRAM_API_URL=http://{args.host}:{args.port}{PREFIX}", flush=True)
-    print(f"TELEGRAM_BOT_TOKEN={world.token}", flush=True)
-    # The supervisors' group, and Светлана's Telegram account as the portal's supervisor 27.
-    print(f"TELEGRAM_ALLOWED_CHAT_IDS={SUPERVISORS_GROUP}", flush=True)
-    print("TELEGRAM_USER_MAP=5001:27", flush=True)
+    base_url = f"http://{args.host}:{args.port}"
+    for name, value in service_env(base_url, portal, world).items():
+        print(f"{name}={value}", flush=True)
+    print(f"# the chat page: {base_url}/", flush=True)
     web.run_app(
         create_sandbox_app(portal, rate=args.rate, burst=args.burst, telegram=world),
         host=args.host,

@@ -19,6 +19,7 @@ from bot.sandbox.telegram import server as telegram_server
 from bot.sandbox.telegram.seed import seeded_world
 from bot.sandbox.telegram.world import TelegramWorld
 from bot.sandbox.v2 import methods as v2
+from bot.sandbox.web import page
 
 METHODS: Final[Mapping[str, MethodImpl]] = {
     "imbot.register": imbot.register,
@@ -62,12 +63,14 @@ def create_sandbox_app(
     telegram: TelegramWorld | None = None,
 ) -> web.Application:
     """The portal's REST API under /rest/, and /_sandbox/ for tests and people; beside it the
-    fake Telegram Bot API under /telegram/ (the seeded world unless `telegram` is given)."""
+    fake Telegram Bot API under /telegram/ (the seeded world unless `telegram` is given), and
+    the chat page at /."""
     app = web.Application()
     telegram_server.mount(app, telegram or seeded_world())
     app[PORTAL] = portal
     rest = RestServer(portal, METHODS, rate=rate, burst=burst)
     app.router.add_route("*", "/rest/{tail:.+}", rest.handle)
+    page.mount(app, portal, rest.gauge)
     app.router.add_get("/_sandbox/calls", _calls)
     app.router.add_get("/_sandbox/messages", _messages)
     app.router.add_get("/_sandbox/sessions/{id}", _session)

@@ -160,6 +160,7 @@ class Call:
     status: int
     error: str | None
     batch_of: str | None = None  # the outer call's method, for calls made inside `batch`
+    level: float | None = None  # the leaky bucket's level after the request (not for inner calls)
 
 
 @dataclass

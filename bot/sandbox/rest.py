@@ -40,6 +40,21 @@ class CallContext:
     batch_of: str | None = None
 
 
+class BucketGauge:
+    """The leaky bucket's level for people to watch (the chat page): the same leak as the
+    bucket's, which AsyncLimiter keeps to itself."""
+
+    def __init__(self, rate: float, capacity: int) -> None:
+        self.rate, self.capacity = rate, capacity
+        self._level, self._at = 0.0, time.monotonic()
+
+    def level(self) -> float:
+        return max(0.0, self._level - self.rate * (time.monotonic() - self._at))
+
+    def add(self) -> None:
+        self._level, self._at = self.level() + 1, time.monotonic()
+
+
 class RestServer:
     """Serves one portal's REST API; `methods` maps lower-case method names to coroutines."""
 
@@ -49,6 +64,7 @@ class RestServer:
         self.portal = portal
         self.methods = methods
         self.bucket = AsyncLimiter(burst, burst / rate)
+        self.gauge = BucketGauge(rate, burst)
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
@@ -59,6 +75,7 @@ class RestServer:
             self.portal.refused += 1
             return _error(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
         await self.bucket.acquire()
+        self.gauge.add()
         fault = self.portal.take_fault(method)
         if fault is not None and not fault.after:
             injected = await _injected(fault)
@@ -114,7 +131,8 @@ class RestServer:
     ) -> None:
         status = error.status if error else 200
         code = error.code if error else None
-        self.portal.calls.append(Call(method, params, auth, user_id, status, code))
+        call = Call(method, params, auth, user_id, status, code, level=self.gauge.level())
+        self.portal.calls.append(call)
 
 
 async def call_method(context: CallContext, method: str, params: dict[str, Any]) -> Any:

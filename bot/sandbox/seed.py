@@ -56,3 +56,27 @@ def seeded_portal(*, webhook_code: str | None = None, language: str = "ru") -> P
     portal.webhooks.append(Webhook(1, webhook_code or secrets.token_hex(8), SCOPES))
     portal.webhooks.append(Webhook(28, secrets.token_hex(8), SCOPES))
     return portal
+
+
+# A few lines of each open-line dialog, for people trying the sandbox (the chat page shows
+# them, and the customer's side of each): (session, who, text); 0 is the session's customer.
+_DIALOGS = (
+    (494, 0, "Здравствуйте! Заказ 1209 не пришёл."),
+    (494, 101, "Добрый день! Проверяю: заказ у курьера, будет сегодня до 18:00."),
+    (494, 0, "Спасибо!"),
+    (495, 0, "Можно поменять адрес доставки?"),
+    (495, 102, "Да, поменяла. Хорошего дня!"),
+    (496, 0, "Добрый вечер, вы работаете в субботу?"),
+    (496, 101, "Да, с 10 до 16."),
+)
+
+
+def add_dialogs(portal: Portal) -> None:
+    """Post the open-line dialogs: the customer's messages and the operators' answers, which
+    the connector forwarded to the customer (tests start from empty chats instead)."""
+    for session_id, author_id, text in _DIALOGS:
+        session = portal.sessions[session_id]
+        chat = portal.chats[session.chat_id]
+        customer = next(m for m in chat.members if portal.users[m].connector)
+        author = author_id or customer
+        portal.post(chat.id, author, text, via="user", to_customer=author != customer)

@@ -1,0 +1,231 @@
+"""The chat page's server side: the page itself at `/`, its static files, the portal's state as
+the page draws it (`/_sandbox/state`), and the same state pushed live (`/_sandbox/stream`,
+server-sent events). What a person does on the page goes through the sandbox's own event
+sender (`/_sandbox/events/message`, `/_sandbox/events/click`), as a test's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from bot.sandbox.portal import Chat, Message, Portal, User
+from bot.sandbox.rest import BucketGauge
+from bot.sandbox.web.bbcode import render
+
+STATIC: Final = Path(__file__).parent / "static"
+SHOWN_CALLS: Final = 200  # the newest REST calls the page lists
+_TICK: Final = 0.25  # seconds between looks for a change to push
+_HEARTBEAT: Final = (
+    10.0  # seconds between comments that keep a quiet stream (and notice a gone reader)
+)
+# The page's own files only; [color]/[size] spans need inline style attributes.
+_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+class PageState:
+    """What the page shows of one sandbox portal, and whether it changed since a look."""
+
+    def __init__(self, portal: Portal, gauge: BucketGauge) -> None:
+        self.portal, self.gauge = portal, gauge
+        self.closing = asyncio.Event()
+
+    def mark(self) -> Hashable:
+        """Changes whenever anything the page shows does (every change is a REST call or a
+        message; the bucket drains by itself)."""
+        portal = self.portal
+        level = round(self.gauge.level())
+        return (len(portal.calls), len(portal.messages), portal.refused, len(portal.bots), level)
+
+    def snapshot(self) -> dict[str, Any]:
+        portal = self.portal
+        bot = min(portal.bots.values(), key=lambda b: b.id, default=None)
+        return {
+            "bot": None if bot is None else {"id": bot.id, "name": bot.name, "code": bot.code},
+            "people": [self._person(u) for u in sorted(self._staff(), key=self._rank)],
+            "chats": [self._chat(c) for c in portal.chats.values()],
+            "messages": [self._message(m) for m in portal.messages.values()],
+            "sessions": [self._session(i) for i in sorted(portal.sessions)],
+            "calls": [_call(n, c) for n, c in enumerate(portal.calls)][-SHOWN_CALLS:],
+            "bucket": {
+                "level": round(self.gauge.level(), 1),
+                "capacity": self.gauge.capacity,
+                "rate": self.gauge.rate,
+                "refused": portal.refused,
+            },
+        }
+
+    def _staff(self) -> list[User]:
+        return [u for u in self.portal.users.values() if not (u.connector or u.extranet)]
+
+    def _rank(self, user: User) -> tuple[int, int]:
+        """Those the page is for first: a head who may rate, a supervisor who may not, an
+        operator; then the administrator and the rest."""
+        lines = self.portal.lines.values()
+        if user.is_admin:
+            return (3, user.id)
+        for rank, members in enumerate(("heads", "supervisors", "operators")):
+            if any(user.id in getattr(line, members) for line in lines):
+                return (rank, user.id)
+        return (4, user.id)
+
+    def _person(self, user: User) -> dict[str, Any]:
+        lines = self.portal.lines.values()
+        heads = [line.name for line in lines if user.id in line.heads]
+        watches = [line.name for line in lines if user.id in line.supervisors]
+        answers = [line.name for line in lines if user.id in line.operators]
+        if user.is_admin:
+            role = "administrator"
+        elif heads:
+            role = "supervisor, may rate (" + ", ".join(heads) + ")"
+        elif watches:
+            role = "supervisor, may not rate (" + ", ".join(watches) + ")"
+        elif answers:
+            role = "operator (" + ", ".join(answers) + ")"
+        else:
+            role = "user"
+        return {"id": user.id, "name": user.name, "position": user.work_position, "role": role}
+
+    def _chat(self, chat: Chat) -> dict[str, Any]:
+        session = self.portal.session_of_chat(chat.id)
+        line = self.portal.lines.get(session.line_id) if session else None
+        staff = (line.heads | line.supervisors | line.operators) if line else set()
+        customers = [m for m in chat.members if self._is_customer(m)]
+        return {
+            "id": chat.id,
+            "dialog": chat.dialog_id,
+            "title": chat.title,
+            "type": chat.type,
+            "members": sorted(chat.members),
+            "staff": sorted(staff | {u.id for u in self.portal.users.values() if u.is_admin})
+            if line
+            else [],
+            "session": session.id if session else None,
+            "line": line.name if line else None,
+            "customer": customers[0] if customers else None,
+        }
+
+    def _is_customer(self, user_id: int) -> bool:
+        user = self.portal.users.get(user_id)
+        return user is not None and user.connector
+
+    def _message(self, message: Message) -> dict[str, Any]:
+        return {
+            "id": message.id,
+            "chat_id": message.chat_id,
+            "author_id": message.author_id,
+            "author": self._name(message.author_id),
+            "text": message.text,
+            "html": render(message.text),
+            "system": message.system,
+            "to_customer": message.to_customer,
+            "keyboard": _buttons(message.keyboard),
+            "at": message.posted_at,
+        }
+
+    def _name(self, user_id: int) -> str:
+        if user_id in self.portal.bots:
+            return self.portal.bots[user_id].name
+        user = self.portal.users.get(user_id)
+        return user.name if user else f"#{user_id}"
+
+    def _session(self, session_id: int) -> dict[str, Any]:
+        session = self.portal.sessions[session_id]
+        line = self.portal.lines.get(session.line_id)
+        return {
+            "id": session.id,
+            "line": line.name if line else str(session.line_id),
+            "chat_id": session.chat_id,
+            "operator": self._name(session.operator_id),
+            "vote_head": session.vote_head,
+            "comment_head": session.comment_head,
+        }
+
+
+def _buttons(keyboard: Any) -> list[dict[str, Any]]:
+    """A keyboard as the page draws it: each button with its position, which is what a click
+    names (`/_sandbox/events/click`); a NEWLINE starts a new row."""
+    buttons = keyboard.get("BUTTONS") if isinstance(keyboard, dict) else keyboard
+    if not isinstance(buttons, list):
+        return []  # none, or "N": removed
+    return [
+        {"index": n, "newline": b.get("TYPE") == "NEWLINE", "text": str(b.get("TEXT", ""))}
+        for n, b in enumerate(buttons)
+        if isinstance(b, dict)
+    ]
+
+
+def _call(number: int, call: Any) -> dict[str, Any]:
+    return {
+        "n": number + 1,
+        "method": call.method,
+        "status": call.status,
+        "error": call.error,
+        "user_id": call.user_id,
+        "batch_of": call.batch_of,
+        "level": None if call.level is None else round(call.level, 1),
+    }
+
+
+PAGE: Final = web.AppKey("page", PageState)
+
+
+def mount(app: web.Application, portal: Portal, gauge: BucketGauge) -> None:
+    """Serve the chat page for `portal` at `/` of the sandbox's application."""
+    app[PAGE] = PageState(portal, gauge)
+    app.router.add_get("/", _index)
+    app.router.add_get("/_sandbox/state", _state)
+    app.router.add_get("/_sandbox/stream", _stream)
+    app.router.add_static("/_sandbox/static/", STATIC)
+    app.on_shutdown.append(_end_streams)
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    del request
+    return web.FileResponse(
+        STATIC / "index.html",
+        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"},
+    )
+
+
+async def _state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[PAGE].snapshot())
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    """The state as server-sent events: once at once, then on every change."""
+    page = request.app[PAGE]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    seen: Hashable = None
+    quiet = 0.0
+    with contextlib.suppress(ConnectionError):
+        while not page.closing.is_set():
+            mark = page.mark()
+            if mark != seen:
+                seen, quiet = mark, 0.0
+                data = json.dumps(page.snapshot(), ensure_ascii=False)
+                await response.write(f"data: {data}\n\n".encode())
+            elif quiet >= _HEARTBEAT:
+                quiet = 0.0
+                await response.write(b": still here\n\n")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(page.closing.wait(), _TICK)
+            quiet += _TICK
+    return response
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[PAGE].closing.set()

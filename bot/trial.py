@@ -1,0 +1,118 @@
+"""`python -m bot try` (what `make run` runs) when no portal is configured: the sandbox.
+
+The sandbox portal, its fake Telegram and its chat page are served on their own thread and
+event loop (a server of their own, as a real portal is), and the service is given the settings
+that wire it to them, a throw-away database, and loopback addresses only. Only this module, and
+only for `try`, loads the sandbox: `python -m bot` / `serve` never does (architecture doc).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.sandbox.app import create_sandbox_app
+from bot.sandbox.seed import add_dialogs, seeded_portal
+from bot.sandbox.telegram.seed import seeded_world
+from bot.sandbox.wiring import service_env
+
+LOOPBACK: Final = "127.0.0.1"
+_RULE: Final = "=" * 78
+
+
+class SandboxUnavailable(Exception):
+    """The sandbox could not start (its port is taken): the message says what to do."""
+
+
+def is_configured(settings: Settings) -> bool:
+    """A real portal or a real Telegram bot is set up (in the environment or ./.env)."""
+    return settings.b24_webhook_url is not None or settings.telegram_bot_token is not None
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    url: str
+    env: dict[str, str]  # the settings that wire the service to it
+
+
+def start_sandbox(port: int) -> RunningSandbox:
+    """Serve the seeded sandbox on 127.0.0.1:`port` until the process exits."""
+    portal, world = seeded_portal(), seeded_world()
+    add_dialogs(portal)
+    runner = web.AppRunner(
+        create_sandbox_app(portal, telegram=world), access_log=None, handler_cancellation=True
+    )
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    failed: list[OSError] = []
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, LOOPBACK, port).start())
+        except OSError as error:
+            failed.append(error)
+            return
+        finally:
+            started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, name="sandbox", daemon=True)
+    thread.start()
+    started.wait()
+    if failed:
+        raise SandboxUnavailable(
+            f"The sandbox cannot listen on {LOOPBACK}:{port} ({failed[0].strerror}): "
+            "stop what uses that port, or choose another with `make run SANDBOX_PORT=8091`."
+        )
+
+    def stop() -> None:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+    atexit.register(stop)
+    url = f"http://{LOOPBACK}:{port}"
+    return RunningSandbox(url, service_env(url, portal, world))
+
+
+def sandboxed_settings(environ: Mapping[str, str], sandbox: RunningSandbox) -> Settings:
+    """The service's settings: the person's own (port, log level, ...) with the sandbox's
+    wiring over them, a database in a temporary folder, and loopback unless told otherwise."""
+    folder = Path(tempfile.mkdtemp(prefix="rating-bot-sandbox-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    wiring = sandbox.env | {
+        "B24_EVENT_MODE": "fetch",
+        "TELEGRAM_MODE": "polling",
+        "BOT_DATABASE_URL": f"sqlite:///{folder / 'bot.sqlite3'}",
+    }
+    return Settings.from_sources({"BOT_HOST": LOOPBACK} | dict(environ) | wiring)
+
+
+def banner(sandbox: RunningSandbox, settings: Settings) -> str:
+    return "\n".join(
+        (
+            _RULE,
+            "  SANDBOX: no portal is configured, so this is a pretend Bitrix24 portal and a",
+            "  pretend Telegram, both on this machine. Nothing real is touched.",
+            "",
+            f"  Open the chat page:  {sandbox.url}/",
+            f"  The service:         http://{settings.bot_host}:{settings.bot_port}/readyz",
+            "",
+            "  To serve a real portal instead, set B24_WEBHOOK_URL (an incoming webhook",
+            "  https://<portal>/rest/<user>/<code>/ with the scopes imbot, imopenlines, im)",
+            "  in the environment or in ./.env, and run `make run` again.",
+            _RULE,
+        )
+    )

@@ -1,0 +1,168 @@
+"""The chat page in headless Chromium, against `python -m bot try` as `make run` starts it.
+
+Debian's chromium and chromium-driver drive it (Selenium pointed at both, so nothing downloads
+a browser or a driver of its own). Without them the tests are skipped, saying how to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final, Literal
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.sandboxed import trial
+
+CHROMIUM: Final = Path("/usr/bin/chromium")
+DRIVER: Final = Path("/usr/bin/chromedriver")
+ARTEFACTS: Final = Path(__file__).resolve().parents[4] / "artifacts" / "browser"
+WAIT: Final = 30.0  # seconds: generous, the machine may be loaded
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.exists() and DRIVER.exists()),
+    reason="the browser tests need Debian's Chromium: "
+    "apt-get install -y --no-install-recommends chromium chromium-driver",
+)
+
+
+@contextmanager
+def opened_page(cwd: Path) -> Iterator[webdriver.Chrome]:
+    """The chat page of a fresh `python -m bot try`, open in headless Chromium."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1400,860")
+    with trial(cwd) as running:
+        url = running.page_url()
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=str(DRIVER)))
+        try:
+            driver.get(url)
+            shown(driver, '#chats li[data-chat="bot"]')  # the service registered its bot
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    with opened_page(tmp_path) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def group_chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One page for the attacks, open as Пётр in the supervisors' group chat."""
+    with opened_page(tmp_path_factory.mktemp("attacks")) as driver:
+        be(driver, 28)
+        open_chat(driver, "chat2001")
+        yield driver
+
+
+def shown(driver: webdriver.Chrome, css: str, text: str = "") -> WebElement:
+    """The first element matching `css` (and holding `text`), once the page shows it."""
+
+    def find(driver: webdriver.Chrome) -> WebElement | Literal[False]:
+        for element in driver.find_elements(By.CSS_SELECTOR, css):
+            if text in element.text:
+                return element
+        return False
+
+    waiting = WebDriverWait(driver, WAIT, ignored_exceptions=[StaleElementReferenceException])
+    found: WebElement = waiting.until(find)
+    return found
+
+
+def be(driver: webdriver.Chrome, user_id: int) -> None:
+    Select(driver.find_element(By.ID, "me")).select_by_value(str(user_id))
+
+
+def open_chat(driver: webdriver.Chrome, key: str) -> None:
+    shown(driver, f'#chats li[data-chat="{key}"]').click()
+
+
+def type_in(driver: webdriver.Chrome, text: str) -> None:
+    field = driver.find_element(By.ID, "text")
+    field.send_keys(text)
+    field.send_keys(Keys.ENTER)
+
+
+def customer_side(driver: webdriver.Chrome) -> list[str]:
+    """The texts the customer's side of the open-line chat shows."""
+    shown(driver, "#customer-feed .message")
+    return [m.text for m in driver.find_elements(By.CSS_SELECTOR, "#customer-feed .message")]
+
+
+def vote_of(driver: webdriver.Chrome, session_id: int, stars: str) -> WebElement:
+    return shown(driver, f'#sessions tr[data-session="{session_id}"] .vote', stars)
+
+
+def test_a_rate_typed_to_the_bot_is_answered_and_shown_in_the_sessions(
+    page: webdriver.Chrome,
+) -> None:
+    be(page, 27)
+    open_chat(page, "bot")
+    type_in(page, "/rate 494 5 Молодец")
+    answer = shown(page, "#feed .message.bot", "Сохранено")
+    assert "494" in answer.text
+    assert "Молодец" in answer.text
+    assert vote_of(page, 494, "★★★★★").get_attribute("title") == "5"
+
+
+def test_a_star_clicked_after_a_rate_in_an_open_line_is_saved_and_the_customer_sees_nothing(
+    page: webdriver.Chrome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    be(page, 27)
+    open_chat(page, "chat1157")
+    dialog = customer_side(page)  # the customer's messages and the operator's answers
+    type_in(page, "/rate")
+    open_chat(page, "bot")  # the bot answers the supervisor privately, with stars to click
+    prompt = shown(page, "#feed .message.bot", "494")
+    prompt.find_element(By.CSS_SELECTOR, '.keyboard button[data-button="3"]').click()
+    vote_of(page, 494, "★★★★☆")
+    shown(page, "#feed .message.bot", "Сохранено")
+    open_chat(page, "chat1157")
+    shown(page, "#feed .message.mine", "/rate")
+    assert customer_side(page) == dialog, "neither the command nor an answer reached the customer"
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTEFACTS / "chat-page.png"
+    assert page.save_screenshot(str(screenshot))
+    with capsys.disabled():
+        print(f"\nscreenshot of the chat page: {screenshot}")  # noqa: T201 - where the artefact is
+
+
+# What a user may type to make the page run something, and the text the page shows instead.
+ATTACKS: Final = (
+    ('<img src=x onerror="window.pwned=1">', '<img src=x onerror="window.pwned=1">'),
+    ("[url=javascript:window.pwned=2]ссылка[/url]", "[url=javascript:window.pwned=2]ссылка[/url]"),
+    ('[send=x" onclick="window.pwned=3]кнопка[/send]', "кнопка"),  # a command link, as in B24
+    ('[color=red" onmouseover="window.pwned=4]цвет[/color]', '[color=red" onmouseover="window'),
+)
+
+
+@pytest.mark.parametrize(("attack", "text"), ATTACKS)
+def test_an_attack_typed_into_a_chat_is_shown_as_text_and_runs_nothing(
+    group_chat: webdriver.Chrome, attack: str, text: str
+) -> None:
+    page = group_chat
+    type_in(page, attack)
+    message = shown(page, "#feed .message.mine .body", text)
+    for link in message.find_elements(By.CSS_SELECTOR, "a, span"):
+        link.click()
+    assert page.execute_script("return window.pwned") is None
+    live = page.execute_script(
+        "return [...document.querySelectorAll('#feed *')].flatMap(e => [...e.attributes]"
+        ".filter(a => a.name.startsWith('on') || /javascript:/i.test(a.value)).map(a => a.name))"
+    )
+    assert live == []
+    assert page.find_elements(By.CSS_SELECTOR, "#feed img") == []

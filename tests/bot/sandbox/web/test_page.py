@@ -1,0 +1,153 @@
+"""The chat page over HTTP: served by the sandbox, its state, and the state pushed live."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.sandbox.web.page import STATIC
+from tests.harness import ServiceFactory, eventually
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+async def state(http: aiohttp.ClientSession, sandbox: TestServer) -> Any:
+    async with http.get(sandbox.make_url("/_sandbox/state")) as answer:
+        assert answer.status == 200
+        return await answer.json()
+
+
+async def say(http: aiohttp.ClientSession, sandbox: TestServer, **body: Any) -> None:
+    async with http.post(sandbox.make_url("/_sandbox/events/message"), json=body) as answer:
+        assert answer.status == 200
+
+
+async def next_state(stream: aiohttp.ClientResponse) -> Any:
+    """The next state the stream pushes (server-sent events: `data: <json>` and a blank line)."""
+    async for line in stream.content:
+        if line.startswith(b"data: "):
+            return json.loads(line.removeprefix(b"data: "))
+    raise AssertionError("the stream ended")
+
+
+async def test_the_page_and_its_files_are_served_with_a_strict_policy(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    async with http.get(sandbox.make_url("/")) as page:
+        assert page.status == 200
+        assert page.content_type == "text/html"
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        html = await page.text()
+    for name in ("chat.js", "chat.css"):
+        assert f"/_sandbox/static/{name}" in html
+        async with http.get(sandbox.make_url(f"/_sandbox/static/{name}")) as answer:
+            assert answer.status == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/_sandbox/static/../page.py", "/_sandbox/static/%2e%2e/page.py"]
+)
+async def test_nothing_outside_the_static_folder_is_served(
+    http: aiohttp.ClientSession, sandbox: TestServer, path: str
+) -> None:
+    async with http.get(sandbox.make_url(path)) as answer:
+        assert answer.status in (403, 404)
+
+
+def test_a_non_editable_install_ships_every_static_file() -> None:
+    """pyproject's package data names each file of the page (no build step: they are it)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["bot.sandbox.web"]
+    files = sorted(p.name for p in STATIC.iterdir() if p.is_file())
+    assert files == ["chat.css", "chat.js", "index.html"]
+    for name in files:
+        assert any(fnmatch(f"static/{name}", pattern) for pattern in patterns), name
+
+
+async def test_the_people_to_be_are_a_supervisor_who_may_rate_one_who_may_not_an_operator(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    people = (await state(http, sandbox))["people"]
+    assert [(p["id"], p["role"]) for p in people[:3]] == [
+        (27, "supervisor, may rate (Сайт)"),
+        (28, "supervisor, may not rate (Сайт)"),
+        (101, "operator (Сайт, Telegram)"),
+    ]
+    assert all(p["id"] < 1000 for p in people), "no customer is someone to be"
+
+
+async def test_the_state_has_the_sessions_their_head_votes_and_the_bucket(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    seen = await state(http, sandbox)
+    votes = {s["id"]: (s["vote_head"], s["comment_head"]) for s in seen["sessions"]}
+    assert votes == {494: (0, ""), 495: (4, "Вежливо"), 496: (0, "")}
+    assert seen["bucket"] == {"level": 0.0, "capacity": 50, "rate": 50.0, "refused": 0}
+    line_chat = next(c for c in seen["chats"] if c["id"] == 1157)
+    assert (line_chat["type"], line_chat["session"], line_chat["customer"]) == ("L", 494, 1211)
+    assert 27 in line_chat["staff"], "the line's head sees its chats"
+
+
+async def test_a_rate_typed_on_the_page_is_saved_answered_and_pushed_live(
+    http: aiohttp.ClientSession, sandbox: TestServer, start_service: ServiceFactory
+) -> None:
+    service = await start_service(B24_EVENT_MODE="fetch", B24_SUPERVISOR_IDS="27")
+    async with http.get(sandbox.make_url("/_sandbox/stream")) as stream:
+        assert stream.content_type == "text/event-stream"
+        first = await next_state(stream)
+        assert first["bot"]["id"] == service.bot_id
+        await say(http, sandbox, author_id=27, to=service.bot_id, text="/rate 494 5 Молодец")
+        latest = first
+        while not any(m["author_id"] == service.bot_id for m in latest["messages"]):
+            latest = await next_state(stream)
+    votes = {s["id"]: s["vote_head"] for s in latest["sessions"]}
+    assert votes[494] == 5
+    called = [c["method"] for c in latest["calls"]]
+    assert "imopenlines.session.head.vote" in called
+    assert any(c["level"] for c in latest["calls"]), "each request shows the bucket's level"
+
+
+async def test_a_keyboard_is_listed_with_the_positions_a_click_names(
+    http: aiohttp.ClientSession, sandbox: TestServer, start_service: ServiceFactory
+) -> None:
+    service = await start_service(B24_EVENT_MODE="fetch", B24_SUPERVISOR_IDS="27")
+    prompt = await service.reply_to(27, service.bot_id, "/rate 494")
+    shown = next(m for m in (await state(http, sandbox))["messages"] if m["id"] == prompt.id)
+    assert [(b["index"], b["text"]) for b in shown["keyboard"]] == [
+        (0, "★"),
+        (1, "★★"),
+        (2, "★★★"),
+        (3, "★★★★"),
+        (4, "★★★★★"),
+    ]
+    click = {"user_id": 27, "message_id": prompt.id, "button": 3}
+    async with http.post(sandbox.make_url("/_sandbox/events/click"), json=click) as answer:
+        assert answer.status == 200
+    await eventually(lambda: service.portal.sessions[494].vote_head == 4)
+    sessions = (await state(http, sandbox))["sessions"]
+    assert [s["vote_head"] for s in sessions if s["id"] == 494] == [4]
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "<img src=x onerror=alert(1)>",
+        "[url=javascript:alert(1)]нажми[/url]",
+        '[send=x" onclick="alert(1)]x[/send]',
+    ],
+)
+async def test_a_users_attack_reaches_the_page_as_text(
+    http: aiohttp.ClientSession, sandbox: TestServer, attack: str
+) -> None:
+    await say(http, sandbox, author_id=28, to="chat2001", text=attack)
+    [message] = [m for m in (await state(http, sandbox))["messages"] if m["text"] == attack]
+    assert "<img" not in message["html"]
+    assert "javascript:" not in message["html"].replace("[url=javascript:", "")
+    assert 'onclick="' not in message["html"]
