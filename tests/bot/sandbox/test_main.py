@@ -13,6 +13,8 @@ from bot.sandbox.__main__ import build_parser
 from tests.bot.test_main import shown_defaults
 from tests.harness import free_port, post_until_answered
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 def test_prints_the_webhook_url_and_serves_the_portal(tmp_path: Path) -> None:
     port = free_port()
@@ -64,3 +66,53 @@ def test_help_shows_every_option_s_default_as_the_code_has_it(
     assert shown_defaults(capsys.readouterr().out) == expected
     assert expected["--port"] == "8090"
     assert expected["--rate"] == "2"  # written as one writes it, not 2.0
+
+
+def test_prints_every_setting_for_the_service_and_the_chat_page(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.sandbox", "--port", str(port)],
+        env={"PYTHONIOENCODING": "utf-8"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline().strip() for _ in range(8)]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    names = [line.split("=", 1)[0] for line in lines[:-1]]
+    assert names == [
+        "B24_WEBHOOK_URL",
+        "B24_SUPERVISOR_IDS",
+        "TELEGRAM_API_URL",
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_ALLOWED_CHAT_IDS",
+        "TELEGRAM_USER_MAP",
+        "TELEGRAM_FEED_CHAT_ID",
+    ]
+    assert lines[-1] == f"# the chat page: http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize(
+    ("target", "command"),
+    [
+        ("sandbox", "-m bot.sandbox --port 8091"),
+        ("run", "-m bot try --sandbox-port 8091"),
+    ],
+)
+def test_make_takes_the_sandbox_port(target: str, command: str) -> None:
+    result = subprocess.run(
+        ["make", "-n", target, "SANDBOX_PORT=8091"],  # noqa: S607 - make from the PATH given
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert command in result.stdout
