@@ -66,11 +66,12 @@ def create_sandbox_app(
     fake Telegram Bot API under /telegram/ (the seeded world unless `telegram` is given), and
     the chat page at /."""
     app = web.Application()
-    telegram_server.mount(app, telegram or seeded_world())
+    world = telegram or seeded_world()
+    telegram_server.mount(app, world)
     app[PORTAL] = portal
     rest = RestServer(portal, METHODS, rate=rate, burst=burst)
     app.router.add_route("*", "/rest/{tail:.+}", rest.handle)
-    page.mount(app, portal, rest.gauge)
+    page.mount(app, portal, rest.gauge, world)
     app.router.add_get("/_sandbox/calls", _calls)
     app.router.add_get("/_sandbox/messages", _messages)
     app.router.add_get("/_sandbox/sessions/{id}", _session)

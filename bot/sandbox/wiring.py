@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from bot.sandbox.portal import Portal
-from bot.sandbox.telegram.seed import FEED, FORUM, SUPERVISORS_GROUP
+from bot.sandbox.telegram.seed import FEED, FORUM, PORTAL_USERS, SUPERVISORS_GROUP
 from bot.sandbox.telegram.server import PREFIX
 from bot.sandbox.telegram.world import TelegramWorld
-
-# The Telegram accounts of the seed's Светлана (27), Пётр (28) and Анна (1).
-_LINKED = "5001:27,5002:28,5003:1"
 
 
 def service_env(base_url: str, portal: Portal, world: TelegramWorld) -> dict[str, str]:
@@ -21,6 +18,6 @@ def service_env(base_url: str, portal: Portal, world: TelegramWorld) -> dict[str
         "TELEGRAM_API_URL": f"{base_url}{PREFIX}",
         "TELEGRAM_BOT_TOKEN": world.token,
         "TELEGRAM_ALLOWED_CHAT_IDS": f"{SUPERVISORS_GROUP},{FORUM}",
-        "TELEGRAM_USER_MAP": _LINKED,
+        "TELEGRAM_USER_MAP": ",".join(f"{tg}:{b24}" for tg, b24 in PORTAL_USERS.items()),
         "TELEGRAM_FEED_CHAT_ID": str(FEED),
     }

@@ -19,6 +19,8 @@ SUPERVISORS_GROUP: Final = -2001
 FORUM: Final = -1_002_002
 CHANNEL: Final = -1_002_003
 FEED: Final = -2004
+# The Telegram accounts of the portal's people (bot/sandbox/seed.py): Telegram user -> user.
+PORTAL_USERS: Final = {5001: 27, 5002: 28, 5003: 1}
 
 
 def seeded_world(*, token: str = TOKEN, privacy: bool = True) -> TelegramWorld:

@@ -17,7 +17,9 @@ from aiohttp import web
 
 from bot.sandbox.portal import Chat, Message, Portal, User
 from bot.sandbox.rest import BucketGauge
+from bot.sandbox.telegram.world import TelegramWorld
 from bot.sandbox.web.bbcode import render
+from bot.sandbox.web.telegram_view import telegram_mark, telegram_snapshot
 
 STATIC: Final = Path(__file__).parent / "static"
 SHOWN_CALLS: Final = 200  # the newest REST calls the page lists
@@ -34,10 +36,11 @@ _CSP: Final = (
 
 
 class PageState:
-    """What the page shows of one sandbox portal, and whether it changed since a look."""
+    """What the page shows of one sandbox portal (and its fake Telegram), and whether it
+    changed since a look."""
 
-    def __init__(self, portal: Portal, gauge: BucketGauge) -> None:
-        self.portal, self.gauge = portal, gauge
+    def __init__(self, portal: Portal, gauge: BucketGauge, world: TelegramWorld) -> None:
+        self.portal, self.gauge, self.world = portal, gauge, world
         self.closing = asyncio.Event()
 
     def mark(self) -> Hashable:
@@ -45,7 +48,8 @@ class PageState:
         message; the bucket drains by itself)."""
         portal = self.portal
         level = round(self.gauge.level())
-        return (len(portal.calls), len(portal.messages), portal.refused, len(portal.bots), level)
+        seen = (len(portal.calls), len(portal.messages), portal.refused, len(portal.bots), level)
+        return (seen, telegram_mark(self.world))
 
     def snapshot(self) -> dict[str, Any]:
         portal = self.portal
@@ -63,6 +67,7 @@ class PageState:
                 "rate": self.gauge.rate,
                 "refused": portal.refused,
             },
+            "telegram": telegram_snapshot(self.world),
         }
 
     def _staff(self) -> list[User]:
@@ -180,9 +185,9 @@ def _call(number: int, call: Any) -> dict[str, Any]:
 PAGE: Final = web.AppKey("page", PageState)
 
 
-def mount(app: web.Application, portal: Portal, gauge: BucketGauge) -> None:
-    """Serve the chat page for `portal` at `/` of the sandbox's application."""
-    app[PAGE] = PageState(portal, gauge)
+def mount(app: web.Application, portal: Portal, gauge: BucketGauge, world: TelegramWorld) -> None:
+    """Serve the chat page for `portal` and `world` at `/` of the sandbox's application."""
+    app[PAGE] = PageState(portal, gauge, world)
     app.router.add_get("/", _index)
     app.router.add_get("/_sandbox/state", _state)
     app.router.add_get("/_sandbox/stream", _stream)

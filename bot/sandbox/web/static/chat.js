@@ -73,6 +73,17 @@ function chatsOf(state, me) {
       list.push({ key: chat.dialog, title: chat.title, kind: "line", about, chat });
     }
   }
+  for (const entry of list) entry.messages = messagesIn(state, entry.chat);
+  // The same person's Telegram account, in the groups it shares with the bot.
+  const tg = state.telegram;
+  const account = tg.accounts[String(me)];
+  for (const chat of tg.chats) {
+    if (account === undefined || !chat.members.includes(account)) continue;
+    list.push({
+      key: `tg${chat.id}`, title: `${chat.title} · Telegram`, kind: "telegram", about: `Telegram ${chat.type} with @${tg.bot.username}`,
+      telegram: chat, account, messages: tg.messages.filter((m) => m.chat_id === chat.id),
+    });
+  }
   return list;
 }
 
@@ -94,7 +105,7 @@ function drawPeople(state) {
 
 function drawChats(entries) {
   const lastText = (entry) => {
-    const last = messagesIn(view.state, entry.chat).at(-1);
+    const last = entry.messages.at(-1);
     return last ? last.text : entry.about;
   };
   reconcile(
@@ -151,9 +162,40 @@ function drawDialog(entry) {
   document.getElementById("chat-about").textContent = entry
     ? entry.about
     : "the bot is not registered yet: is the service running?";
-  reconcile(feed, messagesIn(view.state, entry && entry.chat), messageKey, messageSignature, drawMessage);
+  if (entry && entry.kind === "telegram") {
+    reconcile(feed, entry.messages, telegramKey, (m) => [m, m.sender_id === entry.account], (m) => drawTelegramMessage(m, entry));
+  } else {
+    reconcile(feed, entry ? entry.messages : [], messageKey, messageSignature, drawMessage);
+  }
   if (atBottom) feed.scrollTop = feed.scrollHeight;
   for (const id of ["text", "send"]) document.getElementById(id).disabled = !entry;
+}
+
+// A message in the fake Telegram: plain text (Telegram parsed the markup away), inline buttons.
+const telegramKey = (m) => `tg:${m.chat_id}:${m.message_id}`;
+
+function drawTelegramMessage(message, entry) {
+  const tg = view.state.telegram;
+  const classes = ["message", "telegram"];
+  if (message.sender_id === entry.account) classes.push("mine");
+  if (message.sender_id === tg.bot.id) classes.push("bot");
+  const node = el("div", { class: classes.join(" "), "data-id": telegramKey(message) },
+    el("div", { class: "author" }, message.author), el("div", { class: "body plain" }, message.text));
+  for (const row of message.buttons) {
+    const keys = el("div", { class: "keyboard" });
+    for (const button of row) {
+      keys.append(el("button", {
+        type: "button",
+        "data-data": button.data,
+        onclick: () => post("/_sandbox/telegram/press", {
+          user_id: entry.account, chat_id: message.chat_id, message_id: message.message_id, data: button.data,
+        }),
+      }, button.text));
+    }
+    node.append(keys);
+  }
+  if (message.edited) node.append(el("div", { class: "flag muted" }, "edited"));
+  return node;
 }
 
 // An open-line chat's other side: only what the connector forwarded, and what the customer wrote.
@@ -248,8 +290,14 @@ function choose(key) {
 async function send(text) {
   const state = view.state;
   if (!state || !text.trim()) return;
-  const to = view.chat === "bot" ? state.bot.id : view.chat;
-  await post("/_sandbox/events/message", { author_id: view.me, to, text });
+  const entry = chatsOf(state, view.me).find((e) => e.key === view.chat);
+  if (!entry) return;
+  if (entry.kind === "telegram") {
+    await post("/_sandbox/telegram/type", { user_id: entry.account, chat_id: entry.telegram.id, text });
+  } else {
+    const to = entry.key === "bot" ? state.bot.id : entry.key;
+    await post("/_sandbox/events/message", { author_id: view.me, to, text });
+  }
 }
 
 function connect() {

@@ -166,3 +166,20 @@ def test_an_attack_typed_into_a_chat_is_shown_as_text_and_runs_nothing(
     )
     assert live == []
     assert page.find_elements(By.CSS_SELECTOR, "#feed img") == []
+
+
+def test_in_the_telegram_group_a_rate_and_a_pressed_star_are_saved_and_fed(
+    page: webdriver.Chrome,
+) -> None:
+    be(page, 27)  # Светлана's Telegram account is linked to her portal account
+    open_chat(page, "tg-2001")
+    type_in(page, "/rate 495 3 Норм")
+    shown(page, "#feed .message.telegram.bot", "Сохранено")
+    vote_of(page, 495, "★★★☆☆")
+    type_in(page, "/rate 494")
+    prompt = shown(page, "#feed .message.telegram.bot", "494")
+    prompt.find_element(By.CSS_SELECTOR, ".keyboard button:nth-child(2)").click()
+    vote_of(page, 494, "★★☆☆☆")
+    open_chat(page, "tg-2004")  # the feed: every saved vote, once
+    shown(page, "#feed .message.telegram.bot", "сессия 495")
+    shown(page, "#feed .message.telegram.bot", "сессия 494")

@@ -151,3 +151,17 @@ async def test_a_users_attack_reaches_the_page_as_text(
     assert "<img" not in message["html"]
     assert "javascript:" not in message["html"].replace("[url=javascript:", "")
     assert 'onclick="' not in message["html"]
+
+
+async def test_the_telegram_side_lists_the_groups_with_the_bot_and_each_persons_account(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    telegram = (await state(http, sandbox))["telegram"]
+    assert telegram["accounts"] == {"27": 5001, "28": 5002, "1": 5003}
+    titles = {c["id"]: c["title"] for c in telegram["chats"]}
+    assert titles == {-2001: "Руководители", -1002002: "Контакт-центр", -2004: "Лента оценок"}
+    typed = {"user_id": 5002, "chat_id": -2001, "text": "<b>не жирный</b> /rate 494"}
+    async with http.post(sandbox.make_url("/_sandbox/telegram/type"), json=typed) as answer:
+        assert answer.status == 200
+    [message] = (await state(http, sandbox))["telegram"]["messages"]
+    assert (message["author"], message["text"]) == ("Пётр Смирнов", typed["text"])
