@@ -89,15 +89,17 @@ def start_sandbox(port: int) -> RunningSandbox:
 
 def sandboxed_settings(environ: Mapping[str, str], sandbox: RunningSandbox) -> Settings:
     """The service's settings: the person's own (port, log level, ...) with the sandbox's
-    wiring over them, a database in a temporary folder, and loopback unless told otherwise."""
+    wiring over them, a database in a temporary folder, and the loopback address (the
+    sandbox listens only there too)."""
     folder = Path(tempfile.mkdtemp(prefix="rating-bot-sandbox-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     wiring = sandbox.env | {
+        "BOT_HOST": LOOPBACK,
         "B24_EVENT_MODE": "fetch",
         "TELEGRAM_MODE": "polling",
         "BOT_DATABASE_URL": f"sqlite:///{folder / 'bot.sqlite3'}",
     }
-    return Settings.from_sources({"BOT_HOST": LOOPBACK} | dict(environ) | wiring)
+    return Settings.from_sources(dict(environ) | wiring)
 
 
 def banner(sandbox: RunningSandbox, settings: Settings) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from bot.sandbox.portal import Chat, Message, Portal, User
+from bot.sandbox.portal import Call, Chat, Message, Portal, User
 from bot.sandbox.rest import BucketGauge
 from bot.sandbox.telegram.world import TelegramWorld
 from bot.sandbox.web.bbcode import render
@@ -24,9 +24,8 @@ from bot.sandbox.web.telegram_view import telegram_mark, telegram_snapshot
 STATIC: Final = Path(__file__).parent / "static"
 SHOWN_CALLS: Final = 200  # the newest REST calls the page lists
 _TICK: Final = 0.25  # seconds between looks for a change to push
-_HEARTBEAT: Final = (
-    10.0  # seconds between comments that keep a quiet stream (and notice a gone reader)
-)
+# Seconds between comments that keep a quiet stream open (and notice a reader who left).
+_HEARTBEAT: Final = 10.0
 # The page's own files only; [color]/[size] spans need inline style attributes.
 _CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -170,7 +169,7 @@ def _buttons(keyboard: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _call(number: int, call: Any) -> dict[str, Any]:
+def _call(number: int, call: Call) -> dict[str, Any]:
     return {
         "n": number + 1,
         "method": call.method,
