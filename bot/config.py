@@ -67,6 +67,13 @@ PUBLIC_URL_HINT: Final = (
     "set BOT_PUBLIC_URL to the https URL by which Bitrix24 reaches this service, "
     "or use B24_EVENT_MODE=fetch, which needs none"
 )
+# deploy/.env.example marks what an administrator must fill in as `<...>`: a copy used as it is
+# stops the start with this message instead of registering a handler nobody can reach.
+PLACEHOLDER_HINT: Final = (
+    "still holds a <placeholder> from deploy/.env.example: put in the real value "
+    "(deploy/README.md says where to find it)"
+)
+_PLACEHOLDER = re.compile(r"<[^<>]*>")
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9]+)/?$")
 _BOT_CODE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 # A Chatbots 2.0 botToken. The docs give only "at most 40 characters" (protocol notes §00
@@ -111,11 +118,17 @@ def _parse_int(item: str, what: str) -> int:
     return int(item)
 
 
+def refuse_placeholder(raw: str) -> None:
+    if _PLACEHOLDER.search(raw):
+        raise ValueError(PLACEHOLDER_HINT)
+
+
 def normalise_webhook_url(raw: str) -> str:
     """Check an incoming-webhook URL and return it with exactly one trailing slash.
 
     Messages never contain the URL itself: its path holds the webhook code.
     """
+    refuse_placeholder(raw)
     parts = urlsplit(raw.strip())
     if parts.scheme not in {"https", "http"} or not parts.hostname:
         raise ValueError("must be an https:// URL such as https://portal.bitrix24.ru/rest/1/code/")
@@ -265,6 +278,7 @@ class Settings(BaseSettings):
     def _check_base_url(cls, raw: str | None) -> str | None:
         if raw is None:
             return None
+        refuse_placeholder(raw)
         parts = urlsplit(raw.strip())
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
@@ -308,6 +322,7 @@ class Settings(BaseSettings):
     def _parse_supervisors(cls, raw: object) -> object:
         if not isinstance(raw, str):
             return raw
+        refuse_placeholder(raw)
         items = _split_list(raw)
         assert isinstance(items, list)  # noqa: S101 - _split_list turns str into list
         if items == ["*"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -287,12 +288,34 @@ def test_user_allow_list(allow_list: UserAllowList, user_id: int, allowed: bool)
     assert allow_list.allows(user_id) is allowed
 
 
-def test_the_shipped_env_example_is_valid() -> None:
-    example = Path(__file__).parents[2] / "deploy" / ".env.example"
-    settings = load({}, env_file=example)
-    assert settings.public_url == "https://rating-bot.example.com"
-    assert settings.b24_bot_name == "Оценка диалогов"
-    assert settings.b24_webhook_url is None
+ENV_EXAMPLE = Path(__file__).parents[2] / "deploy" / ".env.example"
+
+
+def test_the_shipped_env_example_copied_unedited_stops_the_start() -> None:
+    # It used to carry BOT_PUBLIC_URL=https://rating-bot.example.com: a copy registered that
+    # as the bot's handler and every event was lost. Now its placeholders are refused.
+    with pytest.raises(ValidationError) as caught:
+        load({}, env_file=ENV_EXAMPLE)
+    screen = describe_settings_error(caught.value)
+    assert "B24_WEBHOOK_URL\n" in screen  # named, its value (a secret) not shown
+    assert "B24_SUPERVISOR_IDS = '<user ids" in screen
+    assert screen.count("still holds a <placeholder> from deploy/.env.example") == 2
+
+
+def test_the_shipped_env_example_filled_in_is_fetch_mode_and_the_defaults() -> None:
+    filled = {"B24_WEBHOOK_URL": WEBHOOK, "B24_SUPERVISOR_IDS": "27,1269"}
+    settings = load(filled, env_file=ENV_EXAMPLE)
+    assert settings.b24_event_mode == "fetch"
+    assert not settings.public_url_is_local()
+    assert settings.b24_supervisor_ids.ids == {27, 1269}
+    # Every other line is a comment showing a default: the file adds nothing else.
+    assert settings == load(filled)
+
+
+def test_the_shipped_env_example_names_every_setting() -> None:
+    names = re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert sorted(set(names)) == sorted(name.upper() for name in Settings.model_fields)
+    assert len(names) == len(set(names))
 
 
 TOKEN = "tok_Rating-bot.2026_0123456789"
@@ -405,3 +428,22 @@ def test_telegram_without_bitrix24_is_refused_before_the_start() -> None:
     screen = invalid({"TELEGRAM_BOT_TOKEN": "123456:ABC-secret-token"})
     assert "TELEGRAM_BOT_TOKEN needs B24_WEBHOOK_URL" in screen
     assert "ABC-secret-token" not in screen
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # As deploy/.env.example ships them, and as an administrator half-edits them.
+        ("B24_WEBHOOK_URL", "https://<portal>.bitrix24.ru/rest/<user id>/<webhook code>/"),
+        ("B24_WEBHOOK_URL", "https://corp.bitrix24.ru/rest/1/<webhook code>/"),
+        ("B24_SUPERVISOR_IDS", "<user ids, e.g. 27,1269>"),
+        ("B24_SUPERVISOR_IDS", "27,<another id>"),
+        # Accepted as a URL with a host before: a handler nobody could reach, events lost.
+        ("BOT_PUBLIC_URL", "https://<bot domain>"),
+        ("TELEGRAM_API_URL", "https://<local bot api server>"),
+    ],
+)
+def test_a_placeholder_left_in_a_setting_stops_the_start(name: str, value: str) -> None:
+    screen = invalid({"B24_WEBHOOK_URL": WEBHOOK, name: value})
+    assert name in screen
+    assert "still holds a <placeholder> from deploy/.env.example" in screen
