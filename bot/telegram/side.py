@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -69,6 +71,7 @@ class TelegramTuning:
     )
     queue_size: int = 10_000  # the same bounds as Bitrix24's events (bot/app.py Tuning)
     user_share: int = 50
+    conflict_hold: float = 90.0  # seconds without a 409 before a conflict counts as over
 
 
 class TelegramSide:
@@ -78,7 +81,7 @@ class TelegramSide:
         assert settings.telegram_bot_token is not None  # noqa: S101 - checked by install
         self.settings, self.tuning = settings, tuning
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-        session.middleware(_ConflictWatch(self))
+        session.middleware(_PollingWatch(self))
         self.bot = Bot(settings.telegram_bot_token.get_secret_value(), session=session)
         self.dispatcher = Dispatcher()
         self.replies = TelegramReplies(self.bot)
@@ -166,12 +169,20 @@ async def _until_done(side: TelegramSide, call: Callable[[], Awaitable[T]]) -> T
             delay = min(delay * side.tuning.backoff.factor, side.tuning.backoff.max_delay)
 
 
-class _ConflictWatch(BaseRequestMiddleware):
-    """A 409 on getUpdates: another process polls with the same token (or a webhook is set).
-    aiogram retries with backoff; this says so once, and /readyz shows it until it clears."""
+class _PollingWatch(BaseRequestMiddleware):
+    """How getUpdates fares, for /readyz and one log line per change (aiogram retries it with
+    backoff and would log each failure twice: `_QuietRetries` drops those lines).
+
+    A 409 says another process polls with the same token, or a webhook is set (another
+    instance in webhook mode): reported once when it begins. Two pollers take turns, so
+    getUpdates succeeds between the 409s: the conflict ends only once none came for
+    `conflict_hold` seconds. An unreachable or failing Bot API is `failing` until a
+    getUpdates succeeds.
+    """
 
     def __init__(self, side: TelegramSide) -> None:
         self._side = side
+        self._last_conflict = -math.inf
 
     async def __call__(
         self,
@@ -179,16 +190,41 @@ class _ConflictWatch(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        polling = isinstance(method, GetUpdates)
+        polling = isinstance(method, GetUpdates)  # not narrowing `method`: mypy
+        if not polling:
+            return await make_request(bot, method)
         try:
             response = await make_request(bot, method)
-        except TelegramConflictError:
-            if polling:
-                self._side.mark("conflict", "another poller uses this bot token")
+        except TelegramConflictError as error:
+            self._last_conflict = time.monotonic()
+            self._side.mark("conflict", _conflict_detail(error.message))
             raise
-        if polling:
+        except Exception as error:
+            # Unreachable, 5xx, or a proxy's HTML page instead of JSON (ClientDecodeError).
+            self._side.mark("failing", type(error).__name__)
+            raise
+        held = time.monotonic() - self._last_conflict < self._side.tuning.conflict_hold
+        if not (self._side.state == "conflict" and held):
             self._side.mark("polling")
         return response
+
+
+def _conflict_detail(message: str) -> str:
+    if "webhook" in message.lower():
+        return "a webhook is set for this bot token (another instance in webhook mode?)"
+    return "another poller uses this bot token"
+
+
+class _QuietRetries(logging.Filter):
+    """aiogram logs every failed getUpdates and its backoff sleep (an error and a warning a
+    try, for as long as the Bot API is down or a second poller runs); `_PollingWatch` says it
+    once, as a state change."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_RETRY_LINES)
+
+
+_RETRY_LINES: Final = ("Failed to fetch updates", "Sleep for", "Connection established")
 
 
 class _WebhookHandler(SimpleRequestHandler):
@@ -237,6 +273,7 @@ def install_telegram(
     if settings.telegram_bot_token is None:
         return
     side = TelegramSide(settings, tuning or TelegramTuning())
+    _quiet_aiogram_retries()
     side.link_of = link_of
     app[TELEGRAM] = side
     if settings.telegram_mode == "webhook":
@@ -253,6 +290,12 @@ def install_telegram(
     # The session closes after every cleanup context (on_cleanup runs them first): the
     # workers' last replies, sent while the Bitrix24 side stops them, still go out.
     app.on_cleanup.append(_close_session)
+
+
+def _quiet_aiogram_retries() -> None:
+    dispatcher_log = logging.getLogger("aiogram.dispatcher")
+    if not any(isinstance(f, _QuietRetries) for f in dispatcher_log.filters):
+        dispatcher_log.addFilter(_QuietRetries())
 
 
 async def _close_session(app: web.Application) -> None:

@@ -38,7 +38,9 @@ LINKED = 5001  # Светлана: linked to Bitrix24 user 27, a supervisor
 STRANGER = 5009
 SECRET = "w3bh00k-s3cret"
 FAST = TelegramTuning(
-    polling_timeout=1, backoff=BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0)
+    polling_timeout=1,
+    backoff=BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0),
+    conflict_hold=0.5,
 )
 
 

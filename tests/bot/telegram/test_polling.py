@@ -262,7 +262,7 @@ async def test_a_second_poller_is_reported_and_polling_goes_on_after_it(
     assert status["detail"] == "another poller uses this bot token"
     telegram_world.type(LINKED, GROUP, "/rate 494 5")
     await eventually(lambda: service.core.seen, within=10)
-    assert side.status()["state"] == "polling"
+    await eventually(lambda: side.status()["state"] == "polling", within=10)
     assert telegram_world.faults == []
 
 
