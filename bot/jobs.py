@@ -248,9 +248,13 @@ class JobRunner:
     async def _postpone(self, job: Job, error: BitrixError | TelegramApiError) -> None:
         wait = self._rules.wait(job.attempts)
         if isinstance(error, TelegramApiError) and error.retry_after is not None:
-            # Telegram's 429 says how long to wait: at least that, and never beyond the
+            # Telegram's 429 says how long to wait: that (spread a little, so the replies held
+            # together do not all ask at once), not the growing wait of an outage, which would
+            # keep a reply back for minutes after a long storm cleared; and never beyond the
             # longest wait, whatever a misbehaving server asks.
-            wait = min(max(wait, error.retry_after), self._rules.longest_wait)
+            spread = random.uniform(1.0, 1.1)  # noqa: S311 - jitter, not secrecy
+            asked = max(error.retry_after, self._rules.first_wait)
+            wait = min(asked * spread, self._rules.longest_wait)
         self._metrics.jobs_postponed.inc()
         await self._storage.postpone(job.key, until=time.time() + wait, error=error.code)
         log.warning(

@@ -164,7 +164,9 @@ RETURNING owner
 
 # The oldest due job that no earlier unfinished job of its session holds back: a queued job
 # whose time has come, or a claim whose lease has passed (its owner died, or stopped working
-# on it without putting it back). The partial indexes serve both lookups.
+# on it without putting it back). The partial indexes serve both lookups. An earlier job whose
+# reply is decided has had its effect (the vote is cast): only its answer is left to deliver,
+# and a chat that cannot take it now (Telegram's 429, a Bot API outage) holds back no vote.
 CLAIM: Final = """
 UPDATE jobs SET state = 'claimed', owner = :owner, due_at = :lease_until,
     attempts = attempts + 1, updated_at = :now
@@ -174,7 +176,7 @@ WHERE seq = (
         AND NOT EXISTS (
             SELECT 1 FROM jobs AS earlier
             WHERE earlier.session_id = job.session_id AND earlier.state != 'done'
-                AND earlier.seq < job.seq
+                AND earlier.reply IS NULL AND earlier.seq < job.seq
         )
     ORDER BY job.due_at, job.seq LIMIT 1
 )

@@ -13,6 +13,7 @@ removed from the chat, or the user blocked it) is logged and not retried.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
@@ -59,13 +60,46 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
 
 
+class RateHold:
+    """The chats Telegram told to wait (429 `retry_after`), and until when. A reply to such a
+    chat is postponed by the queue without a request: in a 429 storm each waiting reply would
+    otherwise ask again, every `retry_after`, and be refused again. [UNCONFIRMED] whether a
+    429 holds one chat or the whole bot; the hold is per chat, where group limits apply."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[int, float] = {}
+
+    def check(self, chat_id: int) -> None:
+        left = self._until.get(chat_id, 0.0) - self._clock()
+        if left > 0:
+            raise TelegramApiError(
+                "sendMessage", "too_many_requests", retryable=True, retry_after=left
+            )
+
+    def hold(self, chat_id: int, seconds: float) -> None:
+        now = self._clock()
+        self._until = {chat: until for chat, until in self._until.items() if until > now}
+        self._until[chat_id] = max(self._until.get(chat_id, 0.0), now + seconds)
+
+
 class TelegramReplies:
     """Sends a Reply to the chat its command came from, as a reply to the command."""
 
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
+        self.held = RateHold()
 
     async def send(self, route: TelegramRoute, reply: Reply, received_at: float) -> None:  # noqa: ARG002 - Telegram has no answer window
+        self.held.check(route.chat_id)
+        try:
+            await self._send(route, reply)
+        except TelegramApiError as error:
+            if error.retry_after is not None:
+                self.held.hold(route.chat_id, error.retry_after)
+            raise
+
+    async def _send(self, route: TelegramRoute, reply: Reply) -> None:
         text = plain(reply.text)
         if route.callback_query_id is not None:
             await self._settle_click(route, reply, text)

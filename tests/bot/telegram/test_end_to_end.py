@@ -8,19 +8,26 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.app import Tuning
 from bot.sandbox.telegram.seed import FEED, SUPERVISORS_GROUP, TOKEN
 from bot.sandbox.telegram.world import TelegramWorld
 from bot.telegram.side import TELEGRAM
-from tests.harness import Service, ServiceFactory, eventually, telegram_api_url
+from tests.harness import FAST, Service, ServiceFactory, eventually, telegram_api_url
 
 SVETLANA = 5001  # Telegram; the portal's supervisor 27
 STRANGER = 5009
 
 
 async def start_both(
-    start_service: ServiceFactory, sandbox: TestServer, mode: str, **env: str
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    mode: str,
+    *,
+    tuning: Tuning = FAST,
+    **env: str,
 ) -> Service:
     service = await start_service(
+        tuning=tuning,
         **{
             "B24_EVENT_MODE": "fetch",
             "B24_RATE_LIMIT": "50",
@@ -31,7 +38,7 @@ async def start_both(
             "TELEGRAM_ALLOWED_CHAT_IDS": str(SUPERVISORS_GROUP),
             "TELEGRAM_FEED_CHAT_ID": str(FEED),
         }
-        | env
+        | env,
     )
     await eventually_ready(service)
     return service

@@ -4,15 +4,22 @@ on the same token, the Bot API unreachable, 429 storms and a bot removed from it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 
 import pytest
+from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
+from bot.jobs import RetryRules
+from bot.sandbox.telegram.seed import FEED
 from bot.sandbox.telegram.world import TelegramWorld, TgFault
 from bot.telegram.side import TELEGRAM
-from tests.bot.telegram.conftest import GROUP, LINKED, Start
-from tests.harness import eventually
+from tests.bot.telegram.conftest import GROUP, LINKED, Start, from_bot
+from tests.bot.telegram.test_end_to_end import start_both
+from tests.bot.telegram.test_replies import due_of
+from tests.harness import FAST, ServiceFactory, eventually
 
 
 async def test_a_second_poller_is_reported_once_and_no_update_is_handled_twice(
@@ -108,3 +115,51 @@ async def test_a_failing_bot_api_mid_run_is_shown_and_polling_resumes_when_it_re
     assert not [
         r for r in caplog.records if r.name.startswith("aiogram") and r.levelno >= logging.WARNING
     ]
+
+
+async def test_in_a_429_storm_bitrix24_goes_on_and_each_reply_goes_once_when_it_clears(
+    start_service: ServiceFactory, sandbox: TestServer, telegram_world: TelegramWorld
+) -> None:
+    """Telegram answers 429 to every sendMessage for a while: the two workers are not held by
+    Telegram's replies (Bitrix24 commands are answered meanwhile), the held replies do not
+    ask again before Telegram's wait is over, and each goes once when the storm ends."""
+    storm = TgFault("sendMessage", times=10_000, status=429, retry_after=2)
+    telegram_world.faults.append(storm)
+    slow = dataclasses.replace(
+        FAST, jobs=RetryRules(first_wait=0.05, longest_wait=30.0, give_up_after=600.0)
+    )
+    service = await start_both(
+        start_service, sandbox, "polling", tuning=slow, TELEGRAM_USER_MAP=f"{LINKED}:27"
+    )
+    for session in (494, 495, 496):
+        telegram_world.type(LINKED, GROUP, f"/rate {session} 5 В шторм")
+    await eventually(lambda: service.votes() == 3, within=10)  # feed lines queued too
+    for session in (494, 495, 496):  # Bitrix24 meanwhile: answered at once
+        answer = await service.reply_to(27, service.bot_id, f"/rate {session} 4 Из Битрикса")
+        assert answer.text.startswith("✅")
+    await asyncio.sleep(5.0)  # the storm goes on: two or three of Telegram's waits
+    asked = 10_000 - storm.times
+    # One try per chat (the group, the feed) per wait, and the first tries: not one per reply.
+    assert asked <= 2 * (5 // 2 + 2)
+    telegram_world.faults.clear()
+    await eventually(lambda: len(telegram_world.messages_from_bot(GROUP)) == 3, within=15)
+    await eventually(lambda: len(telegram_world.messages_from_bot(FEED)) == 6, within=15)
+    await asyncio.sleep(1.0)  # a doubled reply would show by now
+    assert len(telegram_world.messages_from_bot(GROUP)) == 3
+    assert len(telegram_world.messages_from_bot(FEED)) == 6
+
+
+async def test_a_429_after_an_outage_waits_telegrams_time_not_the_outages_growing_wait(
+    start: Start, telegram_world: TelegramWorld
+) -> None:
+    """Six failed tries grew the queue's wait to 3.2 s here (minutes in production, after a
+    long storm); Telegram then says one second, and one second it is."""
+    telegram_world.faults += [
+        TgFault("sendMessage", times=6, status=502),
+        TgFault("sendMessage", status=429, retry_after=1),
+    ]
+    service = await start()
+    telegram_world.type(LINKED, GROUP, "/rate 494 5")
+    due = await eventually(lambda: due_of(service, "too_many_requests"), within=15)
+    assert due - time.time() <= 1.1
+    await eventually(lambda: from_bot(telegram_world, GROUP), within=10)
