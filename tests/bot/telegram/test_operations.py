@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from bot.jobs import RetryRules
 from bot.sandbox.telegram.seed import FEED
-from bot.sandbox.telegram.world import TelegramWorld, TgFault
+from bot.sandbox.telegram.world import TelegramWorld, TgCall, TgFault
 from bot.telegram.side import TELEGRAM
 from tests.bot.telegram.conftest import GROUP, LINKED, Start, from_bot
 from tests.bot.telegram.test_end_to_end import start_both
@@ -163,3 +163,33 @@ async def test_a_429_after_an_outage_waits_telegrams_time_not_the_outages_growin
     due = await eventually(lambda: due_of(service, "too_many_requests"), within=15)
     assert due - time.time() <= 1.1
     await eventually(lambda: from_bot(telegram_world, GROUP), within=10)
+
+
+async def test_a_bot_removed_from_the_feed_and_the_group_still_saves_and_answers_elsewhere(
+    start_service: ServiceFactory, sandbox: TestServer, telegram_world: TelegramWorld
+) -> None:
+    service = await start_both(start_service, sandbox, "polling", TELEGRAM_USER_MAP=f"{LINKED}:27")
+    telegram_world.remove_bot(FEED)
+    with capture_logs() as logs:
+        telegram_world.type(LINKED, GROUP, "/rate 494 5 Без ленты")
+        await eventually(lambda: telegram_world.messages_from_bot(GROUP), within=10)
+        # Typed, then the bot is removed from the group before its answer could go.
+        telegram_world.faults.append(TgFault("sendMessage", times=-1, status=502))
+        telegram_world.type(LINKED, GROUP, "/rate 495 2 Без группы")
+        await eventually(lambda: service.votes() == 2, within=10)
+        telegram_world.remove_bot(GROUP)
+        telegram_world.faults.clear()
+        answer = await service.reply_to(27, service.bot_id, "/rate 496 3 Из Битрикса")
+        assert answer.text.startswith("✅")
+        await eventually(lambda: len(forbidden(telegram_world)) == 4, within=15)
+        await asyncio.sleep(2.0)  # a retry would show by now
+    assert [s.vote_head for s in map(service.portal.sessions.get, (494, 495, 496))] == [5, 2, 3]
+    assert len(forbidden(telegram_world)) == 4  # three feed lines and one answer, once each
+    assert telegram_world.messages_from_bot(FEED) == []
+    ended = [e for e in logs if e["event"] == "command.handled" and not e["delivered"]]
+    assert len(ended) == 4
+    assert len([e for e in logs if e["event"] == "telegram.forbidden"]) == 4
+
+
+def forbidden(world: TelegramWorld) -> list[TgCall]:
+    return [c for c in world.calls if c.method == "sendmessage" and c.status == 403]
