@@ -46,7 +46,7 @@ from bot.state import (
     Stopping,
 )
 from bot.storage import Storage, open_storage
-from bot.telegram.side import TELEGRAM, install_telegram
+from bot.telegram.side import TELEGRAM, TelegramTuning, install_telegram
 from bot.upkeep import keep_pruning, keep_registered
 
 # What closing the portal session and the database takes at most, kept out of the workers'
@@ -130,7 +130,9 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Appli
         if settings.b24_event_mode == "webhook":
             app.router.add_post("/b24/events/{secret}", receive_event)
         app.cleanup_ctx.append(_bitrix_side(tuning or Tuning()))
-        install_telegram(app)  # nothing without TELEGRAM_BOT_TOKEN; it reads the core on start
+        # Nothing without TELEGRAM_BOT_TOKEN; it reads the core on start.
+        longest = (tuning or Tuning()).jobs.longest_wait
+        install_telegram(app, TelegramTuning(longest_hold=longest))
     app.on_cleanup.append(_log_stopped)  # after every cleanup context has closed
     return app
 

@@ -66,7 +66,8 @@ class RateHold:
     otherwise ask again, every `retry_after`, and be refused again. [UNCONFIRMED] whether a
     429 holds one chat or the whole bot; the hold is per chat, where group limits apply."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, longest: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._longest = longest  # the queue's longest wait: whatever a server asks, no more
         self._clock = clock
         self._until: dict[int, float] = {}
 
@@ -80,15 +81,16 @@ class RateHold:
     def hold(self, chat_id: int, seconds: float) -> None:
         now = self._clock()
         self._until = {chat: until for chat, until in self._until.items() if until > now}
-        self._until[chat_id] = max(self._until.get(chat_id, 0.0), now + seconds)
+        until = now + min(seconds, self._longest)
+        self._until[chat_id] = max(self._until.get(chat_id, 0.0), until)
 
 
 class TelegramReplies:
     """Sends a Reply to the chat its command came from, as a reply to the command."""
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, longest_hold: float = 300.0) -> None:
         self._bot = bot
-        self.held = RateHold()
+        self.held = RateHold(longest_hold)
 
     async def send(self, route: TelegramRoute, reply: Reply, received_at: float) -> None:  # noqa: ARG002 - Telegram has no answer window
         self.held.check(route.chat_id)

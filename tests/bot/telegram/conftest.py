@@ -41,6 +41,7 @@ FAST = TelegramTuning(
     polling_timeout=1,
     backoff=BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0),
     conflict_hold=0.5,
+    longest_hold=5.0,  # the queue's longest wait below
 )
 
 

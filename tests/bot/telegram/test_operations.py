@@ -183,7 +183,7 @@ async def test_a_bot_removed_from_the_feed_and_the_group_still_saves_and_answers
         assert answer.text.startswith("✅")
         await eventually(lambda: len(forbidden(telegram_world)) == 4, within=15)
         await asyncio.sleep(2.0)  # a retry would show by now
-    assert [s.vote_head for s in map(service.portal.sessions.get, (494, 495, 496))] == [5, 2, 3]
+    assert [service.portal.sessions[s].vote_head for s in (494, 495, 496)] == [5, 2, 3]
     assert len(forbidden(telegram_world)) == 4  # three feed lines and one answer, once each
     assert telegram_world.messages_from_bot(FEED) == []
     ended = [e for e in logs if e["event"] == "command.handled" and not e["delivered"]]
@@ -193,3 +193,15 @@ async def test_a_bot_removed_from_the_feed_and_the_group_still_saves_and_answers
 
 def forbidden(world: TelegramWorld) -> list[TgCall]:
     return [c for c in world.calls if c.method == "sendmessage" and c.status == 403]
+
+
+async def test_a_429_asking_for_a_day_holds_the_chat_no_longer_than_the_queues_longest_wait(
+    start: Start, telegram_world: TelegramWorld
+) -> None:
+    telegram_world.faults.append(TgFault("sendMessage", status=429, retry_after=86_400))
+    await start()
+    telegram_world.type(LINKED, GROUP, "/rate 494 5")
+    await eventually(lambda: not telegram_world.faults, within=10)
+    # The queue's longest wait here is 5 s: the reply goes then, not tomorrow.
+    (sent,) = await eventually(lambda: from_bot(telegram_world, GROUP), within=15)
+    assert sent.text == "✅ Saved. 494: 5"
