@@ -88,9 +88,13 @@ class RateHold:
 class TelegramReplies:
     """Sends a Reply to the chat its command came from, as a reply to the command."""
 
-    def __init__(self, bot: Bot, longest_hold: float = 300.0) -> None:
+    def __init__(self, bot: Bot, longest_hold: float = 300.0, timeout: int = 10) -> None:
         self._bot = bot
         self.held = RateHold(longest_hold)
+        # A Bot API that does not answer (packets dropped, a proxy hanging) would hold a worker
+        # for aiogram's 60 s a reply, every worker in the end, Bitrix24's commands waiting
+        # behind them: a reply gives up after `timeout` seconds and is tried again later.
+        self._timeout = timeout
 
     async def send(self, route: TelegramRoute, reply: Reply, received_at: float) -> None:  # noqa: ARG002 - Telegram has no answer window
         self.held.check(route.chat_id)
@@ -123,7 +127,10 @@ class TelegramReplies:
             edited = await _call(
                 "editMessageText",
                 lambda: self._bot.edit_message_text(
-                    text=text, chat_id=route.chat_id, message_id=route.keyboard_message_id
+                    text=text,
+                    chat_id=route.chat_id,
+                    message_id=route.keyboard_message_id,
+                    request_timeout=self._timeout,
                 ),
                 bad_request_ok=True,
             )
@@ -136,7 +143,9 @@ class TelegramReplies:
         # message still goes; nothing is lost by not stopping a spinner that has stopped.
         await _call(
             "answerCallbackQuery",
-            lambda: self._bot.answer_callback_query(query_id, text=text, show_alert=bool(text)),
+            lambda: self._bot.answer_callback_query(
+                query_id, text=text, show_alert=bool(text), request_timeout=self._timeout
+            ),
             bad_request_ok=True,
         )
 
@@ -158,6 +167,7 @@ class TelegramReplies:
                 reply_parameters=answer_to,
                 reply_markup=markup,
                 parse_mode=None,  # plain text: nothing a user wrote is markup
+                request_timeout=self._timeout,
             ),
         )
 

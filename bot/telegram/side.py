@@ -73,6 +73,7 @@ class TelegramTuning:
     user_share: int = 50
     conflict_hold: float = 90.0  # seconds without a 409 before a conflict counts as over
     longest_hold: float = 300.0  # a chat told to wait (429) waits at most the queue's longest
+    send_timeout: int = 10  # seconds a reply's Bot API call may take (bot/telegram/replies.py)
 
 
 class TelegramSide:
@@ -85,7 +86,7 @@ class TelegramSide:
         session.middleware(_PollingWatch(self))
         self.bot = Bot(settings.telegram_bot_token.get_secret_value(), session=session)
         self.dispatcher = Dispatcher()
-        self.replies = TelegramReplies(self.bot, tuning.longest_hold)
+        self.replies = TelegramReplies(self.bot, tuning.longest_hold, tuning.send_timeout)
         self.link_of: LinkOf | None = None  # None: the stored links (bot/links.py)
         self.username: str | None = None  # the bot's username, for `t.me/<bot>?start=` links
         self.state = "starting"  # starting, polling, webhook, conflict, failing

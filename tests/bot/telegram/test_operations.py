@@ -21,6 +21,11 @@ from tests.bot.telegram.test_end_to_end import start_both
 from tests.bot.telegram.test_replies import due_of
 from tests.harness import FAST, ServiceFactory, eventually
 
+# The service's quick test tuning, with replies kept trying for longer than a storm lasts.
+PATIENT = dataclasses.replace(
+    FAST, jobs=RetryRules(first_wait=0.05, longest_wait=30.0, give_up_after=600.0)
+)
+
 
 async def test_a_second_poller_is_reported_once_and_no_update_is_handled_twice(
     start: Start, telegram_world: TelegramWorld, caplog: pytest.LogCaptureFixture
@@ -125,11 +130,8 @@ async def test_in_a_429_storm_bitrix24_goes_on_and_each_reply_goes_once_when_it_
     ask again before Telegram's wait is over, and each goes once when the storm ends."""
     storm = TgFault("sendMessage", times=10_000, status=429, retry_after=2)
     telegram_world.faults.append(storm)
-    slow = dataclasses.replace(
-        FAST, jobs=RetryRules(first_wait=0.05, longest_wait=30.0, give_up_after=600.0)
-    )
     service = await start_both(
-        start_service, sandbox, "polling", tuning=slow, TELEGRAM_USER_MAP=f"{LINKED}:27"
+        start_service, sandbox, "polling", tuning=PATIENT, TELEGRAM_USER_MAP=f"{LINKED}:27"
     )
     for session in (494, 495, 496):
         telegram_world.type(LINKED, GROUP, f"/rate {session} 5 В шторм")
@@ -205,3 +207,20 @@ async def test_a_429_asking_for_a_day_holds_the_chat_no_longer_than_the_queues_l
     # The queue's longest wait here is 5 s: the reply goes then, not tomorrow.
     (sent,) = await eventually(lambda: from_bot(telegram_world, GROUP), within=15)
     assert sent.text == "✅ Saved. 494: 5"
+
+
+async def test_a_bot_api_that_never_answers_holds_no_worker_from_bitrix24_for_long(
+    start_service: ServiceFactory, sandbox: TestServer, telegram_world: TelegramWorld
+) -> None:
+    """Telegram's replies hang (packets dropped): the two workers are each on one for at
+    most the reply's timeout (10 s), not aiogram's 60 s, and Bitrix24's command goes next."""
+    service = await start_both(
+        start_service, sandbox, "polling", tuning=PATIENT, TELEGRAM_USER_MAP=f"{LINKED}:27"
+    )
+    telegram_world.faults.append(TgFault("sendMessage", times=-1, hang=True))
+    telegram_world.type(LINKED, GROUP, "/rate 494 5 В пустоту")
+    await eventually(lambda: service.votes() == 1, within=10)  # its answer and feed line hang
+    await service.say(27, service.bot_id, "/rate 495 4 Из Битрикса")
+    await eventually(service.bot_messages, within=30)
+    telegram_world.faults.clear()
+    await eventually(lambda: telegram_world.messages_from_bot(GROUP), within=30)
