@@ -42,12 +42,14 @@ METHODS: Final[Mapping[str, MethodImpl]] = {
     "imbot.v2.command.register": v2.command_register,
     "imbot.v2.command.update": v2.command_update,
     "imbot.v2.command.answer": v2.command_answer,
+    "imbot.v2.command.list": v2.command_list,
     "imbot.v2.chat.message.send": v2.message_send,
     "imbot.v2.chat.message.update": v2.message_update,
     "imbot.v2.event.get": v2.event_get,
     "imbot.v2.revision.get": v2.revision_get,
     "batch": batch.batch,
     "profile": openlines.profile,
+    "scope": openlines.scope,
     "im.user.get": im.user_get,
 }
 

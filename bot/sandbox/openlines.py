@@ -154,6 +154,17 @@ async def dialog_get(ctx: CallContext, params: dict[str, Any]) -> Any:
     }
 
 
+async def scope(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """scope (common/system/scope.md): the scopes granted to the webhook, `basic` left out;
+    with `full` every scope the portal has. An OAuth token's application is not modelled:
+    it gets the scopes the sandbox knows."""
+    known = {"imbot", "imopenlines", "im", "user", "crm"}
+    # PHP truthiness: a form-encoded "false" asks for the full list too (scope.md).
+    if php.truthy(params.get("full")) or ctx.scopes is None:
+        return sorted(known)
+    return sorted(ctx.scopes)
+
+
 async def profile(ctx: CallContext, _params: dict[str, Any]) -> Any:
     """profile: the user behind the credentials."""
     user = ctx.portal.user(ctx.user_id)

@@ -156,6 +156,27 @@ async def get_me(world: TelegramWorld, params: Params) -> Any:
     }
 
 
+async def get_chat(world: TelegramWorld, params: Params) -> Any:
+    """A ChatFullInfo (Bot API, getChat), the fields aiogram requires and the chat's own. A
+    group, supergroup or channel the bot is no longer in answers as a message to it would
+    (`_may_send`) [UNCONFIRMED: getChat's wording]; a private chat answers even when the
+    user blocked the bot [UNCONFIRMED]."""
+    chat = _chat(world, params)
+    if chat.type != "private":
+        _may_send(chat)
+    return chat.as_api() | {
+        "accent_color_id": chat.id % 7,  # one of the 7 built-in colours
+        "max_reaction_count": 11,
+        "accepted_gift_types": {
+            "unlimited_gifts": False,
+            "limited_gifts": False,
+            "unique_gifts": False,
+            "premium_subscription": False,
+            "gifts_from_channels": False,
+        },
+    }
+
+
 # -- updates ---------------------------------------------------------------------------------
 
 
@@ -417,6 +438,7 @@ def methods(polls: Polls) -> Mapping[str, Method]:
     """Lower-case method name -> implementation (Telegram's names are case-insensitive)."""
     table: dict[str, Method] = {
         "getMe": get_me,
+        "getChat": get_chat,
         "getUpdates": make_get_updates(polls),
         "setWebhook": set_webhook,
         "deleteWebhook": delete_webhook,

@@ -256,6 +256,27 @@ def _updated_lang(lang: list[dict[str, Any]], title: Any, hints: Any) -> list[di
     return list(items.values())
 
 
+async def command_list(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """The owner's bot's commands (command-list.md): title and params in the portal's
+    language, falling back to the first one stored [UNCONFIRMED: which language is the
+    default]."""
+    bot = _owned_bot(ctx, params)
+    commands = []
+    for command in (c for c in ctx.portal.commands.values() if c.bot_id == bot.id):
+        texts = {item["LANGUAGE_ID"]: item for item in command.lang}
+        shown = texts.get(ctx.portal.language) or next(iter(texts.values()), {})
+        commands.append(
+            _command_object(command)
+            | {
+                "title": shown.get("TITLE", ""),
+                "params": shown.get("PARAMS", ""),
+                "category": bot.name,
+                "context": "",
+            }
+        )
+    return {"commands": commands}
+
+
 def _cut(text: str) -> str:
     """A text longer than MAX_MESSAGE, cut (chat-message-send.md) [UNCONFIRMED: where
     exactly]."""
