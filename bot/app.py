@@ -31,7 +31,7 @@ from bot.jobs import JobRunner, RetryRules, session_of
 from bot.links import StoredLinks, link_key
 from bot.metrics import Metrics
 from bot.models import IncomingCommand
-from bot.probes import healthz, metrics, readyz
+from bot.probes import NOT_CONFIGURED, healthz, metrics, readyz
 from bot.routing import ReplyRouter
 from bot.state import (
     BITRIX,
@@ -320,6 +320,8 @@ async def _log_startup(app: web.Application) -> None:
     settings = app[SETTINGS]
     if settings.public_url_is_local():
         log.warning("config.public_url_is_local", hint=PUBLIC_URL_HINT)
+    if settings.b24_webhook_url is None:
+        log.warning("config.nothing_configured", hint=NOT_CONFIGURED)
     log.info(
         "service.started",
         public_url=settings.public_url,

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.bitrix.fetch import PollerStatus
-from bot.state import BITRIX, COALESCER, CORE, METRICS, POLLER
+from bot.state import BITRIX, COALESCER, CORE, METRICS, POLLER, BitrixState
 from bot.storage import Storage
 from bot.telegram.side import TELEGRAM
 
 log = structlog.get_logger(__name__)
+
+NOT_CONFIGURED: Final = (
+    "not configured: set B24_WEBHOOK_URL to an inbound webhook of the portal with the scopes "
+    "imbot, imopenlines, im (then `python -m bot check` checks the whole set-up)"
+)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -29,14 +36,13 @@ async def readyz(request: web.Request) -> web.Response:
         checks["storage"] = "ok" if core and await _storage_answers(core.storage) else "failing"
         registered = app[BITRIX].registered.is_set()
         reachable = registered and app[METRICS].portal_reachable
-        checks["portal"] = (
-            "ok"
-            if reachable
-            else ("unreachable" if registered else app[BITRIX].refused or "not registered")
-        )
+        checks["portal"] = "ok" if reachable else _portal_problem(app[BITRIX], registered)
         checks["workers"] = "ok" if core and core.runner.alive() else "stopped"
         if COALESCER in app:
             checks["senders"] = "ok" if app[COALESCER].alive() else "stopped"
+    else:
+        # Nothing configured: the service answers probes and can do nothing else.
+        checks["portal"] = NOT_CONFIGURED
     extra: dict[str, object] = {}
     if POLLER in app:
         checks["events"], extra["poller"] = _poller_check(app[POLLER].status())
@@ -46,6 +52,14 @@ async def readyz(request: web.Request) -> web.Response:
         extra["telegram_side"] = status
     ready = all(value == "ok" for value in checks.values())
     return web.json_response({"ready": ready, **checks, **extra}, status=200 if ready else 503)
+
+
+def _portal_problem(state: BitrixState, registered: bool) -> str:  # noqa: FBT001
+    if registered:
+        return "unreachable"
+    if state.refused:
+        return state.refused
+    return f"not registered: {state.problem}" if state.problem else "not registered"
 
 
 def _poller_check(status: PollerStatus) -> tuple[str, dict[str, object]]:

@@ -27,6 +27,9 @@ class BitrixState:
     lost: asyncio.Event = field(default_factory=asyncio.Event)  # set: register again
     # Why registration stopped for good (a setting to fix), for /readyz.
     refused: str | None = None
+    # What the last failed registration says about the settings (a refused webhook code), for
+    # /readyz while registration keeps trying.
+    problem: str | None = None
 
     def forget(self, bot_id: int) -> None:
         if self.registration is not None and self.registration.bot_id == bot_id:

@@ -9,6 +9,7 @@ import time
 import structlog
 
 from bot.bitrix.client import BitrixClient
+from bot.bitrix.hints import missing_scopes, refusal_hint, scopes_hint
 from bot.bitrix.registration_v2 import register_for_mode
 from bot.config import Settings
 from bot.errors import BitrixError, BotCodeTaken, ChatbotsV2Unavailable
@@ -38,12 +39,30 @@ async def keep_registered(
     """Register on start, and again whenever the bot is lost (deleted in the portal); while
     the portal is unreachable, keep trying with growing waits. A setting to fix (a code taken
     by another application, no Chatbots 2.0 in fetch mode) stops it for good."""
+    await log_webhook_hints(client)
     while True:
         if not await _register(client, settings, state, backoff=backoff):
             return
         await state.lost.wait()
         state.lost.clear()
         log.warning("bitrix.registering_again", setting="B24_BOT_CODE", code=settings.b24_bot_code)
+
+
+async def log_webhook_hints(client: BitrixClient) -> None:
+    """At start, what `python -m bot check` would say of the webhook: the code refused (in
+    words, not only NO_AUTH_FOUND) or a scope missing. One `scope` call (common/system/
+    scope.md: the scopes granted to the webhook); a portal that does not answer is left to
+    registration, which retries and logs."""
+    try:
+        granted = await client.call("scope")
+    except BitrixError as error:
+        hint = refusal_hint(error)
+        if hint is not None and not error.retryable:
+            log.error("config.webhook_refused", code=error.code, hint=hint)  # noqa: TRY400
+        return
+    missing = missing_scopes(granted if isinstance(granted, list) else [])
+    if missing:
+        log.error("config.webhook_scopes_missing", missing=missing, hint=scopes_hint(missing))
 
 
 async def _register(
@@ -74,13 +93,19 @@ async def _register(
             )
             return False
         except BitrixError as error:
-            # The code says what failed; a traceback would not add to it.
+            # The code says what failed, the hint what it means; a traceback adds nothing.
+            state.problem = refusal_hint(error)
             log.error(  # noqa: TRY400
-                "bitrix.registration_failed", code=error.code, method=error.method, retry_in_s=wait
+                "bitrix.registration_failed",
+                code=error.code,
+                method=error.method,
+                retry_in_s=wait,
+                hint=state.problem,
             )
         except Exception:  # an answer it cannot read: tried again, never given up for good
             log.exception("bitrix.registration_failed", retry_in_s=wait)
         else:
+            state.problem = None
             state.registered.set()
             return True
         await asyncio.sleep(wait)

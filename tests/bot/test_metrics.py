@@ -35,12 +35,17 @@ async def readiness(
         return answer.status, await answer.json()
 
 
-async def test_readyz_without_a_portal_checks_nothing(
+async def test_readyz_with_nothing_configured_says_what_is_missing(
     aiohttp_client: AiohttpClient, settings: Settings
 ) -> None:
+    """`make run` with no settings used to answer {"ready": true} while it could do nothing:
+    it serves only the probes, with no portal, no database and no Telegram."""
     client = await aiohttp_client(create_app(settings))
     answer = await client.get("/readyz")
-    assert (answer.status, await answer.json()) == (200, {"ready": True})
+    body = await answer.json()
+    assert (answer.status, body["ready"]) == (503, False)
+    assert body["portal"].startswith("not configured: set B24_WEBHOOK_URL")
+    assert "imbot, imopenlines, im" in body["portal"]
 
 
 async def test_readyz_reports_storage_portal_workers_and_senders(
