@@ -16,6 +16,7 @@ from bot.app import AccessLogger, create_app
 from bot.audit import parse_since, read_audit, write_audit
 from bot.bitrix.client import BitrixClient, PortalLimiters, WebhookAuth
 from bot.bitrix.registration_v2 import register_for_mode, unregister_v2
+from bot.checks import failed, render, run_checks
 from bot.config import (
     PUBLIC_URL_HINT,
     SECRET_SETTINGS,
@@ -66,6 +67,8 @@ _SUBCOMMANDS: Final = {
     "serve": "run the service (the default when no subcommand is given)",
     "register": "register the bot and its commands in Bitrix24, or update them",
     "unregister": "remove the bot and its commands from Bitrix24",
+    "check": "check the set-up against the portal and Telegram: a table of what holds and how "
+    "to fix what does not (exit status 1 if anything fails); changes nothing",
 }
 _TRY: Final = (
     "what `make run` runs: serve, or with no B24_WEBHOOK_URL and no TELEGRAM_BOT_TOKEN "
@@ -188,7 +191,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "audit":
         return audit(settings, args)
+    if args.command == "check":
+        return check(settings)
     return asyncio.run(manage_bot(settings, args.command))
+
+
+def check(settings: Settings) -> int:
+    """`check`: every row of the set-up, ✓ or ✗ with its fix; 1 if any failed."""
+    # The rows say what the log lines would: only errors past them reach stderr.
+    configure_logging(level="critical", secrets=secret_literals(settings), stream=sys.stderr)
+    findings = asyncio.run(run_checks(settings))
+    print(render(findings))
+    return 1 if failed(findings) else 0
 
 
 def audit(settings: Settings, args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, Webhook
 from bot.bitrix.coalesce import Coalescer, RestCaller
 from bot.bitrix.fetch import FetchPoller, PollTuning
 from bot.bitrix.people import BitrixPeople
+from bot.bitrix.reach import add_reach_probe, path_secret
 from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.replies_v2 import BitrixV2Replies
 from bot.bitrix.votes import BitrixSessionVotes
@@ -129,6 +130,7 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Appli
         app[BITRIX] = BitrixState()
         if settings.b24_event_mode == "webhook":
             app.router.add_post("/b24/events/{secret}", receive_event)
+            add_reach_probe(app, path_secret(settings))  # for `python -m bot check`
         app.cleanup_ctx.append(_bitrix_side(tuning or Tuning()))
         # Nothing without TELEGRAM_BOT_TOKEN; it reads the core on start.
         longest = (tuning or Tuning()).jobs.longest_wait
@@ -243,7 +245,7 @@ def _intake(app: web.Application, *, core: Core, tuning: Tuning) -> EventIntake:
     """Webhook mode: what the event handler checks and where it puts commands."""
     settings = app[SETTINGS]
     return EventIntake(
-        path_secret=settings.b24_handler_path().rsplit("/", 1)[-1],
+        path_secret=path_secret(settings),
         client_id=secret(settings.b24_client_id),
         application_token=None,
         storage=core.storage,

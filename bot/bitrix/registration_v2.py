@@ -74,6 +74,21 @@ class BotPage(BaseModel):
     has_next_page: bool = Field(default=False, alias="hasNextPage")
 
 
+class ListedCommand(BaseModel):
+    """A command of `imbot.v2.Command.list` (command-list.md), the fields we read."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    command: str  # with its slash: "/rate"
+    common: bool = False
+
+
+class CommandPage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    commands: list[ListedCommand] = []
+
+
 def _token(settings: Settings) -> str:
     assert settings.b24_bot_token is not None  # noqa: S101 - derived with the webhook URL
     return settings.b24_bot_token.get_secret_value()
@@ -101,6 +116,16 @@ async def find_v2_bot(
         if not page.has_next_page:
             break
     return None
+
+
+async def list_v2_commands(client: BitrixClient, bot_id: int, token: str) -> dict[str, bool]:
+    """The commands of a bot of `token`'s application: name (no slash) -> common."""
+    raw = await client.call("imbot.v2.Command.list", {"botId": bot_id, "botToken": token})
+    try:
+        page = CommandPage.model_validate(raw)
+    except ValidationError:
+        raise BitrixBadResponse("imbot.v2.Command.list", status=200, content_type="") from None
+    return {c.command.lstrip("/"): c.common for c in page.commands}
 
 
 def _bot_fields(settings: Settings) -> dict[str, Any]:
