@@ -43,9 +43,13 @@ def _no_rest(error: BitrixError) -> bool:
 
 
 def _no_scope(error: BitrixError) -> bool:
-    # ERROR_METHOD_NOT_FOUND also answers a method outside the granted scopes (§3.4).
+    # ERROR_METHOD_NOT_FOUND also answers a method outside the granted scopes (§3.4); an
+    # imbot.v2 method not found is a portal without (that revision of) Chatbots 2.0 instead.
+    method = error.method.lower()
     return error.code.upper() == "INSUFFICIENT_SCOPE" or (
-        isinstance(error, BitrixMethodNotFound) and error.method.lower().startswith("im")
+        isinstance(error, BitrixMethodNotFound)
+        and method.startswith("im")
+        and not method.startswith("imbot.v2.")
     )
 
 
