@@ -22,6 +22,7 @@ from bot.telegram.updates import (
     LinkOf,
     command_of_click,
     commands_of_message,
+    migration_hint,
     notice_of_post,
 )
 
@@ -96,6 +97,9 @@ def build_router(intake: UpdateIntake) -> Router:
     async def on_message(message: Message, event_update: Update) -> None:
         chats = _known(intake)
         update_id = event_update.update_id
+        if message.migrate_to_chat_id is not None:
+            migration_hint(message, chats.allowed)
+            return
         if message.from_user is None or message.sender_chat is not None:
             await _store_notice(intake, message, update_id, chats)
             return

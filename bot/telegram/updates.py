@@ -2,7 +2,20 @@
 
 A message in an allowed group (TELEGRAM_ALLOWED_CHAT_IDS) becomes one command per command line,
 as a Bitrix24 message does (bot/bitrix/events.py `split_commands`); the private chat with the
-bot takes only the account commands. A chat not allowed gets nothing but a log line. Keys are
+bot takes only the account commands. A chat not allowed gets nothing but a log line.
+
+What a person typed and sent is a command; what they only passed on is not (`_passed_on`):
+- a photo's caption is typed by its sender: `/rate 494 5` as a screenshot's caption counts;
+- a forward shows someone else's message (perhaps from another chat, hours old): running it
+  would vote in the forwarder's name what they did not write;
+- a message sent through an inline bot (`via_bot`) holds what that bot chose: its preview can
+  show anything while the text says `/rate 494 1`;
+- a bot is nobody's supervisor, and answering one could start two bots answering each other;
+- a reply counts by its own text alone: a quote or the replied message is someone else's;
+- edits are not asked for (the router has no edited_message handler, so aiogram leaves the
+  type out of allowed_updates): the answer under a command says what that command did, and a
+  change is a new command; an edit never votes twice or changes a vote unseen.
+Keys are
 `tg:<update_id>:<n>`: an update delivered again (a restart before its offset was confirmed, a
 webhook retried) stores nothing twice. A button press is keyed by its callback query id.
 """
@@ -27,6 +40,9 @@ log = structlog.get_logger(__name__)
 PRIVATE_COMMANDS: Final = frozenset({"start", "link", "unlink", "help", "помощь"})
 # `/rate@SomeBot rest`: the name, the addressee, the rest.
 _HEAD: Final = re.compile(r"^([\s\u200b\u2060\ufeff]*/)([^\s@]*)(?:@(\S*))?(.*)$", re.DOTALL)
+# `/rate @SomeBot rest`: a bot mentioned right after the command names its addressee too
+# (a bot's username ends in "bot", Bot API); a person mentioned there is left to the parser.
+_MENTIONED_BOT: Final = re.compile(r"^[^\S\n]+@(\w*bot)(?=\s|$)(.*)$", re.DOTALL | re.IGNORECASE)
 
 # A Telegram user id -> the Bitrix24 user it is linked to (None: not linked).
 LinkOf = Callable[[int], Awaitable[int | None]]
@@ -42,11 +58,16 @@ class Chats:
     def addressed(self, text: str) -> str | None:
         """The command without its `@addressee`; None when addressed to another bot."""
         match = _HEAD.match(text)
-        if match is None or match.group(3) is None:
+        if match is None:
             return text
-        if match.group(3).casefold() != self.username.casefold():
+        addressee, rest = match.group(3), match.group(4)
+        if addressee is None and (mention := _MENTIONED_BOT.match(rest)):
+            addressee, rest = mention.groups()
+        if addressee is None:
+            return text
+        if addressee.casefold() != self.username.casefold():
             return None
-        return match.group(1) + match.group(2) + match.group(4)
+        return match.group(1) + match.group(2) + rest
 
 
 def commands_of_message(
@@ -66,9 +87,15 @@ def commands_of_message(
         log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=user.id)
         return []
     route = _route_of(message)
-    texts = [t for t in map(chats.addressed, split_commands(message.text or "")) if t]
+    typed = message.text if message.text is not None else message.caption
+    texts = [t for t in map(chats.addressed, split_commands(typed or "")) if t]
     if private:
         texts = [t for t in texts if command_name(t) in PRIVATE_COMMANDS]
+    if texts and (passed_on := _passed_on(message)):
+        log.info(
+            "telegram.not_a_command", reason=passed_on, chat_id=message.chat.id, user_id=user.id
+        )
+        return []
     return [
         IncomingCommand(
             key=f"tg:{update_id}:{n}",
@@ -83,6 +110,37 @@ def commands_of_message(
         )
         for n, text in enumerate(texts)
     ]
+
+
+def _passed_on(message: Message) -> str | None:
+    """Why a message's text is not its sender's command (see the module's notes), or None."""
+    if message.forward_origin is not None:
+        return "forwarded"
+    if message.via_bot is not None:
+        return "via_bot"
+    if message.from_user is not None and message.from_user.is_bot:
+        return "from_bot"
+    return None
+
+
+def migration_hint(message: Message, allowed: frozenset[int]) -> None:
+    """A basic group became a supergroup (its service message `migrate_to_chat_id`): its id
+    changed, and the bot stops answering there until the new id is allowed. Said once, in a
+    log line the operator can act on."""
+    old, new = message.chat.id, message.migrate_to_chat_id
+    if new is None:
+        return
+    if old not in allowed:
+        log.info("telegram.chat_migrated", old_chat_id=old, new_chat_id=new)
+        return
+    setting = ",".join(str(new if chat == old else chat) for chat in sorted(allowed))
+    log.warning(
+        "telegram.chat_migrated",
+        old_chat_id=old,
+        new_chat_id=new,
+        action="allow the new id and restart",
+        TELEGRAM_ALLOWED_CHAT_IDS=setting,
+    )
 
 
 def command_of_click(

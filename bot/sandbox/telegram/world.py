@@ -129,6 +129,11 @@ class TgMessage:
     link_preview_options: dict[str, Any] | None = None
     parse_mode: str | None = None  # as the bot sent it, for inspection
     as_chat: bool = False  # a person posting on behalf of the group (anonymous administrator)
+    caption: bool = False  # `text` is a photo's caption (`caption`, `caption_entities`)
+    forward_from: int | None = None  # a forward: the user who wrote the original
+    via_bot: int | None = None  # sent through an inline bot (`@somebot query`)
+    quote: str | None = None  # the part of the replied message quoted
+    service: dict[str, Any] | None = None  # a service message's fields (no text)
 
     def buttons(self) -> Iterator[dict[str, Any]]:
         for row in (self.reply_markup or {}).get("inline_keyboard", []):
@@ -315,15 +320,31 @@ class TelegramWorld:
             replied = self.message(message.chat_id, message.reply_to)
             if replied is not None:
                 out["reply_to_message"] = self.message_as_api(replied, nested=True)
+        out |= self._origin(message)
         if message.edit_date is not None:
             out["edit_date"] = message.edit_date
-        out["text"] = message.text
-        if message.entities:
-            out["entities"] = message.entities
+        if message.service is not None:
+            return out | message.service
+        out |= _content(message)
         if message.link_preview_options:
             out["link_preview_options"] = message.link_preview_options
         if message.reply_markup:
             out["reply_markup"] = message.reply_markup
+        return out
+
+    def _origin(self, message: TgMessage) -> dict[str, Any]:
+        """Where a message's text came from besides its sender: a quote, a forward, a bot."""
+        out: dict[str, Any] = {}
+        if message.quote is not None:
+            out["quote"] = {"text": message.quote, "position": 0}
+        if message.forward_from is not None:
+            out["forward_origin"] = {
+                "type": "user",
+                "date": message.date,
+                "sender_user": self.users[message.forward_from].as_api(),
+            }
+        if message.via_bot is not None:
+            out["via_bot"] = self.users[message.via_bot].as_api()
         return out
 
     # -- people acting ---------------------------------------------------------------------
@@ -337,9 +358,12 @@ class TelegramWorld:
         reply_to: int | None = None,
         thread_id: int | None = None,
         as_chat: bool = False,
+        **kinds: Any,
     ) -> dict[str, Any] | None:
         """`user_id` writes `text` in `chat_id` (their own id: the private chat with the bot);
         `as_chat`: on behalf of the group, as its anonymous administrator (supergroups only).
+        `kinds` are TgMessage's: `caption=True` (a photo with `text` as its caption),
+        `forward_from=<user id>`, `via_bot=<bot id>`, `quote=<part of the replied message>`.
         Returns the update the bot gets, or None when it hears nothing (privacy mode, a chat
         it is not in, an update type it did not ask for)."""
         chat = self.private_chat(user_id) if chat_id == user_id else self.chat(chat_id)
@@ -364,11 +388,46 @@ class TelegramWorld:
                 reply_to=reply_to,
                 thread_id=thread_id,
                 as_chat=as_chat,
+                **kinds,
             )
         )
         if not chat.has_bot or not self._hears(chat, message):
             return None
         return self.add_update("message", self.message_as_api(message))
+
+    def edit(self, chat_id: int, message_id: int, text: str) -> dict[str, Any] | None:
+        """The author edits their message: an `edited_message` update, if the bot asked for
+        that type and hears the new text."""
+        message = self.message(chat_id, message_id)
+        if message is None:
+            raise WorldError(f"no message {message_id} in chat {chat_id}")
+        message.text, message.entities = text, user_entities(text)
+        message.edit_date = self.now()
+        if not self.chat(chat_id).has_bot or not self._hears(self.chat(chat_id), message):
+            return None
+        return self.add_update("edited_message", self.message_as_api(message))
+
+    def migrate(self, chat_id: int, to_chat_id: int, by_user_id: int) -> list[dict[str, Any]]:
+        """A basic group becomes a supergroup with a new id (an administrator turns on a
+        supergroup-only setting): the old chat's service message `migrate_to_chat_id`, then
+        the new chat's `migrate_from_chat_id`; the old chat is gone for the bot."""
+        old = self.chat(chat_id)
+        if old.type != "group":
+            raise WorldError(f"chat {chat_id} is no basic group")
+        new = self.add_chat(TgChat(to_chat_id, "supergroup", old.title, members=set(old.members)))
+        new.bot_status, old.bot_status = old.bot_status, "kicked"
+        updates = []
+        for chat, field_ in (
+            (old, {"migrate_to_chat_id": to_chat_id}),
+            (new, {"migrate_from_chat_id": chat_id}),
+        ):
+            message = self.store(
+                TgMessage(
+                    chat.id, self.next_message_id(chat), self.now(), "", by_user_id, service=field_
+                )
+            )
+            updates.append(self.add_update("message", self.message_as_api(message)))
+        return [u for u in updates if u is not None]
 
     def _hears(self, chat: TgChat, message: TgMessage) -> bool:
         """Privacy mode (core.telegram.org/bots/features#privacy-mode): in a group the bot
@@ -376,6 +435,8 @@ class TelegramWorld:
         administrator bot or one with privacy off gets all. Telegram narrows a bare `/cmd` to
         the last bot that wrote when several bots are in a group; this world has one bot."""
         if chat.type == "private" or not self.privacy or chat.bot_status == "administrator":
+            return True
+        if message.service is not None:
             return True
         if any(e["type"] == "bot_command" for e in message.entities):
             return True
@@ -473,6 +534,17 @@ class TelegramWorld:
                     self.faults.remove(fault)
                 return fault
         return None
+
+
+def _content(message: TgMessage) -> dict[str, Any]:
+    """A message's text, or a photo with the text as its caption."""
+    if not message.caption:
+        return {"text": message.text} | (
+            {"entities": message.entities} if message.entities else {}
+        )
+    photo = {"file_id": "ph0t0", "file_unique_id": "ph0t0", "width": 1, "height": 1}
+    content: dict[str, Any] = {"photo": [photo], "caption": message.text}
+    return content | ({"caption_entities": message.entities} if message.entities else {})
 
 
 def _member(bot: TgUser, status: str) -> dict[str, Any]:
