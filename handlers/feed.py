@@ -8,6 +8,7 @@ for a vote that was refused (no decision says "saved").
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from bot.models import IncomingCommand, Reply, TelegramRoute
@@ -17,6 +18,9 @@ from bot.texts import render
 from handlers.rate import describe
 
 FEED_OUTCOME: Final = "feed"
+# Whatever a client breaks a line at: newlines, CR, VT, FF, the file/group/record separators,
+# NEL, the Unicode line and paragraph separators.
+_LINE_BREAKS: Final = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+")
 
 
 def feed_job(incoming: IncomingCommand, vote: SessionVote, chat_id: int) -> Decided:
@@ -28,7 +32,7 @@ def feed_job(incoming: IncomingCommand, vote: SessionVote, chat_id: int) -> Deci
         lang,
         user_id=acting if acting is not None else incoming.author_id,
         source=render(f"feed.source.{incoming.source}", lang),
-        **describe(vote, lang),
+        **describe(vote.model_copy(update={"comment": one_line(vote.comment)}), lang),
     )
     line = incoming.model_copy(
         update={
@@ -40,3 +44,8 @@ def feed_job(incoming: IncomingCommand, vote: SessionVote, chat_id: int) -> Deci
         }
     )
     return Decided(incoming=line, reply=Reply(text=text), outcome=FEED_OUTCOME)
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks shown as " ↵ "."""
+    return _LINE_BREAKS.sub(" ↵ ", text.strip())

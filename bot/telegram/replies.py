@@ -5,6 +5,16 @@ comment like `<b>`, `&amp;`, `<a href=…>` or `*bold*` is shown exactly as type
 use Bitrix24's `[b]` sparingly; those tags are dropped here (a user's own `[b]` reaches us with
 a word joiner after its `[`, bot/markup.py, so it never matches and stays as typed).
 
+Bidi controls are stripped: the embeddings, overrides and isolates (U+202A-U+202E,
+U+2066-U+2069) a user's text may hold. bot/markup.py closes the ones a user opened where their
+text ends, which keeps the bot's own words in order where the client implements UAX #9 fully;
+but inside the quote an override still reverses what the user wrote, so a comment can be made
+to read "Session 495: ★☆☆☆☆" beside the bot's real words, and not every Telegram client is
+known to handle isolates [UNCONFIRMED]. Stripped, no control can flip anything on any client;
+the bot's texts use none, and Bitrix24 stores the comment exactly as typed. Strong
+right-to-left letters and the marks (U+200E, U+200F, U+061C) stay: they are text, and cannot
+reorder the left-to-right words around them.
+
 Failures become TelegramApiError: 429 is retryable with Telegram's `retry_after`, honoured by
 the durable queue (bot/jobs.py); network and server errors are retryable; 403 (the bot was
 removed from the chat, or the user blocked it) is logged and not retried.
@@ -38,13 +48,15 @@ MAX_MESSAGE: Final = 4096  # characters of a message's text (Bot API sendMessage
 MAX_ALERT: Final = 200  # characters of a callback query's answer (answerCallbackQuery)
 MAX_CALLBACK_DATA: Final = 64  # bytes of a button's callback_data (InlineKeyboardButton)
 _OUR_TAGS: Final = re.compile(r"\[/?b\]", re.IGNORECASE)
+_BIDI_CONTROLS: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 T = TypeVar("T")
 
 
 def plain(text: str) -> str:
-    """A core text as Telegram shows it: our `[b]` tags dropped, cut to one message."""
-    text = _OUR_TAGS.sub("", text)
+    """A core text as Telegram shows it: our `[b]` tags and every bidi control dropped, cut to
+    one message."""
+    text = _BIDI_CONTROLS.sub("", _OUR_TAGS.sub("", text))
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
