@@ -14,7 +14,13 @@
   may be left out (`/rate 5 Молодец`, `/rate 5`, `/rate Долго отвечал`, `/rate`). A bare number
   there is the rating unless another rating follows it (`/rate 494 5`); `#5` is always session 5.
 - A comment-only command cannot start with a rating-shaped token (it would be read as the
-  rating), so `format_command` is the inverse of `parse_command` on every other command.
+  rating), nor with one of invisible characters alone (refused, below), so `format_command`
+  is the inverse of `parse_command` on every other command.
+- Invisible characters (Unicode's format characters: bidi controls and marks, joiners, the soft
+  hyphen) inside the command's name, its session or its rating are an error that names them:
+  `/rate\u2066 494`, `/ra\u200bte`, `/rate 494 \u20665`. The text would read as one command and
+  parse as another (a rating silently saved as the comment "5", or an override showing
+  `/rate 5 494`); the comment keeps them, as typed.
 - Digits mean what they look like whatever the keyboard: full-width `４９４`, other scripts'
   `٥`/`५`, superscript and circled `⁵`/`⑤`, keycaps `5️⃣` are read as ASCII digits when a token is
   classified; the comment itself is kept exactly as typed.
@@ -33,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bot.errors import (
     CommandParseError,
     CommentTooLong,
+    HiddenCharacters,
     InvalidSession,
     MissingSession,
     NotACommand,
@@ -185,11 +192,30 @@ class _Token:
 
 
 def _next_token(text: str) -> _Token | None:
+    """The next token; raises HiddenCharacters for one whose invisible characters hide a
+    number or a rating (or that is nothing else): what it reads as is not what it is."""
     match = _TOKEN.match(text)
     if match is None:
         return None
     token = match.group()
+    if not token.isascii() and (hidden := _hidden(token)):
+        visible = _ascii_digits("".join(c for c in token if c not in hidden))
+        if not visible or visible.startswith(_SESSION_MARKS) or _looks_like_rating(visible):
+            raise HiddenCharacters(token=token, codes=_codes(hidden))
     return _Token(token, _trim(text[match.end() :]), _ascii_digits(token))
+
+
+def _hidden(text: str) -> str:
+    """The invisible format characters (category Cf) in `text`, each once."""
+    return "".join(dict.fromkeys(c for c in text if unicodedata.category(c) == "Cf"))
+
+
+def _codes(hidden: str) -> str:
+    return ", ".join(f"U+{ord(c):04X}" for c in hidden[:3])
+
+
+def _looks_like_rating(value: str) -> bool:
+    return bool(_NUMBER_FIRST.match(value) or _STARS.fullmatch(value))
 
 
 def _ascii_digits(token: str) -> str:
@@ -233,6 +259,10 @@ def parse_command(text: str, *, chat_session_id: int | None = None) -> Command:
     name = head.text[1:].partition("@")[0].casefold()
     kind = COMMAND_NAMES.get(name)
     if kind is None:
+        # Up to real whitespace: a zero-width separator may have split the name (`/ra\u200bte`).
+        typed = _trim(text).split(maxsplit=1)[0]
+        if not typed.isascii() and (hidden := _hidden(typed)):
+            raise HiddenCharacters(token=typed, codes=_codes(hidden))
         raise UnknownCommand(command=head.text)
     if kind == "help" and name == "start" and head.rest:
         return LinkCommand(code=_link_code(head.rest), start=True)

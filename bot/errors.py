@@ -82,6 +82,13 @@ class RatingOrSession(RatingOutOfRange):
     text_key = "parse.rating_or_session"
 
 
+class HiddenCharacters(CommandParseError):
+    """Invisible characters (bidi controls, joiners) inside a command's name, session or
+    rating, where they hide what the text says. Params: token, codes (`U+2066`)."""
+
+    text_key = "parse.hidden_characters"
+
+
 class BitrixError(BotError):
     """A Bitrix24 REST call failed. Carries no secret: no URL, no token, no webhook code.
 

@@ -101,6 +101,12 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "example: {example}\nIf {token} is another session's number, put # before it: "
         "{session_example}",
     },
+    "parse.hidden_characters": {
+        "ru": "В «{token}» есть невидимые символы ({codes}): так бывает при копировании. "
+        "Ничего не сохранено; наберите команду заново вручную.",
+        "en": "“{token}” holds invisible characters ({codes}), as copied text sometimes does. "
+        "Nothing was saved; type the command again by hand.",
+    },
     "parse.comment_too_long": {
         "ru": "Комментарий слишком длинный: {length} символов, а Битрикс24 хранит не больше "
         "{limit}. Сократите его и отправьте снова: {example}",

@@ -23,6 +23,7 @@ webhook retried) stores nothing twice. A button press is keyed by its callback q
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -90,7 +91,7 @@ def commands_of_message(
     typed = message.text if message.text is not None else message.caption
     texts = [t for t in map(chats.addressed, split_commands(typed or "")) if t]
     if private:
-        texts = [t for t in texts if command_name(t) in PRIVATE_COMMANDS]
+        texts = [t for t in texts if _visible_name(t) in PRIVATE_COMMANDS]
     if texts and (passed_on := _passed_on(message)):
         log.info(
             "telegram.not_a_command", reason=passed_on, chat_id=message.chat.id, user_id=user.id
@@ -230,6 +231,14 @@ def _offered(message: Message | InaccessibleMessage, data: str) -> bool:
     if not isinstance(markup, InlineKeyboardMarkup):
         return False
     return any(b.callback_data == data for row in markup.inline_keyboard for b in row)
+
+
+def _visible_name(text: str) -> str:
+    """The command's name as it reads: `/li\u200bnk` and `/start\u2066` are the account
+    commands they look like, so the parser can say what hides in them."""
+    match = _HEAD.match(text.split(maxsplit=1)[0] if text.strip() else text)
+    name = match.group(2) if match else ""
+    return "".join(c for c in name if unicodedata.category(c) != "Cf").casefold()
 
 
 def command_name(text: str) -> str:

@@ -16,6 +16,7 @@ from bot.commands import (
 from bot.errors import (
     CommandParseError,
     CommentTooLong,
+    HiddenCharacters,
     InvalidSession,
     MissingSession,
     NotACommand,
@@ -76,6 +77,10 @@ PARSED: list[tuple[str, int | None, Command]] = [
     ("/rate\u00a0494\u00a05\u00a0Молодец", None, rate(494, 5, "Молодец")),
     ("/rate\u202f494\u2009 5 Молодец", None, rate(494, 5, "Молодец")),
     ("\ufeff/rate \u200b494 5 Молодец\u200b", None, rate(494, 5, "Молодец")),
+    # Invisible characters inside the comment are the comment's (a Persian ZWNJ, an RLM).
+    ("/rate 494 5 \u200fשלום", None, rate(494, 5, "\u200fשלום")),
+    ("/rate 494 \u200fשלום 5", None, rate(494, None, "\u200fשלום 5")),
+    ("/rate 494 5 می\u200cخواهم", None, rate(494, 5, "می\u200cخواهم")),
     ("\n/rate 494 5\nМолодец\n\n", None, rate(494, 5, "Молодец")),
     # Inside a session's own chat the session may be left out.
     ("/rate 5 Молодец", CHAT, rate(CHAT, 5, "Молодец")),
@@ -250,6 +255,17 @@ REFUSED: list[tuple[str, int | None, type[CommandParseError], dict[str, str | in
         CommentTooLong,
         {"length": 6 * 2001 - 1, "example": "/rate слово слово слово слово слово…"},
     ),
+    # Invisible characters where they hide what the command is: never a wrong vote.
+    ("/ra\u200bte 494 5", None, HiddenCharacters, {"token": "/ra\u200bte", "codes": "U+200B"}),
+    ("/rate\u2066 494 5", None, HiddenCharacters, {"token": "/rate\u2066", "codes": "U+2066"}),
+    ("/rate \u2066494 5", None, HiddenCharacters, {"codes": "U+2066"}),
+    ("/rate \u2066 494 5", None, HiddenCharacters, {"token": "\u2066"}),
+    ("/rate 494 \u20665", None, HiddenCharacters, {"token": "\u20665"}),  # not a comment "5"
+    ("/rate 494 \u200f5 минут", None, HiddenCharacters, {"codes": "U+200F"}),
+    ("/rate \u202e494 5\u202c", None, HiddenCharacters, {"codes": "U+202E"}),  # reads 5 494
+    ("/rate 494 \u202d\u200e★★★", None, HiddenCharacters, {"codes": "U+202D, U+200E"}),
+    ("/rate \u2067#494", CHAT, HiddenCharacters, {"codes": "U+2067"}),
+    ("/rate \u20675 Молодец", CHAT, HiddenCharacters, {"codes": "U+2067"}),
 ]
 
 

@@ -72,10 +72,15 @@ def _first_token(text: str) -> str:
 
 def _may_read_as_a_number(token: str) -> bool:
     """Whether the grammar may take a token for a number: rating-shaped, or holding a digit or
-    number of any script or form, or the keycap ten (a generous over-approximation)."""
+    number of any script or form, or the keycap ten (a generous over-approximation); or made
+    of invisible characters alone, or rating-shaped once they are left out (refused: they
+    would hide the number)."""
     folded = unicodedata.normalize("NFKC", token)
+    visible = "".join(c for c in token if unicodedata.category(c) != "Cf")
     return (
-        bool(_RATING_SHAPED.fullmatch(token))
+        not visible
+        or bool(_RATING_SHAPED.fullmatch(visible))
+        or bool(_RATING_SHAPED.fullmatch(token))
         or any(unicodedata.numeric(char, None) is not None for char in token + folded)
         or "\U0001f51f" in token
     )
