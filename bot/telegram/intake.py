@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiogram import Router
@@ -17,6 +17,7 @@ from bot.config import UserAllowList
 from bot.intake import admit
 from bot.models import IncomingCommand
 from bot.state import Core
+from bot.telegram.strangers import StrangerGate
 from bot.telegram.updates import (
     Chats,
     LinkOf,
@@ -48,6 +49,7 @@ class UpdateIntake:
     patient: bool = False
     longest_wait: float = 30.0
     clock: Callable[[], float] = time.time
+    strangers: StrangerGate = field(default_factory=StrangerGate)
 
     async def store(self, commands: list[IncomingCommand], message_key: str) -> None:
         if not commands:
@@ -62,8 +64,12 @@ class UpdateIntake:
         wait = 0.1
         while isinstance(fresh := await self._enqueue(admitted), str):
             log.warning("telegram.not_stored", reason=fresh, user_id=first.author_id)
-            # One person over their share is refused, as on Bitrix24; the rest waits.
-            if not self.patient or fresh == "user_share":
+            if fresh == "user_share":
+                # One person's flood: the excess is dropped (acknowledged), never delivered
+                # again, so nobody else's updates wait behind it (a webhook's 503 would hold
+                # Telegram's queue for the whole bot until that person's jobs drained).
+                return
+            if not self.patient:
                 raise NotStored(fresh)
             await asyncio.sleep(wait)
             wait = min(wait * 2, self.longest_wait)
@@ -109,6 +115,10 @@ def build_router(intake: UpdateIntake) -> Router:
         if commands:  # the link is looked up only for a message that holds commands
             b24_user_id = await intake.link_of(message.from_user.id)
             commands = [c.model_copy(update={"b24_user_id": b24_user_id}) for c in commands]
+            stranger = b24_user_id is None and message.chat.type == "private"
+            if stranger and not intake.strangers.admits(message.from_user.id):
+                log.info("telegram.stranger_dropped", user_id=message.from_user.id)
+                return
         await intake.store(commands, f"tg:{update_id}")
 
     @router.channel_post()

@@ -8,6 +8,7 @@ tests see is the adapter: which updates become which jobs, and how replies reach
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,13 @@ class FakeCore:
     user) or refused, a notice its kind, anything else help."""
 
     seen: list[IncomingCommand] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: every job waits
+
+    def __post_init__(self) -> None:
+        self.gate.set()
 
     async def execute(self, job: IncomingCommand, may_retry: bool) -> Handled:  # noqa: ARG002
+        await self.gate.wait()
         self.seen.append(job)
         if job.notice is not None:
             return Handled(Reply(text=f"Notice: {job.notice.kind}"), job.notice.kind)

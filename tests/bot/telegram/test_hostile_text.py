@@ -9,9 +9,12 @@ import re
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.jobs import NOT_KEPT_IN_AUDIT
 from bot.sandbox.telegram.seed import FEED, SUPERVISORS_GROUP
 from bot.sandbox.telegram.world import TelegramWorld
-from tests.bot.telegram.test_end_to_end import SVETLANA, start_both
+from bot.state import CORE
+from bot.texts import render
+from tests.bot.telegram.test_end_to_end import STRANGER, SVETLANA, start_both
 from tests.harness import ServiceFactory, eventually
 
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -85,3 +88,24 @@ async def test_invisible_characters_in_a_command_are_a_clear_error_never_a_wrong
     after = service.portal.sessions[494]
     assert (after.vote_head, after.comment_head) == stored
     assert telegram_world.messages_from_bot(FEED) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/start " + "A" * 4000,
+        "/link " + "Z9" * 2000,
+        "/start ÄÖÜ😀\u202eЖ<b>[b]$result[0]",
+        "/start 0000000000" + "\u200b" * 100,
+        "/link \u2066ABCDEFGHJK",
+    ],
+)
+async def test_a_junk_huge_or_unicode_code_is_refused_in_one_line_and_kept_nowhere(
+    start_service: ServiceFactory, sandbox: TestServer, telegram_world: TelegramWorld, text: str
+) -> None:
+    service = await start_both(start_service, sandbox, "polling")
+    telegram_world.type(STRANGER, STRANGER, text)
+    (answer,) = await eventually(lambda: telegram_world.messages_from_bot(STRANGER), within=10)
+    assert answer in (render("link.code_invalid", "en"), render("link.code_invalid", "ru"))
+    entries = await service.server.app[CORE].storage.audit()
+    assert [e.text for e in entries] == [NOT_KEPT_IN_AUDIT]
