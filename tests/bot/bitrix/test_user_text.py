@@ -147,8 +147,9 @@ RLO, RLI, PDF = "\u202e", "\u2067", "\u202c"
     [
         (f"/rate 494 5 {RLO}цедолом", "", "»."),
         (f"/rate 494 5 {RLI}{RLO}x{PDF}", "", "»."),
-        (f"/rat{RLO}x", "", ". Список команд"),
-        (f"/rate 49{RLO}4 5", "", "» — не номер сессии"),
+        # Inside a command's name or session it is refused (bot/commands.py), quoted.
+        (f"/rat{RLO}x", "", "» есть невидимые символы"),
+        (f"/rate 49{RLO}4 5", "", "» есть невидимые символы"),
         (f"/rate 494 {RLO}x 5", "", "»."),
         ("/rate 494", f"{RLO}" + "ж" * 400, "». Выберите оценку:"),
     ],
