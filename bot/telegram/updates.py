@@ -88,8 +88,7 @@ def commands_of_message(
         log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=user.id)
         return []
     route = _route_of(message)
-    typed = message.text if message.text is not None else message.caption
-    texts = [t for t in map(chats.addressed, split_commands(typed or "")) if t]
+    texts = [t for t in map(chats.addressed, split_commands(typed_text(message))) if t]
     if private:
         texts = [t for t in texts if _visible_name(t) in PRIVATE_COMMANDS]
     if texts and (passed_on := _passed_on(message)):
@@ -191,7 +190,8 @@ def notice_of_post(
     group): nobody can be authorised, so the chat is told a group is needed, once per post
     (keyed by the update: a redelivery says nothing twice). None for a post with no command
     of ours, or in a chat not allowed (a channel included), which gets a log line only."""
-    if not [t for t in map(chats.addressed, split_commands(message.text or "")) if t]:
+    typed = typed_text(message)
+    if not [t for t in map(chats.addressed, split_commands(typed)) if t]:
         return None
     if message.chat.id not in chats.allowed:
         log.info("telegram.chat_not_allowed", chat_id=message.chat.id, user_id=None)
@@ -204,10 +204,16 @@ def notice_of_post(
         author_kind="unverified",
         text="",
         notice=NoAuthor(),
-        language="en" if _english(message.text or "") else "ru",
+        language="en" if _english(typed) else "ru",
         received_at=received_at,
         route=_route_of(message),
     )
+
+
+def typed_text(message: Message) -> str:
+    """What the sender typed: the text, or a photo's (or file's) caption."""
+    typed = message.text if message.text is not None else message.caption
+    return typed or ""
 
 
 def _english(text: str) -> bool:

@@ -217,11 +217,13 @@ async def test_a_channel_post_is_told_a_group_is_needed(
         ]
 
 
+@pytest.mark.parametrize("caption", [False, True])  # a text, or a screenshot's caption
 async def test_a_member_posting_as_the_group_is_told_a_group_is_needed(
-    start: Start, telegram_world: TelegramWorld
+    start: Start, telegram_world: TelegramWorld, caption: bool
 ) -> None:
     service = await start(TELEGRAM_ALLOWED_CHAT_IDS=f"{GROUP},{FORUM}")
-    post = telegram_world.type(5003, FORUM, "/rate 494 5", as_chat=True)  # anonymous admin
+    # An anonymous administrator.
+    post = telegram_world.type(5003, FORUM, "/rate 494 5", as_chat=True, caption=caption)
     assert post is not None
     (job,) = await eventually(lambda: service.core.seen)
     assert (job.key, job.notice, job.author_id) == (f"tg:{post['update_id']}:0", NoAuthor(), FORUM)
