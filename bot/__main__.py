@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Final
 
 import aiohttp
@@ -26,7 +28,13 @@ from bot.config import (
     env_name,
     shown_derived_default,
 )
-from bot.errors import BitrixError, BotCodeTaken, ChatbotsV2Unavailable, StorageMissing
+from bot.errors import (
+    BitrixError,
+    BotCodeTaken,
+    CannotListen,
+    ChatbotsV2Unavailable,
+    StorageMissing,
+)
 from bot.logs import configure_logging
 from bot.serving import Limits, rate_limit_server_errors, serve_until_signalled, start_serving
 
@@ -123,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, announce: str = "") -> int:
+    """Serve until stopped; `announce` is printed once the service listens. Exit 1 when it
+    cannot listen (the port taken), saying so in one sentence."""
     configure_logging(
         level=settings.bot_log_level,
         fmt=settings.bot_log_format,
@@ -131,10 +141,15 @@ def serve(settings: Settings) -> None:
         cache=True,
     )
     rate_limit_server_errors()
-    asyncio.run(run_service(settings))
+    try:
+        asyncio.run(run_service(settings, announce))
+    except CannotListen as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
 
 
-async def run_service(settings: Settings) -> None:
+async def run_service(settings: Settings, announce: str = "") -> None:
     served = await start_serving(
         create_app(settings),
         host=settings.bot_host,
@@ -143,6 +158,8 @@ async def run_service(settings: Settings) -> None:
         stop_timeout=settings.bot_shutdown_timeout,
         access_log_class=AccessLogger,
     )
+    if announce:
+        print(announce, flush=True)
     await serve_until_signalled(served, stop_timeout=settings.bot_shutdown_timeout)
 
 
@@ -156,10 +173,18 @@ def try_out(settings: Settings, sandbox_port: int) -> int:
         except trial.SandboxUnavailable as error:
             print(error, file=sys.stderr)
             return 1
+        given = settings.model_fields_set
         settings = trial.sandboxed_settings(os.environ, sandbox)
-        print(trial.banner(sandbox, settings), flush=True)
-    serve(settings)
-    return 0
+        return serve(settings, announce=trial.banner(sandbox, settings, given))
+    return serve(settings)
+
+
+def invocation() -> str:
+    """This command line as it can be run again from here: `.venv/bin/python -m bot` in a
+    checkout that `make run` set up (a bare `python` there lacks the dependencies)."""
+    python = Path(sys.executable)
+    shown = python.relative_to(Path.cwd()) if python.is_relative_to(Path.cwd()) else python
+    return f"{shlex.quote(str(shown))} -m bot"
 
 
 def secret_literals(settings: Settings) -> list[str]:
@@ -177,13 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_sources(os.environ)
     except ValidationError as error:
-        print(describe_settings_error(error), file=sys.stderr)
+        print(describe_settings_error(error, program=invocation()), file=sys.stderr)
         return EXIT_BAD_SETTINGS
     if args.command == "try":
         return try_out(settings, args.sandbox_port)
     if args.command in (None, "serve"):
-        serve(settings)
-        return 0
+        return serve(settings)
     configure_logging(
         level=settings.bot_log_level,
         fmt=settings.bot_log_format,

@@ -315,6 +315,18 @@ class StorageMissing(BotError):
         super().__init__(f"no bot database at {path}")
 
 
+class CannotListen(BotError):
+    """The service cannot listen on BOT_HOST:BOT_PORT (the port is taken, or needs rights)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port, self.reason = host, port, reason
+        super().__init__(
+            f"The service cannot listen on {host}:{port} ({reason}): stop what uses that port, "
+            "or choose another with BOT_PORT (in the environment or ./.env; "
+            "`BOT_PORT=8081 make run`)."
+        )
+
+
 class TelegramApiError(BotError):
     """A Telegram Bot API call failed. Carries no secret: the token is in aiogram's URL only.
 

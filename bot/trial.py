@@ -13,18 +13,19 @@ import atexit
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
-from bot.config import Settings
+from bot.config import Settings, env_name
 from bot.sandbox.app import create_sandbox_app
 from bot.sandbox.seed import add_dialogs, seeded_portal
 from bot.sandbox.telegram.seed import seeded_world
 from bot.sandbox.wiring import service_env
+from bot.serving import bind_failure
 
 LOOPBACK: Final = "127.0.0.1"
 _RULE: Final = "=" * 78
@@ -63,6 +64,10 @@ def start_sandbox(port: int) -> RunningSandbox:
             loop.run_until_complete(web.TCPSite(runner, LOOPBACK, port).start())
         except OSError as error:
             failed.append(error)
+            # Its startup ran (the fake Telegram's delivery task, client sessions): end it,
+            # so the refusal below is all the person reads.
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
             return
         finally:
             started.set()
@@ -74,7 +79,7 @@ def start_sandbox(port: int) -> RunningSandbox:
     started.wait()
     if failed:
         raise SandboxUnavailable(
-            f"The sandbox cannot listen on {LOOPBACK}:{port} ({failed[0].strerror}): "
+            f"The sandbox cannot listen on {LOOPBACK}:{port} ({bind_failure(failed[0])}): "
             "stop what uses that port, or choose another with `make run SANDBOX_PORT=8091`."
         )
 
@@ -102,7 +107,12 @@ def sandboxed_settings(environ: Mapping[str, str], sandbox: RunningSandbox) -> S
     return Settings.from_sources(dict(environ) | wiring)
 
 
-def banner(sandbox: RunningSandbox, settings: Settings) -> str:
+def banner(
+    sandbox: RunningSandbox, settings: Settings, given: Collection[str] = frozenset()
+) -> str:
+    """The loud notice that this is the sandbox; `given` are the fields the person set (in the
+    environment or ./.env): a half-filled .env is named, so nobody takes the sandbox's answers
+    for their portal's."""
     return "\n".join(
         (
             _RULE,
@@ -115,6 +125,19 @@ def banner(sandbox: RunningSandbox, settings: Settings) -> str:
             "  To serve a real portal instead, set B24_WEBHOOK_URL (an incoming webhook",
             "  https://<portal>/rest/<user>/<code>/ with the scopes imbot, imopenlines, im)",
             "  in the environment or in ./.env, and run `make run` again.",
+            *half_configured(given),
             _RULE,
         )
+    )
+
+
+def half_configured(given: Collection[str]) -> tuple[str, ...]:
+    """The banner's lines for portal or Telegram settings set without a portal to use them."""
+    portal = sorted(env_name(f) for f in given if f.startswith(("b24_", "telegram_")))
+    if not portal:
+        return ()
+    return (
+        "",
+        f"  Note: {', '.join(portal)} set, but B24_WEBHOOK_URL is not (or is empty),",
+        "  so this is the sandbox, not your portal.",
     )

@@ -4,6 +4,7 @@ portal when one is, and never a sandbox from `serve`."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import subprocess
 import sys
@@ -98,6 +99,80 @@ def test_a_taken_sandbox_port_is_said_in_words(tmp_path: Path) -> None:
             check=False,
         )
     assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port} (address already in use)" in result.stderr
     assert "SANDBOX_PORT" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, "one sentence, no unclosed sessions"
+
+
+def test_a_taken_service_port_is_said_in_words_and_no_banner_points_at_a_dead_page(
+    tmp_path: Path,
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "try", "--sandbox-port", str(free_port())],
+            env={"PYTHONIOENCODING": "utf-8", "BOT_PORT": str(port), "TMPDIR": str(temp)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"The service cannot listen on 127.0.0.1:{port} (address already in use)" in (
+        result.stderr
+    )
+    assert "BOT_PORT=8081 make run" in result.stderr
     assert "Traceback" not in result.stderr
+    assert "Unclosed" not in result.stderr
+    assert "Open the chat page" not in result.stdout
+    assert not list(temp.iterdir()), "the throw-away database is removed"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_ends_the_sandbox_cleanly_and_leaves_no_temporary_files(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with trial(tmp_path, {"TMPDIR": str(temp)}) as running:
+        running.page_url()
+        until(lambda: get_json(f"http://127.0.0.1:{running.service_port}/readyz")["ready"], 30)
+        assert list(temp.iterdir()), "the throw-away database lives in TMPDIR"
+        running.process.send_signal(stop)
+        assert running.process.wait(timeout=30) == 0
+    assert "Traceback" not in running.text()
+    assert not list(temp.iterdir())
+    with pytest.raises(ConnectionRefusedError):  # the sandbox stopped with the service
+        socket.create_connection(("127.0.0.1", running.sandbox_port), timeout=1).close()
+
+
+@pytest.mark.parametrize(
+    ("dot_env", "named"),
+    [
+        ("B24_SUPERVISOR_IDS=27\n", "B24_SUPERVISOR_IDS"),
+        ("B24_WEBHOOK_URL=\nB24_SUPERVISOR_IDS=27,28\n", "B24_SUPERVISOR_IDS"),
+        ("TELEGRAM_ALLOWED_CHAT_IDS=-2001\nB24_BOT_NAME=Оценки\n", "B24_BOT_NAME, TELEGRAM_"),
+    ],
+)
+def test_a_half_filled_dot_env_is_named_in_the_sandbox_banner(
+    tmp_path: Path, dot_env: str, named: str
+) -> None:
+    (tmp_path / ".env").write_text(dot_env, encoding="utf-8")
+    with trial(tmp_path) as running:
+        running.page_url()
+        banner = running.text()
+        assert "SANDBOX" in banner
+        assert f"Note: {named}" in banner
+        assert "B24_WEBHOOK_URL is not (or is empty)" in banner
+
+
+def test_a_dot_env_without_portal_settings_adds_no_note_to_the_banner(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BOT_LOG_LEVEL=warning\n", encoding="utf-8")
+    with trial(tmp_path) as running:
+        running.page_url()
+        assert "Note:" not in running.text()
