@@ -441,8 +441,9 @@ def env_name(field: str) -> str:
     return field.upper()
 
 
-def describe_settings_error(error: ValidationError) -> str:
-    """One screen for an operator: which variable is wrong and how, secrets never echoed."""
+def describe_settings_error(error: ValidationError, program: str = "python -m bot") -> str:
+    """One screen for an operator: which variable is wrong and how, secrets never echoed;
+    `program` is how to run the command line again from where they are."""
     lines = [f"Configuration error: {error.error_count()} setting(s) invalid.", ""]
     for item in error.errors(include_url=False):
         loc = item["loc"]
@@ -459,6 +460,6 @@ def describe_settings_error(error: ValidationError) -> str:
     lines += [
         "",
         "Settings come from the environment and from a .env file in the working directory.",
-        "Run `python -m bot --help` for every setting and its default.",
+        f"Run `{program} --help` for every setting and its default.",
     ]
     return "\n".join(lines)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -190,6 +192,45 @@ def test_an_invalid_setting_exits_2_with_one_clear_screen(
     assert named in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "k3yc0de5ecret77" not in result.stderr + result.stdout
+
+
+def test_the_help_command_a_settings_error_names_works_as_written_from_there(
+    tmp_path: Path,
+) -> None:
+    """After `make run`, the command to run is .venv/bin/python's (a bare `python` there
+    lacks the dependencies): the screen names the interpreter that printed it."""
+    result = run_bot([], {"BOT_PORT": "eighty"}, tmp_path)
+    assert result.returncode == 2
+    shown = re.search(r"Run `(.+) --help` for every setting", result.stderr)
+    assert shown is not None, result.stderr
+    assert shown.group(1) == f"{sys.executable} -m bot"
+    helped = subprocess.run(
+        [*shlex.split(shown.group(1)), "--help"],
+        cwd=tmp_path,
+        env={"PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert helped.returncode == 0
+    assert "BOT_PORT" in helped.stdout
+
+
+def test_a_taken_port_stops_serve_with_one_sentence_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_bot(["serve"], {"BOT_HOST": "127.0.0.1", "BOT_PORT": str(port)}, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"The service cannot listen on 127.0.0.1:{port} (address already in use): stop what "
+        "uses that port, or choose another with BOT_PORT (in the environment or ./.env; "
+        "`BOT_PORT=8081 make run`)."
+    )
+    events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
+    assert events[-1] == "service.stopped", "what the start began is stopped"
 
 
 def test_a_dot_env_in_the_working_directory_is_read(tmp_path: Path) -> None:
