@@ -69,7 +69,8 @@ function chatsOf(state, me) {
     if (chat.type === "C" && chat.members.includes(me)) {
       list.push({ key: chat.dialog, title: chat.title, kind: "group", about: "group chat", chat });
     } else if (chat.type === "L" && chat.staff.includes(me)) {
-      const about = `open line “${chat.line}”, session ${chat.session}`;
+      // Where the answer goes, or a newcomer waits here for one that came elsewhere.
+      const about = `open line “${chat.line}”, session ${chat.session}: the bot answers a /rate here in your private chat with it, never to the customer`;
       list.push({ key: chat.dialog, title: chat.title, kind: "line", about, chat });
     }
   }
@@ -98,7 +99,7 @@ function drawPeople(state) {
   if (select.dataset.drawn === signature) return; // redrawing would close an open list
   select.dataset.drawn = signature;
   const options = state.people.map((p) =>
-    el("option", { value: String(p.id), selected: p.id === view.me }, `${p.name} — ${p.role}`)
+    el("option", { value: String(p.id), selected: p.id === view.me }, `${p.name} (${p.id}) — ${p.role}`)
   );
   select.replaceChildren(...options);
 }

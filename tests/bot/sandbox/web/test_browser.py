@@ -111,6 +111,8 @@ def test_a_rate_typed_to_the_bot_is_answered_and_shown_in_the_sessions(
     page: webdriver.Chrome,
 ) -> None:
     be(page, 27)
+    me = Select(page.find_element(By.ID, "me")).first_selected_option.text
+    assert me.startswith("Светлана Иванова (27) — supervisor, may rate"), "the id to configure"
     open_chat(page, "bot")
     type_in(page, "/rate 494 5 Молодец")
     answer = shown(page, "#feed .message.bot", "Сохранено")
@@ -124,6 +126,7 @@ def test_a_star_clicked_after_a_rate_in_an_open_line_is_saved_and_the_customer_s
 ) -> None:
     be(page, 27)
     open_chat(page, "chat1157")
+    shown(page, "#chat-about", "the bot answers a /rate here in your private chat with it")
     dialog = customer_side(page)  # the customer's messages and the operator's answers
     type_in(page, "/rate")
     open_chat(page, "bot")  # the bot answers the supervisor privately, with stars to click
