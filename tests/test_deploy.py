@@ -250,3 +250,36 @@ def test_an_unedited_copy_of_env_example_stops_the_start(tmp_path: Path) -> None
         assert name in result.stderr
     assert "still holds a <placeholder> from deploy/.env.example" in result.stderr
     assert not (tmp_path / "data").exists()  # stopped before opening anything
+
+
+def test_the_settings_install_sh_writes_make_the_service_listen_on_loopback_only(
+    tmp_path: Path,
+) -> None:
+    """install.sh turns .env.example's commented BOT_HOST into 127.0.0.1 with sed: an edit of
+    that line would otherwise silently leave the service on every interface."""
+    sed = shutil.which("sed")
+    if sed is None:
+        pytest.skip("no sed here")
+    script = (DEPLOY / "install.sh").read_text()
+    expression = re.search(r"sed '([^']+)' \"\$repo/deploy/\.env\.example\"", script)
+    assert expression is not None, "install.sh writes the settings from .env.example with sed"
+    written = subprocess.run(
+        [sed, expression.group(1), str(DEPLOY / ".env.example")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert re.findall(r"^BOT_HOST=.*$", written, re.MULTILINE) == ["BOT_HOST=127.0.0.1"]
+    filled = re.sub(
+        r"^B24_WEBHOOK_URL=.*$",
+        "B24_WEBHOOK_URL=https://corp.bitrix24.ru/rest/1/c0de/",
+        written,
+        flags=re.MULTILINE,
+    )
+    filled = re.sub(
+        r"^B24_SUPERVISOR_IDS=.*$", "B24_SUPERVISOR_IDS=27", filled, flags=re.MULTILINE
+    )
+    (tmp_path / "rating-bot.env").write_text(filled)
+    settings = Settings.from_sources({}, env_file=tmp_path / "rating-bot.env")
+    assert settings.bot_host == "127.0.0.1"
+    assert settings.b24_event_mode == "fetch"
