@@ -77,7 +77,9 @@ def test_the_image_is_built_in_two_stages_from_python_3_11_slim() -> None:
 
 
 def test_the_image_copies_sources_that_exist_and_the_context_keeps_them() -> None:
-    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text()
+    ignored = (ROOT / ".dockerignore").read_text()
+    # Everything is left out first (.env, .venv), then only what the Dockerfile copies is kept.
+    assert next(line for line in ignored.splitlines() if line and line[0] not in "#!") == "**"
     for keyword, rest in instructions(DEPLOY / "Dockerfile"):
         if keyword == "COPY" and not rest.startswith("--from"):
             for source in rest.split()[:-1]:
