@@ -7,7 +7,9 @@ neutralised (`bot/markup.py`) reads as plain text here too, and one it did not i
 Safety comes from the order: the whole text is HTML-escaped first, and only then are known
 tags turned into a fixed set of elements whose attributes come from values checked against a
 pattern (a link only http(s), a colour only a name or #hex). Nothing a user wrote can become an
-element, an attribute or a script; a tag whose value fails its check stays literal text.
+element, an attribute or a script; a tag whose value fails its check stays literal text. No
+element carries a `style`: the page's policy refuses inline styles, so a colour and a size go
+in data attributes, which chat.js applies through the DOM.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _valued(pattern: re.Pattern[str], wrap: Wrap) -> Callable[[re.Match[str]], s
 
 
 def _sized(value: str, inner: str) -> str:
-    return f'<span style="font-size:{min(int(value), _LARGEST)}px">{inner}</span>'
+    return f'<span class="bb-size" data-size="{min(int(value), _LARGEST)}">{inner}</span>'
 
 
 _ANY: Final = re.compile(r".+", re.DOTALL)
@@ -77,7 +79,7 @@ _VALUED: Final[tuple[tuple[str, re.Pattern[str], Wrap], ...]] = (
     # [send=…] posts its command when clicked, [put=…] puts it into the input.
     ("send", _ANY, lambda v, i: f'<a href="#" class="bb-send" data-send="{v}">{i}</a>'),
     ("put", _ANY, lambda v, i: f'<a href="#" class="bb-put" data-put="{v}">{i}</a>'),
-    ("color", _COLOR, lambda v, i: f'<span style="color:{v}">{i}</span>'),
+    ("color", _COLOR, lambda v, i: f'<span class="bb-color" data-color="{v}">{i}</span>'),
     ("size", _SIZE, _sized),
 )
 _RULES: Final = (

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Hashable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,16 +20,23 @@ from bot.sandbox.portal import Call, Chat, Message, Portal, User
 from bot.sandbox.rest import BucketGauge
 from bot.sandbox.telegram.world import TelegramWorld
 from bot.sandbox.web.bbcode import render
+from bot.sandbox.web.bounds import cut, newest_per_chat
 from bot.sandbox.web.telegram_view import telegram_mark, telegram_snapshot
 
 STATIC: Final = Path(__file__).parent / "static"
 SHOWN_CALLS: Final = 200  # the newest REST calls the page lists
+# Pages open at once: each is a task that looks for changes four times a second.
+MAX_STREAMS: Final = 32
+# Seconds a push may wait for a reader who stopped reading before its stream is ended (its
+# socket buffers full), so that it holds no place among MAX_STREAMS.
+STALLED: Final = 30.0
 _TICK: Final = 0.25  # seconds between looks for a change to push
 # Seconds between comments that keep a quiet stream open (and notice a reader who left).
 _HEARTBEAT: Final = 10.0
-# The page's own files only; [color]/[size] spans need inline style attributes.
+# The page's own files only, no inline script or style: [color]/[size] are set by chat.js
+# through the DOM (data-color, data-size), which a policy without 'unsafe-inline' allows.
 _CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
@@ -41,6 +49,15 @@ class PageState:
     def __init__(self, portal: Portal, gauge: BucketGauge, world: TelegramWorld) -> None:
         self.portal, self.gauge, self.world = portal, gauge, world
         self.closing = asyncio.Event()
+        self.streams = 0  # open /_sandbox/stream responses
+        self._encoded: tuple[Hashable, bytes] | None = None
+
+    def encoded(self, mark: Hashable) -> bytes:
+        """The snapshot as JSON, made once per change however many pages are open."""
+        if self._encoded is None or self._encoded[0] != mark:
+            data = json.dumps(self.snapshot(), ensure_ascii=False).encode()
+            self._encoded = (mark, data)
+        return self._encoded[1]
 
     def mark(self) -> Hashable:
         """Changes whenever anything the page shows does (every change is a REST call or a
@@ -53,13 +70,14 @@ class PageState:
     def snapshot(self) -> dict[str, Any]:
         portal = self.portal
         bot = min(portal.bots.values(), key=lambda b: b.id, default=None)
+        first = max(0, len(portal.calls) - SHOWN_CALLS)
         return {
             "bot": None if bot is None else {"id": bot.id, "name": bot.name, "code": bot.code},
             "people": [self._person(u) for u in sorted(self._staff(), key=self._rank)],
             "chats": [self._chat(c) for c in portal.chats.values()],
-            "messages": [self._message(m) for m in portal.messages.values()],
+            "messages": [self._message(m) for m in newest_per_chat(portal.messages.values())],
             "sessions": [self._session(i) for i in sorted(portal.sessions)],
-            "calls": [_call(n, c) for n, c in enumerate(portal.calls)][-SHOWN_CALLS:],
+            "calls": [_call(n, c) for n, c in enumerate(portal.calls[first:], first)],
             "bucket": {
                 "level": round(self.gauge.level(), 1),
                 "capacity": self.gauge.capacity,
@@ -129,8 +147,8 @@ class PageState:
             "chat_id": message.chat_id,
             "author_id": message.author_id,
             "author": self._name(message.author_id),
-            "text": message.text,
-            "html": render(message.text),
+            "text": cut(message.text),
+            "html": _rendered(cut(message.text)),
             "system": message.system,
             "to_customer": message.to_customer,
             "keyboard": _buttons(message.keyboard),
@@ -154,6 +172,12 @@ class PageState:
             "vote_head": session.vote_head,
             "comment_head": session.comment_head,
         }
+
+
+@lru_cache(maxsize=4096)
+def _rendered(text: str) -> str:
+    """Each text rendered once, not on every change (a snapshot renders every message)."""
+    return render(text)
 
 
 def _buttons(keyboard: Any) -> list[dict[str, Any]]:
@@ -203,28 +227,44 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 
 async def _state(request: web.Request) -> web.Response:
-    return web.json_response(request.app[PAGE].snapshot())
+    page = request.app[PAGE]
+    body = page.encoded(page.mark())
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
-    """The state as server-sent events: once at once, then on every change."""
+    """The state as server-sent events: once at once, then on every change. At most
+    MAX_STREAMS at a time; one whose reader stopped reading ends after STALLED seconds."""
     page = request.app[PAGE]
+    if page.streams >= MAX_STREAMS:
+        raise web.HTTPServiceUnavailable(
+            text=f"{MAX_STREAMS} chat pages are open already: close one and reload.",
+            headers={"Retry-After": "10"},
+        )
+    page.streams += 1
+    try:
+        return await _push(request, page)
+    finally:
+        page.streams -= 1
+
+
+async def _push(request: web.Request, page: PageState) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
     await response.prepare(request)
     seen: Hashable = None
     quiet = 0.0
-    with contextlib.suppress(ConnectionError):
+    with contextlib.suppress(ConnectionError, TimeoutError):
         while not page.closing.is_set():
             mark = page.mark()
             if mark != seen:
                 seen, quiet = mark, 0.0
-                data = json.dumps(page.snapshot(), ensure_ascii=False)
-                await response.write(f"data: {data}\n\n".encode())
+                data = page.encoded(mark)
+                await asyncio.wait_for(response.write(b"data: " + data + b"\n\n"), STALLED)
             elif quiet >= _HEARTBEAT:
                 quiet = 0.0
-                await response.write(b": still here\n\n")
+                await asyncio.wait_for(response.write(b": still here\n\n"), STALLED)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(page.closing.wait(), _TICK)
             quiet += _TICK

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.sandbox.telegram.seed import PORTAL_USERS
 from bot.sandbox.telegram.world import TelegramWorld, TgMessage
+from bot.sandbox.web.bounds import cut, newest_per_chat
 
 
 def telegram_mark(world: TelegramWorld) -> Hashable:
@@ -25,7 +26,10 @@ def telegram_snapshot(world: TelegramWorld) -> dict[str, Any]:
             {"id": c.id, "title": c.title, "type": c.type, "members": sorted(c.members)}
             for c in groups
         ],
-        "messages": [_message(world, m) for m in world.messages.values() if m.chat_id in shown],
+        "messages": [
+            _message(world, m)
+            for m in newest_per_chat(m for m in world.messages.values() if m.chat_id in shown)
+        ],
     }
 
 
@@ -38,7 +42,7 @@ def _message(world: TelegramWorld, message: TgMessage) -> dict[str, Any]:
         "message_id": message.message_id,
         "sender_id": message.sender_id,
         "author": author or "(the group)",
-        "text": message.text,  # as Telegram stores it: markup parsed away, shown as text
+        "text": cut(message.text),  # as Telegram stores it: markup parsed away, shown as text
         "edited": message.edit_date is not None,
         "buttons": [
             [

@@ -126,6 +126,13 @@ function drawChats(entries) {
 const messageKey = (m) => m.id;
 const messageSignature = (m) => [m.html, m.keyboard, m.system, m.to_customer, m.author_id === view.me];
 
+// [color]/[size] come as data attributes (the page's policy refuses inline styles); set
+// through the DOM, a style is allowed. The sandbox checked both values against a pattern.
+function styleBbCodes(body) {
+  for (const span of body.querySelectorAll("span.bb-color")) span.style.color = span.dataset.color;
+  for (const span of body.querySelectorAll("span.bb-size")) span.style.fontSize = `${span.dataset.size}px`;
+}
+
 function drawMessage(message) {
   const state = view.state;
   const isBot = state.bot && message.author_id === state.bot.id;
@@ -135,6 +142,7 @@ function drawMessage(message) {
   if (isBot) classes.push("bot");
   const body = el("div", { class: "body" });
   body.innerHTML = message.html; // rendered by the sandbox: escaped first, then BB-codes
+  styleBbCodes(body);
   const node = el("div", { class: classes.join(" "), "data-id": String(message.id) },
     el("div", { class: "author" }, message.author), body);
   if (message.keyboard.length) {

@@ -186,3 +186,15 @@ def test_in_the_telegram_group_a_rate_and_a_pressed_star_are_saved_and_fed(
     open_chat(page, "tg-2004")  # the feed: every saved vote, once
     shown(page, "#feed .message.telegram.bot", "сессия 495")
     shown(page, "#feed .message.telegram.bot", "сессия 494")
+
+
+def test_colour_and_size_are_drawn_under_a_policy_that_refuses_inline_styles(
+    group_chat: webdriver.Chrome,
+) -> None:
+    page = group_chat
+    type_in(page, "[color=#ff0000]красный[/color] и [size=24]крупный[/size]")
+    message = shown(page, "#feed .message.mine .body", "крупный")
+    red = message.find_element(By.CSS_SELECTOR, "span.bb-color")
+    big = message.find_element(By.CSS_SELECTOR, "span.bb-size")
+    assert red.value_of_css_property("color") in ("rgba(255, 0, 0, 1)", "rgb(255, 0, 0)")
+    assert big.value_of_css_property("font-size") == "24px"

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.sandbox.web.page import STATIC
+from bot.sandbox.portal import Portal
+from bot.sandbox.web.bounds import SHOWN_MESSAGES, SHOWN_TEXT
+from bot.sandbox.web.page import MAX_STREAMS, STATIC
 from tests.harness import ServiceFactory, eventually
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -43,7 +47,10 @@ async def test_the_page_and_its_files_are_served_with_a_strict_policy(
     async with http.get(sandbox.make_url("/")) as page:
         assert page.status == 200
         assert page.content_type == "text/html"
-        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        policy = page.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy
+        assert "style-src 'self';" in policy
+        assert "unsafe" not in policy, "no inline script or style: [color] is set through the DOM"
         html = await page.text()
     for name in ("chat.js", "chat.css"):
         assert f"/_sandbox/static/{name}" in html
@@ -165,3 +172,66 @@ async def test_the_telegram_side_lists_the_groups_with_the_bot_and_each_persons_
         assert answer.status == 200
     [message] = (await state(http, sandbox))["telegram"]["messages"]
     assert (message["author"], message["text"]) == ("Пётр Смирнов", typed["text"])
+
+
+# A megabyte of one message, plain or of tags the renderer would work on for hours.
+HUGE: Final = (
+    ("plain", "x" * 900_000),
+    ("unclosed tags", "[b]" * 300_000),
+    ("unclosed colours", "[color=red]" * 80_000),
+    ("unclosed links", "[url=https://x.ru]" * 50_000),
+)
+
+
+@pytest.mark.parametrize("text", [text for _, text in HUGE], ids=[name for name, _ in HUGE])
+async def test_a_huge_message_is_drawn_cut_and_the_state_stays_small(
+    http: aiohttp.ClientSession, sandbox: TestServer, text: str
+) -> None:
+    body = io.BytesIO(json.dumps({"author_id": 28, "to": "chat2001", "text": text}).encode())
+    headers = {"Content-Type": "application/json"}
+    url = sandbox.make_url("/_sandbox/events/message")
+    async with http.post(url, data=body, headers=headers) as answer:
+        assert answer.status == 200
+    async with http.get(sandbox.make_url("/_sandbox/state")) as answer:
+        size = len(await answer.read())
+    [message] = [m for m in (await state(http, sandbox))["messages"] if m["chat_id"] == 2001]
+    assert message["text"].startswith(text[:SHOWN_TEXT])
+    assert message["text"].endswith(f"… ({len(text) - SHOWN_TEXT} more characters)")
+    assert size < 100_000
+
+
+async def test_of_ten_thousand_messages_the_newest_of_each_chat_are_drawn(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    for n in range(10_000):
+        portal.post(2001, 28, f"сообщение {n}")
+    await say(http, sandbox, author_id=27, to="chat1157", text="в другом чате")
+    messages = (await state(http, sandbox))["messages"]
+    group = [m["text"] for m in messages if m["chat_id"] == 2001]
+    assert group == [f"сообщение {n}" for n in range(10_000 - SHOWN_MESSAGES, 10_000)]
+    assert "в другом чате" in [m["text"] for m in messages if m["chat_id"] == 1157]
+
+
+async def test_at_most_max_streams_pages_are_open_and_a_closed_one_frees_its_place(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    url = sandbox.make_url("/_sandbox/stream")
+    streams = [await http.get(url) for _ in range(MAX_STREAMS)]
+    assert [await next_state(s) is not None for s in streams] == [True] * MAX_STREAMS
+    async with http.get(url) as one_more:
+        assert one_more.status == 503
+        assert "close one" in await one_more.text()
+    for stream in streams:
+        stream.close()  # the reader goes away without a word, as a closed tab does
+    reopened: list[aiohttp.ClientResponse] = []
+    deadline = asyncio.get_running_loop().time() + 60  # a gone reader is noticed at a heartbeat
+    while len(reopened) < MAX_STREAMS and asyncio.get_running_loop().time() < deadline:
+        again = await http.get(url)
+        if again.status == 200:
+            reopened.append(again)
+        else:
+            again.close()
+            await asyncio.sleep(0.5)
+    assert len(reopened) == MAX_STREAMS, "every closed page gave its place back"
+    for stream in reopened:
+        stream.close()
