@@ -168,6 +168,9 @@ def try_out(settings: Settings, sandbox_port: int) -> int:
     from bot import trial  # noqa: PLC0415 - the sandbox is loaded for `try` alone
 
     if not trial.is_configured(settings):
+        if reasons := trial.real_set_up(os.environ):
+            print(trial.refusal(reasons), file=sys.stderr)
+            return EXIT_BAD_SETTINGS
         try:
             sandbox = trial.start_sandbox(sandbox_port)
         except trial.SandboxUnavailable as error:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import difflib
+import re
 import shutil
 import tempfile
 import threading
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from dotenv import dotenv_values
 
 from bot.config import Settings, env_name
 from bot.sandbox.app import create_sandbox_app
@@ -28,6 +31,19 @@ from bot.sandbox.wiring import service_env
 from bot.serving import bind_failure
 
 LOOPBACK: Final = "127.0.0.1"
+# Settings the sandbox may take from the person (it overrides BOT_HOST with loopback): what
+# a newcomer sets to try it. Any other setting of ours means a set-up for a real portal.
+_HARMLESS: Final = frozenset(
+    {
+        "BOT_HOST",
+        "BOT_PORT",
+        "BOT_LOG_LEVEL",
+        "BOT_LOG_FORMAT",
+        "BOT_SHUTDOWN_TIMEOUT",
+        "BOT_JOB_LEASE",
+    }
+)
+_OURS: Final = re.compile(r"(?:B24|TELEGRAM|BOT)_", re.IGNORECASE)
 _RULE: Final = "=" * 78
 
 
@@ -38,6 +54,40 @@ class SandboxUnavailable(Exception):
 def is_configured(settings: Settings) -> bool:
     """A real portal or a real Telegram bot is set up (in the environment or ./.env)."""
     return settings.b24_webhook_url is not None or settings.telegram_bot_token is not None
+
+
+def real_set_up(environ: Mapping[str, str], env_file: Path = Path(".env")) -> list[str]:
+    """Why this machine looks set up for a real portal although none is configured: each
+    setting of ours that only a real set-up has (set even empty), and each name that looks
+    like ours but is none (`B24_WEBHOOK_ULR`). Empty when the sandbox may start: a typo on a
+    production box must not turn the service into a sandbox that loses every event."""
+    known = {env_name(field) for field in Settings.model_fields}
+    found = {name.upper(): "the environment" for name in environ}
+    if env_file.is_file():
+        found |= {name.upper(): f"./{env_file.name}" for name in dotenv_values(env_file)}
+    reasons = []
+    for name, where in sorted(found.items()):
+        if not _OURS.match(name) or name in _HARMLESS:
+            continue
+        if name in known:
+            reasons.append(f"{name} is set ({where}; empty counts)")
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f": did you mean {close[0]}?" if close else ""
+        reasons.append(f"{name} ({where}) is not a setting{hint}")
+    return reasons
+
+
+def refusal(reasons: list[str]) -> str:
+    return "\n".join(
+        (
+            "Not starting the sandbox: no portal is configured (B24_WEBHOOK_URL or",
+            "TELEGRAM_BOT_TOKEN), yet this looks like a set-up for a real one:",
+            *(f"  - {reason}" for reason in reasons),
+            "Fix the set-up (`python -m bot --help` lists the settings), or try the sandbox",
+            "where none of these is set.",
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -151,28 +151,52 @@ def test_a_stop_ends_the_sandbox_cleanly_and_leaves_no_temporary_files(
         socket.create_connection(("127.0.0.1", running.sandbox_port), timeout=1).close()
 
 
-@pytest.mark.parametrize(
-    ("dot_env", "named"),
-    [
-        ("B24_SUPERVISOR_IDS=27\n", "B24_SUPERVISOR_IDS"),
-        ("B24_WEBHOOK_URL=\nB24_SUPERVISOR_IDS=27,28\n", "B24_SUPERVISOR_IDS"),
-        ("TELEGRAM_ALLOWED_CHAT_IDS=-2001\nB24_BOT_NAME=Оценки\n", "B24_BOT_NAME, TELEGRAM_"),
-    ],
-)
-def test_a_half_filled_dot_env_is_named_in_the_sandbox_banner(
-    tmp_path: Path, dot_env: str, named: str
+# A machine set up for a real portal whose portal setting is missing, empty or misspelt: `try`
+# must not quietly serve a sandbox there (every real event would be lost), and says why.
+HALF_SET_UP = [
+    (
+        ".env",
+        "B24_WEBHOOK_ULR=https://corp.bitrix24.ru/rest/1/s3cr3tc0de/\n",
+        "B24_WEBHOOK_ULR (./.env) is not a setting: did you mean B24_WEBHOOK_URL?",
+    ),
+    (
+        ".env",
+        "B24_WEBHOOK_URL=\nB24_SUPERVISOR_IDS=27\n",
+        "B24_WEBHOOK_URL is set (./.env; empty counts)",
+    ),
+    ("environment", "B24_WEBHOOK_URL=", "B24_WEBHOOK_URL is set (the environment; empty counts)"),
+    (".env", "TELEGRAM_BOT_TOKN=123456:s3cr3tc0de\n", "did you mean TELEGRAM_BOT_TOKEN?"),
+    ("environment", "TELEGRAM_ALLOWED_CHAT_IDS=-1001", "TELEGRAM_ALLOWED_CHAT_IDS is set"),
+    (
+        "environment",
+        "BOT_DATABASE_URL=sqlite:////var/lib/rating-bot/data/bot.sqlite3",
+        "BOT_DATABASE_URL is set",
+    ),
+]
+
+
+@pytest.mark.parametrize(("where", "setting", "said"), HALF_SET_UP)
+def test_a_set_up_for_a_real_portal_without_one_never_starts_the_sandbox(
+    tmp_path: Path, where: str, setting: str, said: str
 ) -> None:
-    (tmp_path / ".env").write_text(dot_env, encoding="utf-8")
-    with trial(tmp_path) as running:
-        running.page_url()
-        banner = running.text()
-        assert "SANDBOX" in banner
-        assert f"Note: {named}" in banner
-        assert "B24_WEBHOOK_URL is not (or is empty)" in banner
-
-
-def test_a_dot_env_without_portal_settings_adds_no_note_to_the_banner(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("BOT_LOG_LEVEL=warning\n", encoding="utf-8")
-    with trial(tmp_path) as running:
-        running.page_url()
-        assert "Note:" not in running.text()
+    env = {"PYTHONIOENCODING": "utf-8", "BOT_PORT": str(free_port())}
+    if where == ".env":
+        (tmp_path / ".env").write_text(setting, encoding="utf-8")
+    else:
+        name, value = setting.split("=", 1)
+        env[name] = value
+    sandbox_port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "try", "--sandbox-port", str(sandbox_port)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Not starting the sandbox" in result.stderr
+    assert said in result.stderr
+    assert "s3cr3t" not in result.stdout + result.stderr
+    assert "SANDBOX" not in result.stdout
