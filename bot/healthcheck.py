@@ -23,6 +23,9 @@ from bot.config import Settings
 PROBE_TIMEOUT: Final = 3.0  # below the HEALTHCHECK's own --timeout
 # A wildcard address is listened on by every interface, loopback among them.
 _LOOPBACK_FOR: Final = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - binds nothing
+# Straight to the service, whatever HTTP_PROXY says: docker passes a host's proxy settings into
+# its containers, and urllib would send even a request to 127.0.0.1 through that proxy.
+_DIRECT: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def healthz_url(settings: Settings) -> str:
@@ -36,7 +39,7 @@ def healthz_url(settings: Settings) -> str:
 def probe(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None when the service answered 200, else why not, in one line."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - http://host
+        with _DIRECT.open(url, timeout=timeout) as answer:
             status: int = answer.status
     except urllib.error.HTTPError as error:
         status = error.code

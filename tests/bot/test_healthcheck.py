@@ -62,6 +62,23 @@ async def test_the_environment_wins_over_env_file_as_for_the_service(
     assert await run_healthcheck(tmp_path, {"BOT_PORT": str(port)}) == (0, "")
 
 
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+async def test_a_proxy_in_the_environment_is_not_asked_for_the_service(
+    aiohttp_server: AiohttpServer, tmp_path: Path, variable: str
+) -> None:
+    async def refuse(_request: web.Request) -> web.Response:
+        return web.Response(status=502, text="the proxy cannot reach 127.0.0.1")
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/{tail:.*}", refuse)
+    proxy_port = free_port()
+    await aiohttp_server(proxy, port=proxy_port)
+    port = free_port()
+    await the_service(aiohttp_server, port)
+    env = {"BOT_PORT": str(port), variable: f"http://127.0.0.1:{proxy_port}"}
+    assert await run_healthcheck(tmp_path, env) == (0, "")
+
+
 async def test_nothing_listening_is_unhealthy(tmp_path: Path) -> None:
     status, said = await run_healthcheck(tmp_path, {"BOT_PORT": str(free_port())})
     assert status == 1
