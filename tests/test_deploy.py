@@ -224,6 +224,18 @@ def test_nginx_forwards_exactly_the_paths_the_platforms_post_to() -> None:
     assert nginx_conf().count("proxy_pass http://rating_bot;") == 2
 
 
+def test_nginx_logs_the_handler_secret_nowhere() -> None:
+    # Before: the access log masked it, but every failed forward wrote it to the error log.
+    conf = nginx_conf()
+    [block] = re.findall(r"location \^~ /b24/events/ \{(.*?)\n    \}", conf, re.DOTALL)
+    [(_, level)] = re.findall(r"^\s*error_log (\S+) (\w+);", block, re.MULTILINE)
+    assert level in ("crit", "alert", "emerg"), "request lines of failed forwards are errors"
+    assert "$request " not in conf
+    assert "$request_uri" not in conf.replace("return 301 https://$host$request_uri;", "")
+    for server in conf.split("server {")[1:]:
+        assert "access_log /var/log/nginx/rating-bot.access.log rating_bot;" in server
+
+
 def test_nginx_limits_bodies_as_the_service_does_and_points_at_its_port() -> None:
     assert re.search(r"client_max_body_size 1m;", nginx_conf())
     assert MAX_EVENT_BYTES == 1024 * 1024
