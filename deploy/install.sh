@@ -42,11 +42,17 @@ for db in "$STATE_DIR"/data/*.sqlite3; do
     echo "backed up $db to $backup"
 done
 
-# 3. The code: a virtualenv owned by root, so the service cannot rewrite what it runs.
+# 3. The code: a virtualenv owned by root, so the service cannot rewrite what it runs. pip
+#    builds inside the folder it is given (build/, *.egg-info): it gets a fresh copy of what the
+#    image copies (deploy/Dockerfile), so the checkout gets no root-owned files and an upgrade
+#    never installs a module that only a previous version's build/ still holds.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+cp -R "$repo/pyproject.toml" "$repo/README.md" "$repo/bot" "$repo/handlers" "$src/"
 install -d -m 0755 "$PREFIX"
 [ -x "$PREFIX/.venv/bin/python" ] || "$PYTHON" -m venv "$PREFIX/.venv"
 "$PREFIX/.venv/bin/python" -m pip install --quiet --upgrade pip
-"$PREFIX/.venv/bin/python" -m pip install --quiet --no-cache-dir "$repo"
+"$PREFIX/.venv/bin/python" -m pip install --quiet --no-cache-dir "$src"
 # The virtualenv runs the interpreter it was made from, which the service's user must be able to
 # run: one under root's home (pyenv's) is not.
 runuser -u "$SERVICE_USER" -- "$PREFIX/.venv/bin/python" -c pass 2>/dev/null \

@@ -174,6 +174,23 @@ def test_install_sh_installs_files_that_exist() -> None:
         assert (ROOT / path).exists(), path
 
 
+def test_install_sh_builds_from_a_fresh_copy_of_what_the_image_builds_from() -> None:
+    # Before: pip built inside the checkout, leaving root-owned build/ and *.egg-info there,
+    # and a module deleted upstream stayed in build/lib and was installed again on upgrade.
+    script = (DEPLOY / "install.sh").read_text()
+    [copied] = re.findall(r'^cp -R (.+) "\$src/"$', script, re.MULTILINE)
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    image = [
+        s
+        for line in re.findall(r"^COPY (?!--)(.+) \S+$", dockerfile, re.MULTILINE)
+        for s in line.split()
+    ]
+    assert re.findall(r'"\$repo/([^"]+)"', copied) == image
+    [installed] = re.findall(r"pip install --quiet --no-cache-dir (\S+)$", script, re.MULTILINE)
+    assert installed == '"$src"'
+    assert "trap 'rm -rf \"$src\"' EXIT" in script
+
+
 def test_the_cli_wrapper_runs_as_the_unit_does() -> None:
     service = unit()
     wrapper = (DEPLOY / "rating-bot").read_text()
