@@ -28,8 +28,8 @@ SHOWN_CALLS: Final = 200  # the newest REST calls the page lists
 # Pages open at once: each is a task that looks for changes four times a second.
 MAX_STREAMS: Final = 32
 # Seconds a push may wait for a reader who stopped reading before its stream is ended (its
-# socket buffers full), so that it holds no place among MAX_STREAMS.
-STALLED: Final = 30.0
+# socket buffers full), so that it holds no place among MAX_STREAMS and no task.
+STALLED: Final = 10.0
 _TICK: Final = 0.25  # seconds between looks for a change to push
 # Seconds between comments that keep a quiet stream open (and notice a reader who left).
 _HEARTBEAT: Final = 10.0

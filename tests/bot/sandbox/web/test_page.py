@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import socket
 import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
@@ -16,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.sandbox.portal import Portal
 from bot.sandbox.web.bounds import SHOWN_MESSAGES, SHOWN_TEXT
-from bot.sandbox.web.page import MAX_STREAMS, STATIC
+from bot.sandbox.web.page import MAX_STREAMS, STALLED, STATIC
 from tests.harness import ServiceFactory, eventually
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -235,3 +237,26 @@ async def test_at_most_max_streams_pages_are_open_and_a_closed_one_frees_its_pla
     assert len(reopened) == MAX_STREAMS, "every closed page gave its place back"
     for stream in reopened:
         stream.close()
+
+
+async def test_a_reader_who_stops_reading_is_dropped_and_holds_nothing(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    for n in range(SHOWN_MESSAGES):  # every push is then most of a megabyte
+        portal.post(2001, 28, f"{n} " + "текст " * (SHOWN_TEXT // 6))
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)  # noqa: FBT003 - the socket API
+    await asyncio.get_running_loop().sock_connect(raw, (sandbox.host, sandbox.port))
+    reader, writer = await asyncio.open_connection(sock=raw, limit=4096)
+    writer.write(f"GET /_sandbox/stream HTTP/1.1\r\nHost: {sandbox.host}\r\n\r\n".encode())
+    for n in range(12):  # a change a push apart, each pushed into buffers nobody empties
+        await say(http, sandbox, author_id=27, to="chat1157", text=f"ещё {n}")
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(STALLED + 5)  # the reader stays away past the bound
+    # Dropped: what reached the buffers, then the end. Before, the stream simply went on.
+    async with asyncio.timeout(60):
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+    writer.close()
