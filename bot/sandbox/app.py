@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -53,6 +53,7 @@ METHODS: Final[Mapping[str, MethodImpl]] = {
     "im.user.get": im.user_get,
 }
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PORTAL = web.AppKey("portal", Portal)
 EVENTS = web.AppKey("events", EventSender)
 
@@ -67,7 +68,7 @@ def create_sandbox_app(
     """The portal's REST API under /rest/, and /_sandbox/ for tests and people; beside it the
     fake Telegram Bot API under /telegram/ (the seeded world unless `telegram` is given), and
     the chat page at /."""
-    app = web.Application()
+    app = web.Application(middlewares=[_json_only])
     world = telegram or seeded_world()
     telegram_server.mount(app, world)
     app[PORTAL] = portal
@@ -179,6 +180,20 @@ def _newest_keyboard(portal: Portal, user_id: int) -> int:
     if not shown:
         raise web.HTTPBadRequest(text=f"no message with a keyboard in a chat of user {user_id}")
     return max(shown)
+
+
+@web.middleware
+async def _json_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A POST to /_sandbox/ says it sends JSON. Any web page open in the same browser may
+    send a form or text/plain to 127.0.0.1 without asking; JSON needs the browser to ask
+    first (a CORS preflight), which the sandbox never grants: no site can act in it."""
+    if (
+        request.method == "POST"
+        and request.path.startswith("/_sandbox/")
+        and request.content_type != "application/json"
+    ):
+        raise web.HTTPUnsupportedMediaType(text="send the body as Content-Type: application/json")
+    return await handler(request)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -260,3 +260,34 @@ async def test_a_reader_who_stops_reading_is_dropped_and_holds_nothing(
             while await reader.read(65536):
                 pass
     writer.close()
+
+
+# What any web page open in the same browser may send to 127.0.0.1 without asking first.
+FORGED: Final = (
+    ("/_sandbox/events/message", {"author_id": 27, "to": "chat2001", "text": "подделка"}),
+    ("/_sandbox/events/click", {"user_id": 27, "button": 0}),
+    ("/_sandbox/telegram/type", {"user_id": 5001, "chat_id": -2001, "text": "подделка"}),
+    ("/_sandbox/faults", {"method": "imopenlines.session.head.vote", "error": "ACCESS_DENIED"}),
+)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(("path", "body"), FORGED)
+async def test_a_request_a_foreign_page_may_send_unasked_is_refused(
+    http: aiohttp.ClientSession,
+    sandbox: TestServer,
+    portal: Portal,
+    path: str,
+    body: dict[str, Any],
+    content_type: str,
+) -> None:
+    before = await state(http, sandbox)
+    forged = json.dumps(body)
+    headers = {"Content-Type": content_type, "Origin": "https://evil.example"}
+    async with http.post(sandbox.make_url(path), data=forged, headers=headers) as answer:
+        assert answer.status == 415
+        assert "application/json" in await answer.text()
+    after = await state(http, sandbox)
+    assert after["messages"] == before["messages"]
+    assert after["telegram"]["messages"] == before["telegram"]["messages"]
+    assert portal.faults == []
