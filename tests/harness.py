@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -286,6 +289,27 @@ def write_locked(database_url: str) -> Iterator[None]:
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+@contextlib.contextmanager
+def sandbox_process(cwd: Path, *options: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """`python -m bot.sandbox` on a free port, as a newcomer starts it: its port and process
+    (stdout readable), stopped with SIGTERM at the end."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.sandbox", "--port", str(port), *options],
+        env={"PYTHONIOENCODING": "utf-8"},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield port, process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
 
 
 def post_until_answered(url: str, within: float = 20.0) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,30 +10,18 @@ import pytest
 
 from bot.sandbox.__main__ import build_parser
 from tests.bot.test_main import shown_defaults
-from tests.harness import free_port, post_until_answered
+from tests.harness import post_until_answered, sandbox_process
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_prints_the_webhook_url_and_serves_the_portal(tmp_path: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.sandbox", "--port", str(port), "--webhook-code", "newcomer1"],
-        env={"PYTHONIOENCODING": "utf-8"},
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with sandbox_process(tmp_path, "--webhook-code", "newcomer1") as (port, process):
         assert process.stdout is not None
         first = process.stdout.readline().strip()
         assert first == f"B24_WEBHOOK_URL=http://127.0.0.1:{port}/rest/1/newcomer1/"
         url = first.removeprefix("B24_WEBHOOK_URL=") + "profile"
         assert post_until_answered(url)["ID"] == "1"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=20)
     assert process.returncode == 0
 
 
@@ -69,21 +56,9 @@ def test_help_shows_every_option_s_default_as_the_code_has_it(
 
 
 def test_prints_every_setting_for_the_service_and_the_chat_page(tmp_path: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.sandbox", "--port", str(port)],
-        env={"PYTHONIOENCODING": "utf-8"},
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with sandbox_process(tmp_path) as (port, process):
         assert process.stdout is not None
         lines = [process.stdout.readline().strip() for _ in range(8)]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=20)
     names = [line.split("=", 1)[0] for line in lines[:-1]]
     assert names == [
         "B24_WEBHOOK_URL",
