@@ -9,6 +9,10 @@ the database without bound. The gate takes at most `PER_USER` commands of one st
 So strangers add at most `PER_MINUTE` jobs a minute, and the gate itself remembers at most
 `TRACKED` people. Linked users and the allowed groups are not gated here (their bounds are the
 per-user share and the message's command limit, bot/intake.py).
+
+Written here rather than taken from aiolimiter (already a dependency): its leaky bucket makes a
+caller wait, and one limiter per key would be kept without bound; this gate must refuse at once,
+per person, and forget people whose window has passed.
 """
 
 from __future__ import annotations
