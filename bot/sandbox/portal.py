@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Literal
 
+from bot.sandbox.faults import spend
 from bot.sandbox.v2.queue import EventQueue
 
 
@@ -283,11 +284,7 @@ class Portal:
             if fault.inside_batch != inside_batch:
                 continue
             if fault.method == method or (fault.method == "*" and not inside_batch):
-                if fault.times > 0:
-                    fault.times -= 1
-                if fault.times == 0:
-                    self.faults.remove(fault)
-                return fault
+                return spend(self.faults, fault)
         return None
 
     def post(self, chat_id: int, author_id: int, text: str, **extra: Any) -> Message:

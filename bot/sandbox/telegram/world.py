@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from bot.sandbox.faults import spend
 from bot.sandbox.telegram.entities import user_entities
 
 # getUpdates' and setWebhook's default: every type but these (Bot API, getUpdates).
@@ -528,11 +529,7 @@ class TelegramWorld:
     def take_fault(self, method: str) -> TgFault | None:
         for fault in self.faults:
             if fault.method.lower() in (method, "*"):
-                if fault.times > 0:
-                    fault.times -= 1
-                if fault.times == 0:
-                    self.faults.remove(fault)
-                return fault
+                return spend(self.faults, fault)
         return None
 
 
