@@ -8,6 +8,7 @@ must interpret, or own their session and print progress bars; the official SDK i
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -199,6 +200,21 @@ class BitrixClient:
         self._budget = limiters.operating_for(auth.portal)
         self._retry = retry or RetryPolicy()
         self._timeout = timeout
+
+    def acting_as(self, auth: TokenAuth) -> BitrixClient:
+        """A client for the same portal acting under `auth` (a supervisor's own token):
+        the same session, the same leaky bucket and operating budget (both limits are per
+        portal, §00 item 10), the same retries."""
+        if auth.portal != self._auth.portal:
+            raise ValueError("a token of another portal")
+        sibling = copy.copy(self)
+        sibling._auth = auth  # noqa: SLF001 - the copy is ours
+        return sibling
+
+    @property
+    def auth(self) -> RestAuth:
+        """How this client's calls are authorised: the key the coalescer groups calls by."""
+        return self._auth
 
     @property
     def limiter(self) -> AsyncLimiter:

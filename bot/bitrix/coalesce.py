@@ -13,6 +13,10 @@ saves nothing, and its read-back reports that. A group with a call that must not
 batch (`needs_direct`: a `$` in its text) is not merged: the client runs it in order, with
 its own `halt`.
 
+A `batch` request runs under one user (its auth), so groups are merged only with groups of
+the same auth: the webhook's, or one supervisor's own token (`acting_as`). Every auth shares
+the one per-portal bucket the senders wait on.
+
 A sender never dies: whatever goes wrong with one request fails that request's calls with
 a typed error, and the sender takes the next.
 """
@@ -38,7 +42,7 @@ from bot.bitrix.batch import (
     map_references,
     needs_direct,
 )
-from bot.bitrix.client import BitrixClient
+from bot.bitrix.client import BitrixClient, TokenAuth
 from bot.errors import BitrixError, BitrixRequestFailed
 from bot.usage import count_rest_request
 
@@ -60,6 +64,7 @@ class RestCaller(Protocol):
 @dataclass
 class _Group:
     calls: list[BatchCall]
+    client: BitrixClient  # the auth the calls run under
     done: asyncio.Future[BatchResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -81,11 +86,20 @@ class Coalescer:
         return result.value("call")
 
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
+        return await self._submit(self._client, calls, halt=halt)
+
+    def acting_as(self, auth: TokenAuth) -> RestCaller:
+        """Calls under a supervisor's own token, coalesced with that token's other calls."""
+        return _ActingAs(self, self._client.acting_as(auth))
+
+    async def _submit(
+        self, client: BitrixClient, calls: Sequence[BatchCall], *, halt: bool
+    ) -> BatchResult:
         if len(calls) > MAX_BATCH or any(needs_direct(call) for call in calls):
-            return await self._client.batch(calls, halt=halt)
+            return await client.batch(calls, halt=halt)
         # Counted as the request this command would have made alone (it may share it).
         count_rest_request()
-        group = _Group(list(calls))
+        group = _Group(list(calls), client)
         self._waiting.append(group)
         self._arrived.set()
         return await group.done
@@ -120,14 +134,25 @@ class Coalescer:
         # sends; so look, and while the bucket is full let more work gather.
         while not self._limiter.has_capacity():  # noqa: ASYNC110
             await asyncio.sleep(_POLL)
+        if self._waiting:
+            await self._send(self._take_same_auth())
+
+    def _take_same_auth(self) -> list[_Group]:
+        """The first waiting group and, in order, every later one under the same auth that
+        still fits in the request; the others keep their places."""
+        auth = self._waiting[0].client.auth
         groups: list[_Group] = []
+        others: deque[_Group] = deque()
         size = 0
-        while self._waiting and size + len(self._waiting[0].calls) <= MAX_BATCH:
+        while self._waiting:
             group = self._waiting.popleft()
-            groups.append(group)
-            size += len(group.calls)
-        if groups:
-            await self._send(groups)
+            if not groups or (group.client.auth == auth and size + len(group.calls) <= MAX_BATCH):
+                groups.append(group)
+                size += len(group.calls)
+            else:
+                others.append(group)
+        self._waiting.extendleft(reversed(others))
+        return groups
 
     async def _send(self, groups: list[_Group]) -> None:
         """One merged request for `groups`; any failure becomes the groups' error."""
@@ -151,7 +176,7 @@ class Coalescer:
             for group, prefix in prefixed
             for call in group.calls
         ]
-        merged = await self._client.batch(calls)
+        merged = await groups[0].client.batch(calls)
         for group, prefix in prefixed:
             own = BatchResult(calls={c.key: c for c in group.calls})
             for call in group.calls:
@@ -161,6 +186,21 @@ class Coalescer:
                     own.errors[call.key] = merged.errors[prefix + call.key]
             with contextlib.suppress(asyncio.InvalidStateError):
                 group.done.set_result(own)
+
+
+@dataclass(frozen=True)
+class _ActingAs:
+    """A RestCaller whose calls go through the coalescer under one token."""
+
+    coalescer: Coalescer
+    client: BitrixClient
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        result = await self.batch([BatchCall("call", method, params or {})])
+        return result.value("call")
+
+    async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
+        return await self.coalescer._submit(self.client, calls, halt=halt)  # noqa: SLF001
 
 
 def _prefix_references(params: Mapping[str, Any], prefix: str) -> Any:

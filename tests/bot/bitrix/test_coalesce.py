@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from bot.bitrix.batch import BatchCall
-from bot.bitrix.client import BitrixClient, WebhookAuth
+from bot.bitrix.client import BitrixClient, TokenAuth, WebhookAuth
 from bot.bitrix.coalesce import Coalescer
 from bot.bitrix.votes import BitrixSessionVotes
-from bot.errors import BitrixBadResponse, BitrixError, BitrixMethodError, BitrixRequestFailed
+from bot.errors import (
+    BitrixBadResponse,
+    BitrixError,
+    BitrixMethodError,
+    BitrixRequestFailed,
+    VoteRefused,
+)
 from bot.sandbox.portal import Fault, Portal
 from tests.harness import webhook_url
 
@@ -159,3 +166,55 @@ async def test_a_group_with_a_dollar_in_its_text_runs_on_its_own_with_its_halt(
     assert "after" not in result.results
     assert requests_to(portal, "batch") == 0
     assert requests_to(portal, "imopenlines.session.head.vote") == 1
+
+
+def _acting(coalescer: Coalescer, sandbox: TestServer, portal: Portal, user_id: int) -> Any:
+    """Session votes under a token the portal issued to `user_id`."""
+    token = f"token-of-{user_id}"
+    portal.tokens[token] = user_id
+    auth = TokenAuth(str(sandbox.make_url("/rest/")), SecretStr(token))
+    return BitrixSessionVotes(coalescer.acting_as(auth))
+
+
+@pytest.mark.parametrize("bucket", [(5.0, 1)])
+async def test_each_user_s_calls_run_under_their_own_token_and_never_share_a_request(
+    coalescer: Coalescer, portal: Portal, sandbox: TestServer
+) -> None:
+    """A head of the line (27), a supervisor without the right (28) and the webhook's owner
+    (1) vote at once through a bucket of one: each vote is checked and recorded as its own
+    user, and no batch request mixes two users' calls."""
+    head, without_right = (_acting(coalescer, sandbox, portal, u) for u in (27, 28))
+    webhook = BitrixSessionVotes(coalescer)
+    outcomes = await asyncio.gather(
+        head.vote(494, rating=4, comment="27"),
+        without_right.vote(494, rating=2, comment="28"),
+        webhook.vote(496, rating=5, comment="1"),
+        head.vote(495, rating=3, comment=None),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], VoteRefused)
+    assert not any(isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 1)
+    assert (portal.sessions[494].vote_head, portal.sessions[494].comment_head) == (4, "27")
+    assert (portal.sessions[495].vote_head, portal.sessions[495].comment_head) == (3, "Вежливо")
+    voters = {(n["from_user_id"], n["session_id"]) for n in portal.notifications}
+    assert {(27, 494), (1, 496), (27, 495)} <= voters
+    assert not any(n["from_user_id"] == 28 for n in portal.notifications)
+    # A batch request is recorded after the calls made inside it.
+    requests: list[set[int | None]] = []
+    inside: set[int | None] = set()
+    for call in portal.calls:
+        inside.add(call.user_id)
+        if call.batch_of is None:
+            requests.append(inside)
+            inside = set()
+    assert len(requests) >= 3
+    assert all(len(users) == 1 for users in requests), requests
+
+
+async def test_a_token_of_another_portal_is_refused_before_any_call(
+    coalescer: Coalescer, portal: Portal
+) -> None:
+    elsewhere = TokenAuth("https://other.bitrix24.test/rest/", SecretStr("t"))
+    with pytest.raises(ValueError, match="another portal"):
+        coalescer.acting_as(elsewhere)
+    assert portal.calls == []
