@@ -217,15 +217,21 @@ class SqliteStorage(SqliteLinks):
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode: a commit survives a crash of the process (kill -9); only a power
-        # loss may lose the last transactions.
-        await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute(f"PRAGMA busy_timeout = {_BUSY_WAIT_MS}")
-        storage = cls(db, session_of=session_of, lease=lease)
-        await storage._migrate()
-        # Claims are left alone: a live process holds them; a dead one's lease runs out.
-        await storage._count_unfinished()
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a commit survives a crash of the process (kill -9); only a
+            # power loss may lose the last transactions.
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute(f"PRAGMA busy_timeout = {_BUSY_WAIT_MS}")
+            storage = cls(db, session_of=session_of, lease=lease)
+            await storage._migrate()
+            # Claims are left alone: a live process holds them; a dead one's lease runs out.
+            await storage._count_unfinished()
+        except BaseException:
+            # aiosqlite's worker is not a daemon thread: a connection left open keeps the
+            # process from exiting (a locked database at start would hang `check` and tests).
+            await db.close()
+            raise
         return storage
 
     @classmethod
@@ -238,6 +244,9 @@ class SqliteStorage(SqliteLinks):
                 version = await cursor.fetchone()
         except sqlite3.DatabaseError:  # a file that is not SQLite at all
             version = None
+        except BaseException:  # see `open`: never leave the worker thread behind
+            await db.close()
+            raise
         if version is None or version[0] == 0:  # not a database this service has written
             await db.close()
             raise StorageMissing(path)

@@ -4,8 +4,10 @@ lease."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from bot.jobs import session_of
 from bot.models import BitrixRoute, IncomingCommand, Reply
 from bot.storage import AuditEntry, Storage, open_storage
 from bot.storage.sqlite import CLAIM, MIGRATIONS
+from tests.harness import eventually, write_locked
 
 LEASE = 60.0
 
@@ -470,3 +473,23 @@ async def test_one_consumer_lease_per_name_taken_over_only_when_it_runs_out(
     finally:
         await first.close()
         await second.close()
+
+
+def _storage_threads() -> set[threading.Thread]:
+    """aiosqlite's worker threads: not daemons, so one left running keeps the process alive."""
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+async def test_a_database_that_cannot_be_opened_leaves_no_thread_behind(path: Path) -> None:
+    """A locked database at start fails the open; its connection is closed at once, not left
+    for the garbage collector (a process exiting before it would wait for ever)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{path}"
+    before = _storage_threads()
+    gc.disable()  # the connection must be closed by the failed open, not collected
+    try:
+        with write_locked(url), pytest.raises(sqlite3.OperationalError):
+            await open_storage(url, session_of=session_of, lease=60.0)
+        await eventually(lambda: not (_storage_threads() - before))
+    finally:
+        gc.enable()
