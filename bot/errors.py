@@ -315,6 +315,28 @@ class StorageMissing(BotError):
         super().__init__(f"no bot database at {path}")
 
 
+class SecretKeyUnusable(BotError, ValueError):
+    """BOT_SECRET_KEY / BOT_SECRET_KEY_FILE cannot be the key that seals stored tokens
+    (neither set, both set, a file that cannot be read, too short). The message names the
+    setting and what to do, never the key; a ValueError too, so a settings validator may
+    raise it."""
+
+
+class SealUnreadable(BotError):
+    """A sealed token does not open (bot/secretbox.py). The message names neither the token
+    nor the key."""
+
+
+class SealKeyChanged(SealUnreadable):
+    """Sealed under another key (its key id is not the current key's): BOT_SECRET_KEY was
+    changed, and the token cannot be read until it is restored or the user links again."""
+
+
+class SealTampered(SealUnreadable):
+    """Sealed under the current key, yet it does not open: its bytes were changed, or it
+    was copied from another row or field."""
+
+
 class CannotListen(BotError):
     """The service cannot listen on BOT_HOST:BOT_PORT (the port is taken, or needs rights)."""
 

@@ -1,5 +1,6 @@
 """The service's background loops besides the workers: keeping the bot registered, and
-pruning old de-dup keys. Each is one tracked task of the composition root (bot/app.py)."""
+pruning old de-dup keys and expired OAuth link attempts. Each is one tracked task of the
+composition root (bot/app.py)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ log = structlog.get_logger(__name__)
 
 
 async def keep_pruning(storage: Storage, *, retention: float, every: float) -> None:
-    """Forget de-dup keys of jobs finished longer ago than `retention`; a failing storage
-    (locked by another process, say) is logged and tried again next time."""
+    """Forget de-dup keys of jobs finished longer ago than `retention`, and expired OAuth link
+    attempts; a failing storage (locked by another process, say) is logged and tried again
+    next time."""
+    states = storage.oauth_states()
     while True:
+        now = time.time()
         try:
-            pruned = await storage.prune(before=time.time() - retention)
+            pruned = await storage.prune(before=now - retention)
+            purged = await states.purge(now)
         except Exception:
             log.exception("storage.prune_failed")
         else:
             if pruned:
                 log.info("storage.pruned", jobs=pruned)
+            if purged:
+                log.info("oauth.states_purged", states=purged)
         await asyncio.sleep(every)
 
 

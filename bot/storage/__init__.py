@@ -10,6 +10,8 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Literal, Protocol
 
 from bot.models import Frozen, IncomingCommand, Reply
+from bot.ports import OAuthStates, TokenStore
+from bot.secretbox import SecretBox
 
 # Why `enqueue` stored nothing: the author already holds their fair share of unfinished jobs,
 # or the queue as a whole is full.
@@ -163,6 +165,14 @@ class Storage(Protocol):
         self, *, tg_user_id: int | None = None, b24_user_id: int | None = None
     ) -> bool:
         """Undo the stored link of either side: whether there was one."""
+        ...
+
+    def oauth_states(self) -> OAuthStates:
+        """Supervisors' OAuth link attempts, in this storage (issue 12)."""
+        ...
+
+    def user_tokens(self, box: SecretBox) -> TokenStore:
+        """Supervisors' OAuth tokens, in this storage, sealed with `box` (issue 12)."""
         ...
 
     async def close(self) -> None:

@@ -25,8 +25,10 @@ from pydantic import ValidationError
 
 from bot.errors import StorageMissing
 from bot.models import IncomingCommand, Reply
+from bot.secretbox import SecretBox
 from bot.storage import AuditEntry, Decided, Job, Refusal, SessionOf
 from bot.storage.sqlite_links import SqliteLinks
+from bot.storage.sqlite_tokens import SqliteOAuthStates, SqliteUserTokens
 
 log = structlog.get_logger(__name__)
 
@@ -144,6 +146,43 @@ MIGRATIONS: Final = (
     CREATE INDEX link_failures_user ON link_failures (tg_user_id, at);
     CREATE INDEX link_failures_at ON link_failures (at);
     """,
+    # Votes as the supervisor (issue 12, bot/storage/sqlite_tokens.py): link attempts
+    # outstanding (their nonces' digests, in the order made), each supervisor's tokens sealed
+    # with the key id they were sealed under, and the counter their versions are drawn from.
+    """
+    CREATE TABLE oauth_states (
+        seq INTEGER PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,
+        portal TEXT NOT NULL,
+        user_id INTEGER NOT NULL,
+        waiting TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX oauth_states_user ON oauth_states (portal, user_id, seq);
+    CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);
+    CREATE TABLE user_tokens (
+        portal TEXT NOT NULL,
+        user_id INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        access_token BLOB NOT NULL,
+        refresh_token BLOB NOT NULL,
+        access_expires_at REAL NOT NULL,
+        refresh_issued_at REAL NOT NULL,
+        member_id TEXT NOT NULL,
+        client_endpoint TEXT NOT NULL,
+        server TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (portal, user_id)
+    );
+    CREATE INDEX user_tokens_refresh ON user_tokens (refresh_issued_at);
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) VALUES ('user_tokens', 0);
+    """,
 )
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 # How long a write waits for a database another process holds (SQLite's busy timeout); how
@@ -251,6 +290,12 @@ class SqliteStorage(SqliteLinks):
             await db.close()
             raise StorageMissing(path)
         return cls(db, session_of=None, lease=0.0)
+
+    def oauth_states(self) -> SqliteOAuthStates:
+        return SqliteOAuthStates(self._db, self._lock)
+
+    def user_tokens(self, box: SecretBox) -> SqliteUserTokens:
+        return SqliteUserTokens(self._db, self._lock, box)
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cursor:

@@ -1,20 +1,27 @@
 """What the service says at start about its webhook, in its log and on /readyz: the same
-hints as `python -m bot check`, in words, never the webhook's code."""
+hints as `python -m bot check`, in words, never the webhook's code; and what pruning clears."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import sqlite3
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.jobs import session_of
 from bot.logs import configure_logging
 from bot.sandbox.portal import Portal
-from tests.harness import WEBHOOK_CODE, ServiceFactory, webhook_url
+from bot.storage import open_storage
+from bot.upkeep import keep_pruning
+from tests.harness import WEBHOOK_CODE, ServiceFactory, eventually, webhook_url
 
 
 @pytest.fixture
@@ -82,3 +89,28 @@ async def test_a_sound_webhook_logs_no_hint(
     await start_service()
     events = {json.loads(line)["event"] for line in log_lines.getvalue().splitlines()}
     assert not events & {"config.webhook_refused", "config.webhook_scopes_missing"}
+
+
+async def test_pruning_purges_expired_link_attempts_and_keeps_live_ones(tmp_path: Path) -> None:
+    storage = await open_storage(f"sqlite:///{tmp_path / 'bot.sqlite3'}", session_of=session_of)
+    states = storage.oauth_states()
+    now = time.time()
+    expired = await states.new_state("portal.example", 27, None, 60.0, now - 120)
+    live = await states.new_state("portal.example", 28, None, 600.0, now)
+    pruning = asyncio.create_task(keep_pruning(storage, retention=86400.0, every=0.01))
+
+    def attempts() -> bool:
+        with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+            rows = db.execute("SELECT user_id FROM oauth_states").fetchall()
+        db.close()
+        return rows == [(28,)]
+
+    try:
+        await eventually(attempts)
+    finally:
+        pruning.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pruning
+    assert await states.take_state(expired, now - 119) is None  # gone, not merely expired
+    assert await states.take_state(live, time.time()) is not None
+    await storage.close()

@@ -9,7 +9,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -48,18 +47,6 @@ def entry(key: str, at: float) -> AuditEntry:
         outcome="saved",
         reply="✅",
     )
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "bot.sqlite3"
-
-
-@pytest.fixture
-async def storage(path: Path) -> AsyncIterator[Storage]:
-    storage = await opened(path)
-    yield storage
-    await storage.close()
 
 
 async def test_opening_creates_the_file_in_wal_mode_at_the_latest_schema(
