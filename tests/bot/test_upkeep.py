@@ -107,10 +107,10 @@ async def test_pruning_purges_expired_link_attempts_and_keeps_live_ones(tmp_path
 
     try:
         await eventually(attempts)
+        assert await states.take_state(expired, now - 119) is None  # gone, not merely expired
+        assert await states.take_state(live, time.time()) is not None
     finally:
         pruning.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pruning
-    assert await states.take_state(expired, now - 119) is None  # gone, not merely expired
-    assert await states.take_state(live, time.time()) is not None
-    await storage.close()
+        await storage.close()

@@ -216,12 +216,13 @@ async def test_any_token_strings_round_trip(
 
 async def test_the_database_file_holds_neither_a_token_nor_a_nonce(path: Path) -> None:
     storage = await opened(path)
-    states = storage.oauth_states()
-    nonce = await states.new_state(PORTAL, ANNA, command(), TTL, NOW)
-    await storage.user_tokens(SecretBox(SECRET)).put(PORTAL, ANNA, pair(), replaces=None)
-    files = sorted(path.parent.iterdir())
-    written = b"".join(file.read_bytes() for file in files)  # the database, its WAL, its index
-    await storage.close()
+    try:
+        nonce = await storage.oauth_states().new_state(PORTAL, ANNA, command(), TTL, NOW)
+        await storage.user_tokens(SecretBox(SECRET)).put(PORTAL, ANNA, pair(), replaces=None)
+        files = sorted(path.parent.iterdir())
+        written = b"".join(file.read_bytes() for file in files)  # the file, its WAL, its index
+    finally:
+        await storage.close()
     written += b"".join(file.read_bytes() for file in sorted(path.parent.iterdir()))
     assert state_digest(nonce).encode() in written  # the right bytes were read
     assert pair().member_id.encode() in written
