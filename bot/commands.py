@@ -3,6 +3,7 @@
     /rate <session> [<rating>] [<comment…>]     /оценка is an alias
     /help                                        /start and /помощь are aliases
     /link [<code>]    /start <code>    /unlink   linked Telegram accounts (bot/links.py)
+    /logout                                      /выйти is an alias: forget my Bitrix24 token
 
 - The session is `494`, `#494` or `№494`; the rating is `5`, `5/5` or one to five stars.
 - A token that starts with a number right after the session is always the rating:
@@ -64,6 +65,8 @@ COMMAND_NAMES: Final = {
     "помощь": "help",
     "link": "link",
     "unlink": "unlink",
+    "logout": "logout",
+    "выйти": "logout",
 }
 _MAX_CODE_LENGTH: Final = 64  # Telegram's longest deep-link parameter
 
@@ -164,7 +167,11 @@ class UnlinkCommand(_Frozen):
     """`/unlink`: undo the link of the side it is written on."""
 
 
-Command = RateCommand | RatePrompt | HelpCommand | LinkCommand | UnlinkCommand
+class LogoutCommand(_Frozen):
+    """`/logout`: forget the supervisor's own Bitrix24 token (application mode, issue 12)."""
+
+
+Command = RateCommand | RatePrompt | HelpCommand | LinkCommand | UnlinkCommand | LogoutCommand
 
 
 class _Kind(Enum):
@@ -272,6 +279,8 @@ def parse_command(text: str, *, chat_session_id: int | None = None) -> Command:
         return LinkCommand(code=_link_code(head.rest) if head.rest else None)
     if kind == "unlink":
         return UnlinkCommand()
+    if kind == "logout":
+        return LogoutCommand()
     return _parse_rate(head.rest, chat_session_id)
 
 
@@ -440,6 +449,8 @@ def format_command(
         return f"{name} {command.code}" if command.code is not None else name
     if isinstance(command, UnlinkCommand):
         return "/unlink"
+    if isinstance(command, LogoutCommand):
+        return "/logout"
     parts = ["/rate"]
     if session != "omitted":
         parts.append(("#" if session == "marked" else "") + str(command.session_id))

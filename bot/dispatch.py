@@ -12,6 +12,7 @@ import structlog
 from bot.commands import (
     HelpCommand,
     LinkCommand,
+    LogoutCommand,
     RateCommand,
     RatePrompt,
     UnlinkCommand,
@@ -27,6 +28,7 @@ from bot.errors import (
     NotLinked,
     NotStaff,
     NotSupervisor,
+    RelinkNeeded,
     UnknownCommand,
     UserFacingError,
 )
@@ -36,10 +38,11 @@ from bot.models import (
     IncomingCommand,
     Notice,
     Reply,
+    ReplyButton,
     Route,
     TooManyCommands,
 )
-from bot.ports import Links, People, SessionVotes
+from bot.ports import Links, OwnAccounts, People, SessionVotes
 from bot.storage import Decided
 from bot.texts import Lang, render
 from handlers.feed import feed_job
@@ -58,13 +61,24 @@ def command_fields(incoming: IncomingCommand) -> dict[str, Any]:
         command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     except CommandParseError:
         return {"command": None, "session_id": None, "rating": None}
-    if isinstance(command, HelpCommand | LinkCommand | UnlinkCommand):
+    if isinstance(command, HelpCommand | LinkCommand | UnlinkCommand | LogoutCommand):
         return {"command": _NAMES[type(command)], "session_id": None, "rating": None}
     rating = command.rating if isinstance(command, RateCommand) else None
     return {"command": "rate", "session_id": command.session_id, "rating": rating}
 
 
-_NAMES: dict[type, str] = {HelpCommand: "help", LinkCommand: "link", UnlinkCommand: "unlink"}
+_NAMES: dict[type, str] = {
+    HelpCommand: "help",
+    LinkCommand: "link",
+    UnlinkCommand: "unlink",
+    LogoutCommand: "logout",
+}
+# A refusal of a vote cast under the supervisor's own token is about them, not the bot's
+# account (application mode, issue 12).
+_OWN_WORDS: dict[str, str] = {
+    key: f"{key}.own"
+    for key in ("rate.refused", "rate.session_not_visible", "rate.not_allowed", "rate.not_saved")
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,9 @@ class Services:
     # getMe's username, for the deep link; None: not known (yet: Telegram answers after start)
     telegram_username: Callable[[], str | None] = lambda: None
     feed_chat_id: int | None = None  # TELEGRAM_FEED_CHAT_ID
+    # Application mode (issue 12): votes cast with each supervisor's own token; None: every
+    # vote is the webhook owner's.
+    accounts: OwnAccounts | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,9 @@ class Handled:
     reply: Reply
     outcome: str
     follow_ups: tuple[Decided, ...] = ()  # queued with the decision: a saved vote's feed line
+    # Whose rights the portal checked: "webhook" (its owner) or "own" (the supervisor's own
+    # token); None: nothing was asked of the portal in anyone's name.
+    acted_as: str | None = None
 
 
 class RetryLater(Exception):
@@ -138,8 +158,8 @@ async def _execute(incoming: IncomingCommand, services: Services) -> Handled:
     command = parse_command(incoming.text, chat_session_id=incoming.chat_session_id)
     if isinstance(command, HelpCommand):
         return Handled(help_reply(command, incoming), "help")
-    if isinstance(command, LinkCommand | UnlinkCommand):
-        return await _link_command(command, incoming, services)
+    if isinstance(command, LinkCommand | UnlinkCommand | LogoutCommand):
+        return await _account_command(command, incoming, services)
     if not await _authorise(incoming, services):
         return Handled(SILENT, "customer")  # any answer could reach the customer
     return await _rate(command, incoming, services)
@@ -154,24 +174,77 @@ def _notice_text(notice: Notice, lang: Lang) -> str:
 async def _rate(
     command: RateCommand | RatePrompt, incoming: IncomingCommand, services: Services
 ) -> Handled:
-    """An authorised `/rate`: the keyboard, or the vote and its feed line."""
+    """An authorised `/rate`: the keyboard, or the vote and its feed line; in application
+    mode under the supervisor's own token, or a request to authorise once."""
     lang = incoming.language
-    if isinstance(command, RatePrompt):
-        return Handled(await prompt(command, services.votes, lang), "prompted")
-    reply, vote = await rate(command, services.votes, lang)
-    if services.feed_chat_id is None:
-        return Handled(reply, "saved")
-    return Handled(reply, "saved", (feed_job(incoming, vote, services.feed_chat_id),))
+    votes, acted_as = services.votes, "webhook"
+    if services.accounts is not None:
+        own = await services.accounts.votes_of(_acting_user(incoming))
+        if own is None:
+            return await _ask_to_authorise(incoming, services.accounts, "oauth.link_needed")
+        votes, acted_as = own, "own"
+    try:
+        if isinstance(command, RatePrompt):
+            return Handled(await prompt(command, votes, lang), "prompted", acted_as=acted_as)
+        reply, vote = await rate(command, votes, lang)
+    except RelinkNeeded as error:
+        assert services.accounts is not None  # noqa: S101 - only own tokens are refused so
+        log.info("oauth.relink_needed", user_id=_acting_user(incoming), reason=error.reason)
+        return await _ask_to_authorise(incoming, services.accounts, "oauth.relink_needed")
+    except UserFacingError as error:
+        if acted_as != "own" or error.text_key not in _OWN_WORDS:
+            raise
+        text = render(_OWN_WORDS[error.text_key], lang, **error.params)
+        return Handled(Reply(text=text), error.text_key.rsplit(".", 1)[-1], acted_as=acted_as)
+    follow_ups = (
+        () if services.feed_chat_id is None else (feed_job(incoming, vote, services.feed_chat_id),)
+    )
+    return Handled(reply, "saved", follow_ups, acted_as=acted_as)
 
 
-async def _link_command(
-    command: LinkCommand | UnlinkCommand, incoming: IncomingCommand, services: Services
+def _acting_user(incoming: IncomingCommand) -> int:
+    user = incoming.acting_user()
+    if user is None:  # _authorise has refused such a command already
+        raise NotLinked
+    return user
+
+
+async def _ask_to_authorise(
+    incoming: IncomingCommand, accounts: OwnAccounts, text_key: str
 ) -> Handled:
-    """Linking needs no right to rate (a link grants nothing by itself), but nothing is ever
-    said in an open line's chat, where the customer would read it."""
+    """The answer with a button that opens Bitrix24's authorisation page; once the
+    supervisor allows, this very command runs again (the callback queues it)."""
+    lang = incoming.language
+    url = await accounts.link_url(_acting_user(incoming), waiting=incoming)
+    button = ReplyButton(text=render("oauth.button", lang), url=url)
+    # `secret`: the address holds a single-use state; neither the audit nor the job keeps it.
+    reply = Reply(text=render(text_key, lang), buttons=(button,), secret=True)
+    return Handled(reply, text_key.rsplit(".", 1)[-1])
+
+
+async def _logout(incoming: IncomingCommand, services: Services) -> Handled:
+    """`/logout`: forget the supervisor's own token."""
+    if services.accounts is None:  # not application mode
+        raise UnknownCommand(command=incoming.text.split(maxsplit=1)[0])
+    forgotten = await services.accounts.forget(_acting_user(incoming))
+    text = render(
+        "oauth.logged_out" if forgotten else "oauth.nothing_to_forget", incoming.language
+    )
+    return Handled(Reply(text=text), "logged_out" if forgotten else "nothing_to_forget")
+
+
+async def _account_command(
+    command: LinkCommand | UnlinkCommand | LogoutCommand,
+    incoming: IncomingCommand,
+    services: Services,
+) -> Handled:
+    """Linking and forgetting need no right to rate (a link grants nothing by itself), but
+    nothing is ever said in an open line's chat, where the customer would read it."""
     route = incoming.route
     if incoming.author_kind == "customer" or (isinstance(route, BitrixRoute) and route.openline):
         return Handled(SILENT, "customer")
+    if isinstance(command, LogoutCommand):
+        return await _logout(incoming, services)
     if services.links is None:  # Telegram is off
         raise UnknownCommand(command=incoming.text.split(maxsplit=1)[0])
     if isinstance(command, UnlinkCommand):

@@ -371,3 +371,13 @@ class TelegramApiError(BotError):
         self.retry_after = retry_after
         self.description = description  # Telegram's own text: for logs only, never for users
         super().__init__(f"{method}: {code}")
+
+
+class RelinkNeeded(BotError):
+    """Bitrix24 no longer accepts a supervisor's own token (its refresh token was refused,
+    the application was re-created, the user was deactivated): the token is dropped and the
+    supervisor is asked to authorise again. Nothing was stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # an OAuth error code, for the log and the audit

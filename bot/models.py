@@ -119,11 +119,13 @@ class IncomingCommand(Frozen):
 
 
 class ReplyButton(Frozen):
-    """A keyboard button that sends `/<command> <params>` back to the bot when clicked."""
+    """A keyboard button that sends `/<command> <params>` back to the bot when clicked, or,
+    with `url`, opens that address in the browser (nothing comes back to the bot)."""
 
     text: str
-    command: str
-    params: str
+    command: str = ""
+    params: str = ""
+    url: str | None = None  # an https address the service made (never one a user wrote)
 
 
 class Reply(Frozen):

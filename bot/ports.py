@@ -163,4 +163,20 @@ class TokenStore(Protocol):
     async def due_for_refresh(self, issued_before: float, limit: int) -> list[StoredTokens]:
         """Up to `limit` readable tokens whose refresh token was issued before
         `issued_before`, oldest first: to refresh before it ages out."""
+class OwnAccounts(Protocol):
+    """Supervisors' own Bitrix24 authorisations (application mode, issue 12): votes cast as
+    the supervisor, so that Bitrix24 checks their right to rate and names them as the voter."""
+
+    async def votes_of(self, user_id: int) -> SessionVotes | None:
+        """Session votes acting as this Bitrix24 user; None when they have no stored token.
+        Its calls raise RelinkNeeded when Bitrix24 no longer accepts the token."""
+        ...
+
+    async def link_url(self, user_id: int, waiting: IncomingCommand | None) -> str:
+        """A fresh address that lets this user authorise the service once; after the
+        callback, `waiting` (the command that asked) is run again and answered."""
+        ...
+
+    async def forget(self, user_id: int) -> bool:
+        """Drop this user's token: whether there was one."""
         ...

@@ -186,6 +186,63 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "or to view their history; the plan does not include rating by a supervisor. Check "
         "the session number, or ask the administrator.",
     },
+    # Application mode (issue 12): the vote ran under the supervisor's own token, so a refusal
+    # is about them, not the bot's account.
+    "rate.refused.own": {
+        "ru": "❌ Не сохранено: Битрикс24 отказал в оценке сессии {session}. У вас нет права "
+        "оценивать диалоги этой линии (или такой сессии нет). Проверьте номер сессии; право "
+        "даёт администратор в настройках открытой линии.",
+        "en": "❌ Not saved: Bitrix24 refused the vote on session {session}. You have no right "
+        "to rate on that line (or the session does not exist). Check the session number; the "
+        "right is given by the administrator in the open line's settings.",
+    },
+    "rate.session_not_visible.own": {
+        "ru": "Сессия {session} не найдена или недоступна вам: Битрикс24 отвечает на оба "
+        "случая одинаково. Проверьте номер: он указан в карточке диалога.",
+        "en": "Session {session} was not found, or you may not see it: Bitrix24 answers both "
+        "the same way. Check the number: it is on the dialog's card.",
+    },
+    "rate.not_allowed.own": {
+        "ru": "❌ Не сохранено: у вас нет права оценивать диалоги линии сессии {session} (или "
+        "тариф не позволяет). Сейчас: {rating}, {comment}.",
+        "en": "❌ Not saved: you have no right to rate dialogs on the line of session {session} "
+        "(or the plan does not allow it). Now: {rating}, {comment}.",
+    },
+    "rate.not_saved.own": {
+        "ru": "❌ Не сохранено: Битрикс24 ответил «готово», но оценка сессии {session} не "
+        "изменилась. Обычно так бывает, когда у вас нет права оценивать на этой линии, тариф "
+        "без этой возможности или сессии нет. Сейчас: {rating}, {comment}.",
+        "en": "❌ Not saved: Bitrix24 answered “done”, but the vote of session {session} did not "
+        "change. This usually means you have no right to rate on this line, a plan without the "
+        "feature, or no such session. Now: {rating}, {comment}.",
+    },
+    "oauth.link_needed": {
+        "ru": "Оценки сохраняются от вашего имени, поэтому один раз разрешите боту действовать "
+        "от вас в Битрикс24: нажмите кнопку (ссылка действует 10 минут). После этого команда "
+        "выполнится сама, повторять её не нужно.",
+        "en": "Ratings are saved in your own name, so once, let the bot act for you in "
+        "Bitrix24: press the button (the link works for 10 minutes). Your command then runs "
+        "by itself; there is no need to send it again.",
+    },
+    "oauth.relink_needed": {
+        "ru": "Битрикс24 больше не принимает разрешение, которое вы давали боту (его отозвали "
+        "или оно устарело). Ничего не сохранено. Нажмите кнопку, чтобы разрешить снова: "
+        "команда выполнится сама.",
+        "en": "Bitrix24 no longer accepts the permission you gave the bot (it was revoked or "
+        "has expired). Nothing was saved. Press the button to give it again: your command "
+        "then runs by itself.",
+    },
+    "oauth.button": {"ru": "Разрешить в Битрикс24", "en": "Allow in Bitrix24"},
+    "oauth.logged_out": {
+        "ru": "Готово: бот забыл ваше разрешение в Битрикс24. Следующая оценка попросит "
+        "разрешить снова.",
+        "en": "Done: the bot has forgotten your Bitrix24 permission. Your next rating will ask "
+        "for it again.",
+    },
+    "oauth.nothing_to_forget": {
+        "ru": "Бот не хранит вашего разрешения в Битрикс24: забывать нечего.",
+        "en": "The bot holds no Bitrix24 permission of yours: there is nothing to forget.",
+    },
     "link.code": {
         "ru": "Код для Telegram: {code} (действует 10 минут, один раз). Откройте {url} и "
         "нажмите «Старт» — или отправьте боту в Telegram в личном чате: /start {code}",

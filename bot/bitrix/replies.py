@@ -105,8 +105,10 @@ class BitrixReplies:
 
 def keyboard_buttons(reply: Reply) -> list[dict[str, str]]:
     """The reply's buttons as Bitrix24 takes them, in v1 and v2 alike (§6.9): each sends
-    `/<command> <params>` to the bot, inline."""
+    `/<command> <params>` to the bot, inline, or opens its `LINK` (keyboards.md)."""
     return [
-        {"TEXT": b.text, "COMMAND": b.command, "COMMAND_PARAMS": b.params, "DISPLAY": "LINE"}
+        {"TEXT": b.text, "LINK": b.url, "DISPLAY": "LINE"}
+        if b.url is not None
+        else {"TEXT": b.text, "COMMAND": b.command, "COMMAND_PARAMS": b.params, "DISPLAY": "LINE"}
         for b in reply.buttons
     ]

@@ -64,6 +64,9 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     """The reply's buttons in one row; a button whose command would not fit is left out."""
     buttons = []
     for button in reply.buttons:
+        if button.url is not None:
+            buttons.append(InlineKeyboardButton(text=button.text, url=button.url))
+            continue
         data = f"/{button.command} {button.params}".strip()
         if len(data.encode()) > MAX_CALLBACK_DATA:
             log.warning("telegram.button_too_long", command=button.command)
