@@ -243,6 +243,44 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "ru": "Бот не хранит вашего разрешения в Битрикс24: забывать нечего.",
         "en": "The bot holds no Bitrix24 permission of yours: there is nothing to forget.",
     },
+    # The plain page the browser shows after Bitrix24's authorisation (bot/bitrix/oauth_callback.py).
+    "oauth.page.title": {"ru": "Бот оценок", "en": "Rating bot"},
+    "oauth.page.linked_waiting": {
+        "ru": "Готово: бот будет сохранять ваши оценки от вашего имени. Ваша команда уже "
+        "выполняется — ответ придёт в чат. Эту вкладку можно закрыть.",
+        "en": "Done: the bot will save your ratings in your own name. Your command is running "
+        "now; the answer comes in the chat. You may close this tab.",
+    },
+    "oauth.page.linked": {
+        "ru": "Готово: бот будет сохранять ваши оценки от вашего имени. Вернитесь в чат и "
+        "отправьте команду /rate. Эту вкладку можно закрыть.",
+        "en": "Done: the bot will save your ratings in your own name. Go back to the chat and "
+        "send your /rate command. You may close this tab.",
+    },
+    "oauth.page.expired": {
+        "ru": "Эта ссылка устарела или уже использована. Ничего не изменилось: отправьте "
+        "команду в чате ещё раз и нажмите новую кнопку.",
+        "en": "This link has expired or was already used. Nothing has changed: send your "
+        "command in the chat again and press the new button.",
+    },
+    "oauth.page.declined": {
+        "ru": "Разрешение не дано, ничего не изменилось.",
+        "en": "Permission was not given; nothing has changed.",
+    },
+    "oauth.page.refused": {
+        "ru": "Не получилось: Битрикс24 не подтвердил разрешение для той учётной записи, что "
+        "просила ссылку. Ничего не сохранено. Войдите в Битрикс24 под своей учётной записью, "
+        "отправьте команду в чате ещё раз и нажмите новую кнопку.",
+        "en": "That did not work: Bitrix24 did not confirm the permission for the account "
+        "that asked for the link. Nothing was saved. Log in to Bitrix24 as yourself, send your "
+        "command in the chat again and press the new button.",
+    },
+    "oauth.page.unavailable": {
+        "ru": "Битрикс24 сейчас не отвечает, разрешение не сохранено. Через минуту отправьте "
+        "команду в чате ещё раз и нажмите новую кнопку.",
+        "en": "Bitrix24 does not answer right now; the permission was not saved. In a minute, "
+        "send your command in the chat again and press the new button.",
+    },
     "link.code": {
         "ru": "Код для Telegram: {code} (действует 10 минут, один раз). Откройте {url} и "
         "нажмите «Старт» — или отправьте боту в Telegram в личном чате: /start {code}",

@@ -61,6 +61,13 @@ class RestCaller(Protocol):
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult: ...
 
 
+class ActsAs(Protocol):
+    """What can make calls under another token of the same portal: the client or the
+    coalescer."""
+
+    def acting_as(self, auth: TokenAuth) -> RestCaller: ...
+
+
 @dataclass
 class _Group:
     calls: list[BatchCall]
