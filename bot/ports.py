@@ -163,6 +163,9 @@ class TokenStore(Protocol):
     async def due_for_refresh(self, issued_before: float, limit: int) -> list[StoredTokens]:
         """Up to `limit` readable tokens whose refresh token was issued before
         `issued_before`, oldest first: to refresh before it ages out."""
+        ...
+
+
 class OwnAccounts(Protocol):
     """Supervisors' own Bitrix24 authorisations (application mode, issue 12): votes cast as
     the supervisor, so that Bitrix24 checks their right to rate and names them as the voter."""
