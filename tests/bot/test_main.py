@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.__main__ import build_parser, registered_text, settings_help
+from bot.__main__ import build_parser, registered_text, secret_literals, settings_help
 from bot.config import Settings, env_name
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
@@ -100,6 +100,11 @@ SHOWN_DEFAULTS = [
     ("B24_ANSWER_TARGET", "3", True),
     ("B24_BOT_CODE", "rating_bot", True),
     ("B24_BOT_NAME", "Оценка диалогов", True),
+    ("B24_APP_CLIENT_ID", "not set", False),
+    ("B24_APP_CLIENT_SECRET", "not set", False),
+    ("B24_OAUTH_SERVER", "https://oauth.bitrix.info,https://oauth.bitrix24.tech", True),
+    ("BOT_SECRET_KEY", "not set", False),
+    ("BOT_SECRET_KEY_FILE", "not set", False),
     ("TELEGRAM_BOT_TOKEN", "not set", False),
     ("TELEGRAM_MODE", "polling", True),
     ("TELEGRAM_API_URL", "https://api.telegram.org", True),
@@ -391,3 +396,21 @@ def test_registering_in_webhook_mode_with_a_loopback_public_url_warns() -> None:
     assert "abc" not in text
     fetching = Settings.from_sources(env | {"B24_EVENT_MODE": "fetch"}, env_file=None)
     assert "Warning" not in registered_text(fetching, 5000, ["rate", "help"])
+
+
+APP_SECRET = "app-secret-of-fifty-characters-or-so"
+TOKENS_KEY = "the-key-for-stored-tokens-0123456789"
+
+
+def test_the_application_s_secrets_are_masked_in_the_logs_as_literals() -> None:
+    settings = Settings.from_sources(
+        {
+            "B24_WEBHOOK_URL": "https://p.bitrix24.ru/rest/1/k3yc0de5ecret77/",
+            "B24_APP_CLIENT_ID": "local.57df90751da540.63746010",
+            "B24_APP_CLIENT_SECRET": APP_SECRET,
+            "BOT_SECRET_KEY": TOKENS_KEY,
+        },
+        env_file=None,
+    )
+    literals = secret_literals(settings)
+    assert {APP_SECRET, TOKENS_KEY} <= set(literals)

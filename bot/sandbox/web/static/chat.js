@@ -92,9 +92,16 @@ function messagesIn(state, chat) {
   return chat ? state.messages.filter((m) => m.chat_id === chat.id) : [];
 }
 
+// Who is typing is also who is logged in to the portal: the consent page at /oauth/authorize/
+// (application mode) reads this cookie, as Bitrix24 reads its session.
+function logIn(userId) {
+  view.me = userId;
+  document.cookie = `sandbox_user=${userId}; path=/; SameSite=Lax`;
+}
+
 function drawPeople(state) {
   const select = document.getElementById("me");
-  if (view.me === null && state.people.length) view.me = state.people[0].id;
+  if (view.me === null && state.people.length) logIn(state.people[0].id);
   const signature = JSON.stringify(state.people);
   if (select.dataset.drawn === signature) return; // redrawing would close an open list
   select.dataset.drawn = signature;
@@ -322,7 +329,7 @@ function connect() {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("me").addEventListener("change", (event) => {
-    view.me = Number(event.target.value);
+    logIn(Number(event.target.value));
     view.chat = "bot";
     draw();
   });
