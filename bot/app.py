@@ -17,16 +17,19 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from pydantic import SecretStr
 
+from bot.bitrix.accounts import Portal, SupervisorAccounts
 from bot.bitrix.client import BitrixClient, PortalLimiters, RetryPolicy, WebhookAuth
-from bot.bitrix.coalesce import Coalescer, RestCaller
+from bot.bitrix.coalesce import ActsAs, Coalescer, RestCaller
 from bot.bitrix.fetch import FetchPoller, PollTuning
+from bot.bitrix.oauth import OAuthClient
+from bot.bitrix.oauth_callback import OAuthCallback, not_ready_page
 from bot.bitrix.people import BitrixPeople
 from bot.bitrix.reach import add_reach_probe, path_secret
 from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.replies_v2 import BitrixV2Replies
 from bot.bitrix.votes import BitrixSessionVotes
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
-from bot.config import PUBLIC_URL_HINT, Settings
+from bot.config import OAUTH_CALLBACK_PATH, PUBLIC_URL_HINT, Settings, UserAllowList
 from bot.dispatch import Handled, Services, run_command
 from bot.jobs import JobRunner, RetryRules, session_of
 from bot.links import StoredLinks, link_key
@@ -34,11 +37,13 @@ from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.probes import NOT_CONFIGURED, healthz, metrics, readyz
 from bot.routing import ReplyRouter
+from bot.secretbox import SecretBox, load_secret_key
 from bot.state import (
     BITRIX,
     COALESCER,
     CORE,
     METRICS,
+    OAUTH_CALLBACK,
     POLLER,
     SETTINGS,
     STOPPING,
@@ -48,7 +53,7 @@ from bot.state import (
 )
 from bot.storage import Storage, open_storage
 from bot.telegram.side import TELEGRAM, TelegramTuning, install_telegram
-from bot.upkeep import keep_pruning, keep_registered
+from bot.upkeep import keep_pruning, keep_registered, keep_tokens_fresh
 
 # What closing the portal session and the database takes at most, kept out of the workers'
 # share of BOT_SHUTDOWN_TIMEOUT.
@@ -131,6 +136,8 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> web.Appli
         if settings.b24_event_mode == "webhook":
             app.router.add_post("/b24/events/{secret}", receive_event)
             add_reach_probe(app, path_secret(settings))  # for `python -m bot check`
+        if settings.app is not None:
+            app.router.add_get(OAUTH_CALLBACK_PATH, _oauth_callback)
         app.cleanup_ctx.append(_bitrix_side(tuning or Tuning()))
         # Nothing without TELEGRAM_BOT_TOKEN; it reads the core on start.
         longest = (tuning or Tuning()).jobs.longest_wait
@@ -162,8 +169,11 @@ def _bitrix_side(
             storage = await open_storage(
                 settings.bot_database_url, session_of=session_of, lease=settings.bot_job_lease
             )
-            runner = _runner(app, caller, storage, tuning)
+            accounts = _accounts(settings, session, storage, coalescer or client)
+            runner = _runner(app, caller, storage, tuning, accounts)
             app[CORE] = Core(storage, runner)
+            if accounts is not None:
+                app[OAUTH_CALLBACK] = _callback(accounts, storage, runner, tuning)
             background = [
                 asyncio.create_task(
                     keep_registered(client, settings, state, backoff=tuning.registration_backoff)
@@ -172,6 +182,8 @@ def _bitrix_side(
                     keep_pruning(storage, retention=tuning.retention, every=tuning.prune_every)
                 ),
             ]
+            if accounts is not None:
+                background.append(asyncio.create_task(keep_tokens_fresh(accounts)))
             if settings.b24_event_mode == "webhook":
                 app[INTAKE] = _intake(app, core=app[CORE], tuning=tuning)
             else:
@@ -196,18 +208,23 @@ def _bitrix_side(
 
 
 def _runner(
-    app: web.Application, caller: RestCaller, storage: Storage, tuning: Tuning
+    app: web.Application,
+    caller: RestCaller,
+    storage: Storage,
+    tuning: Tuning,
+    accounts: SupervisorAccounts | None,
 ) -> JobRunner:
     """The workers: every command through dispatch, every reply back by the mode's API."""
     settings, state = app[SETTINGS], app[BITRIX]
     telegram = app.get(TELEGRAM)
     services = Services(
         BitrixSessionVotes(caller),
-        settings.b24_supervisor_ids,
+        may_rate(settings),
         BitrixPeople(caller),
         links=_links(settings, storage) if telegram else None,
         telegram_username=(lambda: telegram.username) if telegram else (lambda: None),
         feed_chat_id=settings.telegram_feed_chat_id if telegram else None,
+        accounts=accounts,
     )
     replies: BitrixReplies | BitrixV2Replies
     if settings.b24_event_mode == "webhook":
@@ -233,6 +250,65 @@ def _runner(
         rules=tuning.jobs,
         metrics=app[METRICS],
     )
+
+
+def may_rate(settings: Settings) -> UserAllowList:
+    """Who may send `/rate`: B24_SUPERVISOR_IDS; in application mode, where Bitrix24 checks
+    each supervisor's own right, every staff member unless the list restricts it further."""
+    listed = settings.b24_supervisor_ids
+    if settings.app is not None and not listed.everyone and not listed.ids:
+        return UserAllowList(everyone=True)
+    return listed
+
+
+def _accounts(
+    settings: Settings, session: aiohttp.ClientSession, storage: Storage, calls: ActsAs
+) -> SupervisorAccounts | None:
+    """Application mode: supervisors' own tokens (None when the mode is off)."""
+    app_settings = settings.app
+    if app_settings is None:
+        return None
+    assert settings.b24_webhook_url is not None  # noqa: S101 - checked by create_app
+    parts = urlsplit(settings.b24_webhook_url.get_secret_value())
+    key = load_secret_key(
+        app_settings.secret_key.get_secret_value() if app_settings.secret_key else None,
+        app_settings.secret_key_file,
+    )
+    oauth = OAuthClient(
+        session, app_settings.client_id, app_settings.client_secret, app_settings.servers
+    )
+    return SupervisorAccounts(
+        Portal(f"{parts.scheme}://{parts.netloc}"),
+        storage.oauth_states(),
+        storage.user_tokens(SecretBox(key)),
+        oauth,
+        calls,
+    )
+
+
+def _callback(
+    accounts: SupervisorAccounts, storage: Storage, runner: JobRunner, tuning: Tuning
+) -> OAuthCallback:
+    """The OAuth callback, queueing the command that waited for the link like any other."""
+
+    async def enqueue(waiting: IncomingCommand) -> bool:
+        stored = await storage.enqueue(
+            [waiting], limit=tuning.queue_size, user_limit=tuning.user_share
+        )
+        if not isinstance(stored, list):
+            log.warning("oauth.waiting_not_queued", reason=stored)
+            return False
+        runner.wake()
+        return True
+
+    return OAuthCallback(accounts, enqueue)
+
+
+async def _oauth_callback(request: web.Request) -> web.Response:
+    callback = request.app.get(OAUTH_CALLBACK)
+    if callback is None:  # the core is not up yet
+        return not_ready_page()
+    return await callback.handle(request)
 
 
 def _links(settings: Settings, storage: Storage) -> StoredLinks:

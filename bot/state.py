@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot.bitrix.coalesce import Coalescer
 from bot.bitrix.fetch import FetchPoller
+from bot.bitrix.oauth_callback import OAuthCallback
 from bot.bitrix.registration import Registration
 from bot.config import Settings
 from bot.jobs import JobRunner
@@ -67,3 +68,4 @@ BITRIX = web.AppKey("bitrix_state", BitrixState)
 COALESCER = web.AppKey("coalescer", Coalescer)
 CORE = web.AppKey("core", Core)
 POLLER = web.AppKey("fetch_poller", FetchPoller)
+OAUTH_CALLBACK = web.AppKey("oauth_callback", OAuthCallback)

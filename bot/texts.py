@@ -243,7 +243,7 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "ru": "Бот не хранит вашего разрешения в Битрикс24: забывать нечего.",
         "en": "The bot holds no Bitrix24 permission of yours: there is nothing to forget.",
     },
-    # The plain page the browser shows after Bitrix24's authorisation (bot/bitrix/oauth_callback.py).
+    # The page the browser shows after Bitrix24's authorisation (bot/bitrix/oauth_callback.py).
     "oauth.page.title": {"ru": "Бот оценок", "en": "Rating bot"},
     "oauth.page.linked_waiting": {
         "ru": "Готово: бот будет сохранять ваши оценки от вашего имени. Ваша команда уже "

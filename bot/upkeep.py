@@ -9,6 +9,7 @@ import time
 
 import structlog
 
+from bot.bitrix.accounts import SupervisorAccounts
 from bot.bitrix.client import BitrixClient
 from bot.bitrix.hints import missing_scopes, refusal_hint, scopes_hint
 from bot.bitrix.registration_v2 import register_for_mode
@@ -117,3 +118,17 @@ async def _register(
             return True
         await asyncio.sleep(wait)
         wait = min(wait * 2, backoff)
+
+
+async def keep_tokens_fresh(accounts: SupervisorAccounts, *, every: float = 6 * 3600.0) -> None:
+    """Application mode: renew supervisors' pairs whose refresh token nears its end of life
+    (bot/bitrix/accounts.py), a few at a time, a few times a day; never each pair on a timer."""
+    while True:
+        try:
+            renewed = await accounts.refresh_ageing()
+        except Exception:
+            log.exception("oauth.ageing_refresh_failed")
+        else:
+            if renewed:
+                log.info("oauth.ageing_refreshed", renewed=renewed)
+        await asyncio.sleep(every)

@@ -93,7 +93,6 @@ class SupervisorAccounts:
     def __init__(
         self,
         portal: Portal,
-        client_id: str,
         states: OAuthStates,
         store: TokenStore,
         oauth: OAuthClient,
@@ -102,46 +101,44 @@ class SupervisorAccounts:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.portal = portal
-        self._client_id = client_id
-        self._states = states
-        self._store = store
-        self._oauth = oauth
+        self.states = states
+        self.store = store
+        self.oauth = oauth
         self._calls = calls
         self._clock = clock
         # One lock per user refreshing now; gone with its last holder (no unbounded growth).
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def votes_of(self, user_id: int) -> SessionVotes | None:
-        stored = await self._store.get(self.portal.key, user_id)
+        stored = await self.store.get(self.portal.key, user_id)
         if stored is None:
             return None
         return BitrixSessionVotes(_OwnCaller(self, stored))
 
     async def link_url(self, user_id: int, waiting: IncomingCommand | None) -> str:
-        nonce = await self._states.new_state(
+        nonce = await self.states.new_state(
             self.portal.key, user_id, waiting, ttl=LINK_TTL, now=self._clock()
         )
-        query = urlencode({"client_id": self._client_id, "state": nonce})
+        query = urlencode({"client_id": self.oauth.client_id, "state": nonce})
         return f"{self.portal.base}/oauth/authorize/?{query}"
 
     async def forget(self, user_id: int) -> bool:
-        return await self._store.drop(self.portal.key, user_id)
+        return await self.store.drop(self.portal.key, user_id)
 
     def caller_for(self, auth: TokenAuth) -> RestCaller:
         """REST calls under a token (through the coalescer, grouped with its other calls)."""
         return self._calls.acting_as(auth)
 
     def caller(self, stored: StoredTokens) -> RestCaller:
-        return self.caller_for(TokenAuth(stored.tokens.client_endpoint, stored.tokens.access_token))
+        tokens = stored.tokens
+        return self.caller_for(TokenAuth(tokens.client_endpoint, tokens.access_token))
 
     async def refreshed(self, stale: StoredTokens, *, why: str) -> StoredTokens:
         """A working pair for the user of `stale`: refreshed once, whoever asks at the same
         time. Raises RelinkNeeded when the OAuth server will not refresh it."""
         lock = self._locks.setdefault(stale.user_id, asyncio.Lock())
         async with lock:
-            current = await self._store.get(self.portal.key, stale.user_id)
+            current = await self.store.get(self.portal.key, stale.user_id)
             if current is None:
                 raise RelinkNeeded("token_gone")
             if current.version != stale.version:
@@ -151,13 +148,13 @@ class SupervisorAccounts:
     async def _refresh(self, current: StoredTokens, *, why: str) -> StoredTokens:
         user_id = current.user_id
         try:
-            grant = await self._oauth.refresh(current.tokens.refresh_token, current.tokens.server)
+            grant = await self.oauth.refresh(current.tokens.refresh_token, current.tokens.server)
         except (OAuthInvalidGrant, OAuthServerNotPinned) as error:
             await self.drop(user_id, reason=error.code)
             raise RelinkNeeded(error.code) from None
         except OAuthInvalidClient as error:
             # The application was re-created (or its secret changed): no stored pair works.
-            dropped = await self._store.drop_portal(self.portal.key)
+            dropped = await self.store.drop_portal(self.portal.key)
             log.warning("oauth.invalid_client", dropped=dropped)
             raise RelinkNeeded(error.code) from None
         except OAuthError as error:
@@ -171,26 +168,26 @@ class SupervisorAccounts:
             await self.drop(user_id, reason="foreign_portal")
             raise RelinkNeeded("foreign_portal")
         tokens = user_tokens(grant, issued_at=self._clock())
-        if not await self._store.put(self.portal.key, user_id, tokens, replaces=current.version):
-            winner = await self._store.get(self.portal.key, user_id)
+        if not await self.store.put(self.portal.key, user_id, tokens, replaces=current.version):
+            winner = await self.store.get(self.portal.key, user_id)
             if winner is None:
                 raise RelinkNeeded("token_gone")
             return winner
         log.info("oauth.refreshed", user_id=user_id, why=why)
-        stored = await self._store.get(self.portal.key, user_id)
+        stored = await self.store.get(self.portal.key, user_id)
         if stored is None:
             raise RelinkNeeded("token_gone")
         return stored
 
     async def drop(self, user_id: int, *, reason: str) -> None:
         """Forget a pair Bitrix24 no longer accepts; the log says why (no secret)."""
-        await self._store.drop(self.portal.key, user_id)
+        await self.store.drop(self.portal.key, user_id)
         log.warning("oauth.token_dropped", user_id=user_id, reason=reason)
 
     async def refresh_ageing(self, *, limit: int = 20) -> int:
         """Refresh pairs whose refresh token nears its end of life: how many were renewed.
         A pair that cannot be renewed now is left for the next round or the next command."""
-        due = await self._store.due_for_refresh(self._clock() - REFRESH_AGEING, limit)
+        due = await self.store.due_for_refresh(self._clock() - REFRESH_AGEING, limit)
         renewed = 0
         for stored in due:
             try:
@@ -207,7 +204,7 @@ class _OwnCaller:
 
     def __init__(self, accounts: SupervisorAccounts, stored: StoredTokens) -> None:
         self._accounts = accounts
-        self._stored = stored
+        self.stored = stored
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         result = await self.batch([BatchCall("call", method, params or {})])
@@ -219,18 +216,16 @@ class _OwnCaller:
         except BitrixAuthError as error:
             if error.code.lower() != "expired_token":
                 raise
-        self._stored = await self._accounts.refreshed(self._stored, why="expired_token")
+        self.stored = await self._accounts.refreshed(self.stored, why="expired_token")
         return await self._send(calls, halt=halt)
 
     async def _send(self, calls: Sequence[BatchCall], *, halt: bool) -> BatchResult:
         try:
-            result: BatchResult = await self._accounts.caller(self._stored).batch(
-                calls, halt=halt
-            )
+            result: BatchResult = await self._accounts.caller(self.stored).batch(calls, halt=halt)
         except BitrixError as error:
             code = error.code.lower()
             if code in _USER_GONE or code == "invalid_token":
-                await self._accounts.drop(self._stored.user_id, reason=code)
+                await self._accounts.drop(self.stored.user_id, reason=code)
                 raise RelinkNeeded(code) from None
             raise
         return result

@@ -100,6 +100,11 @@ class OAuthClient:
         self._servers = tuple(servers)
         self._timeout = timeout
 
+    @property
+    def client_id(self) -> str:
+        """The application's client id (public: it is in every authorisation address)."""
+        return self._client_id
+
     def server_named(self, server_domain: str) -> PinnedServer:
         """The pinned server a callback's `server_domain` names; else OAuthServerNotPinned."""
         for server in self._servers:

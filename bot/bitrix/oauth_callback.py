@@ -22,15 +22,14 @@ from aiohttp import web
 
 from bot.bitrix.accounts import SupervisorAccounts, user_tokens
 from bot.bitrix.client import TokenAuth
-from bot.bitrix.oauth import OAuthClient, TokenGrant
+from bot.bitrix.oauth import TokenGrant
 from bot.errors import BitrixError, OAuthError
 from bot.models import IncomingCommand
-from bot.ports import OAuthStates, PendingLink, TokenStore
+from bot.ports import PendingLink
 from bot.texts import Lang, render
 
 log = structlog.get_logger(__name__)
 
-CALLBACK_PATH: Final = "/b24/oauth/callback"
 _LONGEST_VALUE: Final = 1024  # characters of any one query value that are looked at
 # The page is ours alone: nothing loads, nothing frames it, and the address (which holds the
 # code and the state) is never sent on as a referrer nor cached.
@@ -56,10 +55,7 @@ class Refused(Exception):
 class OAuthCallback:
     """The callback's collaborators, assembled by the composition root."""
 
-    accounts: SupervisorAccounts
-    states: OAuthStates
-    store: TokenStore
-    oauth: OAuthClient
+    accounts: SupervisorAccounts  # its states, token store and OAuth client
     enqueue: Enqueue  # queue a waiting command again: False when the queue refused it
     clock: Callable[[], float] = time.time
 
@@ -81,7 +77,7 @@ class OAuthCallback:
 
     async def _take_state(self, query: dict[str, str]) -> PendingLink:
         state = query.get("state", "")
-        pending = await self.states.take_state(state, self.clock()) if state else None
+        pending = await self.accounts.states.take_state(state, self.clock()) if state else None
         if pending is None:
             raise Refused("state_unknown", "oauth.page.expired")
         if "error" in query:  # the supervisor did not allow it
@@ -92,16 +88,17 @@ class OAuthCallback:
         portal = self.accounts.portal
         if pending.portal != portal.key or query.get("domain", "").lower() != portal.key:
             raise Refused("foreign_portal")
+        oauth, server_domain = self.accounts.oauth, query.get("server_domain", "")
         try:
-            self.oauth.server_named(query.get("server_domain", ""))  # before anything is sent
-            grant = await self.oauth.exchange_code(query.get("code", ""), query["server_domain"])
+            # exchange_code checks the server is pinned before anything is sent
+            grant = await oauth.exchange_code(query.get("code", ""), server_domain)
         except OAuthError as error:
             status = 503 if error.retryable else 400
             page = "oauth.page.unavailable" if error.retryable else "oauth.page.refused"
             raise Refused(f"oauth:{error.code}", page, status) from None
         await self._check_owner(grant, pending, query.get("member_id", ""))
         tokens = user_tokens(grant, issued_at=self.clock())
-        await self.store.put(portal.key, pending.user_id, tokens, replaces=None)
+        await self.accounts.store.put(portal.key, pending.user_id, tokens, replaces=None)
         return pending.user_id
 
     async def _check_owner(self, grant: TokenGrant, pending: PendingLink, member_id: str) -> None:
@@ -125,6 +122,11 @@ class OAuthCallback:
         return await self.enqueue(again)
 
 
+def not_ready_page() -> web.Response:
+    """Before the core is up (or while it is down), a callback is told to come back later."""
+    return _page("oauth.page.unavailable", "ru", 503)
+
+
 def _page(key: str, lang: Lang, status: int) -> web.Response:
     """A plain page saying what happened (never a trace): our own text, escaped anyway."""
     title = html.escape(render("oauth.page.title", lang))
@@ -133,6 +135,4 @@ def _page(key: str, lang: Lang, status: int) -> web.Response:
         f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
         f"<title>{title}</title></head><body><h1>{title}</h1><p>{body}</p></body></html>"
     )
-    return web.Response(
-        status=status, text=text, content_type="text/html", headers=_PAGE_HEADERS
-    )
+    return web.Response(status=status, text=text, content_type="text/html", headers=_PAGE_HEADERS)
