@@ -17,7 +17,7 @@ from bot.storage import AuditEntry, open_storage_read_only
 
 COLUMNS: Final = (
     "time_utc", "source", "user_id", "b24_user_id", "command", "session_id", "rating", "outcome",
-    "text", "reply",
+    "acted_as", "text", "reply",
 )  # fmt: skip
 
 # A cell starting with one of these is a formula (or becomes one) in Excel, LibreOffice and
@@ -46,6 +46,8 @@ def audit_row(entry: AuditEntry) -> dict[str, object]:
         "session_id": entry.session_id or "",
         "rating": entry.rating or "",
         "outcome": entry.outcome,
+        # Whose rights Bitrix24 checked: "webhook" (its owner's) or "own" (the supervisor's).
+        "acted_as": entry.acted_as or "",
         "text": entry.text,
         "reply": entry.reply,
     }

@@ -4,8 +4,8 @@ exception to what the user is told."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import structlog
 
@@ -106,9 +106,6 @@ class Handled:
     reply: Reply
     outcome: str
     follow_ups: tuple[Decided, ...] = ()  # queued with the decision: a saved vote's feed line
-    # Whose rights the portal checked: "webhook" (its owner) or "own" (the supervisor's own
-    # token); None: nothing was asked of the portal in anyone's name.
-    acted_as: str | None = None
 
 
 class RetryLater(Exception):
@@ -176,30 +173,45 @@ async def _rate(
 ) -> Handled:
     """An authorised `/rate`: the keyboard, or the vote and its feed line; in application
     mode under the supervisor's own token, or a request to authorise once."""
+    if services.accounts is None:
+        return await _rate_as(command, incoming, services, services.votes, "webhook")
+    own = await services.accounts.votes_of(_acting_user(incoming))
+    if own is None:
+        return await _ask_to_authorise(incoming, services.accounts, "oauth.link_needed")
+    try:
+        return await _rate_as(command, incoming, services, own, "own")
+    except RelinkNeeded as error:
+        log.info("oauth.relink_needed", user_id=_acting_user(incoming), reason=error.reason)
+        asked = await _ask_to_authorise(incoming, services.accounts, "oauth.relink_needed")
+        # The audit says why the stored token went (a deactivated user, a re-created app).
+        return replace(asked, outcome=f"relink_needed:{error.reason}")
+
+
+async def _rate_as(
+    command: RateCommand | RatePrompt,
+    incoming: IncomingCommand,
+    services: Services,
+    votes: SessionVotes,
+    acted_as: Literal["webhook", "own"],
+) -> Handled:
+    """`/rate` with the votes of the webhook's owner or of the supervisor; the reply says
+    whose rights Bitrix24 checked (for the audit)."""
     lang = incoming.language
-    votes, acted_as = services.votes, "webhook"
-    if services.accounts is not None:
-        own = await services.accounts.votes_of(_acting_user(incoming))
-        if own is None:
-            return await _ask_to_authorise(incoming, services.accounts, "oauth.link_needed")
-        votes, acted_as = own, "own"
+    follow_ups: tuple[Decided, ...] = ()
     try:
         if isinstance(command, RatePrompt):
-            return Handled(await prompt(command, votes, lang), "prompted", acted_as=acted_as)
-        reply, vote = await rate(command, votes, lang)
-    except RelinkNeeded as error:
-        assert services.accounts is not None  # noqa: S101 - only own tokens are refused so
-        log.info("oauth.relink_needed", user_id=_acting_user(incoming), reason=error.reason)
-        return await _ask_to_authorise(incoming, services.accounts, "oauth.relink_needed")
+            reply, outcome = await prompt(command, votes, lang), "prompted"
+        else:
+            reply, vote = await rate(command, votes, lang)
+            outcome = "saved"
+            if services.feed_chat_id is not None:
+                follow_ups = (feed_job(incoming, vote, services.feed_chat_id),)
     except UserFacingError as error:
         if acted_as != "own" or error.text_key not in _OWN_WORDS:
             raise
-        text = render(_OWN_WORDS[error.text_key], lang, **error.params)
-        return Handled(Reply(text=text), error.text_key.rsplit(".", 1)[-1], acted_as=acted_as)
-    follow_ups = (
-        () if services.feed_chat_id is None else (feed_job(incoming, vote, services.feed_chat_id),)
-    )
-    return Handled(reply, "saved", follow_ups, acted_as=acted_as)
+        reply = Reply(text=render(_OWN_WORDS[error.text_key], lang, **error.params))
+        outcome = error.text_key.rsplit(".", 1)[-1]
+    return Handled(reply.model_copy(update={"acted_as": acted_as}), outcome, follow_ups)
 
 
 def _acting_user(incoming: IncomingCommand) -> int:

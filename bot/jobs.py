@@ -286,6 +286,7 @@ class JobRunner:
             text=_audit_text(incoming, fields["command"]),
             outcome=outcome,
             reply=NOT_KEPT_IN_AUDIT if reply.secret else reply.text,
+            acted_as=reply.acted_as,
             **fields,
         )
         await self._store_finish(job.key, entry)

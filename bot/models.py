@@ -136,6 +136,9 @@ class Reply(Frozen):
     settled: bool = False  # what a keyboard offered is done: its buttons can go
     # Holds a secret (a one-time link code): neither the audit nor the finished job keeps it.
     secret: bool = False
+    # Not shown: whose rights Bitrix24 checked for it, "webhook" (its owner) or "own" (the
+    # supervisor's token, application mode), kept with the decided reply for the audit.
+    acted_as: Literal["webhook", "own"] | None = None
 
 
 SILENT = Reply(text="")

@@ -56,6 +56,9 @@ class AuditEntry(Frozen):
     rating: int | None
     outcome: str
     reply: str
+    # Whose rights Bitrix24 checked: "webhook" (its owner) or "own" (the supervisor's own
+    # token, application mode); None: nothing was asked in anyone's name.
+    acted_as: str | None = None
 
 
 class Storage(Protocol):

@@ -183,6 +183,11 @@ MIGRATIONS: Final = (
     );
     INSERT INTO counters (name, value) VALUES ('user_tokens', 0);
     """,
+    # 8 (issue 12): whose rights the portal checked for a command: the webhook owner's, or the
+    # supervisor's own token (application mode); NULL where nobody's were.
+    """
+    ALTER TABLE audit ADD COLUMN acted_as TEXT;
+    """,
 )
 _SESSION_COLUMN: Final = 2  # the schema version that added jobs.session_id
 # How long a write waits for a database another process holds (SQLite's busy timeout); how
@@ -529,8 +534,8 @@ class SqliteStorage(SqliteLinks):
                 self._forget([author for (author,) in finished])
                 await self._db.execute(
                     "INSERT OR IGNORE INTO audit (at, key, source, user_id, b24_user_id, text, "
-                    "command, session_id, rating, outcome, reply) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "command, session_id, rating, outcome, reply, acted_as) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         entry.at,
                         entry.key,
@@ -543,6 +548,7 @@ class SqliteStorage(SqliteLinks):
                         entry.rating,
                         entry.outcome,
                         entry.reply,
+                        entry.acted_as,
                     ),
                 )
                 await self._db.execute("COMMIT")
@@ -605,7 +611,7 @@ class SqliteStorage(SqliteLinks):
         async with self._lock:
             async with self._db.execute(
                 "SELECT at, key, source, user_id, b24_user_id, text, command, session_id, "
-                "rating, outcome, reply FROM audit WHERE at >= ? ORDER BY id",
+                "rating, outcome, reply, acted_as FROM audit WHERE at >= ? ORDER BY id",
                 (since,),
             ) as cursor:
                 rows = await cursor.fetchall()
@@ -621,6 +627,7 @@ class SqliteStorage(SqliteLinks):
                 "rating",
                 "outcome",
                 "reply",
+                "acted_as",
             )
             return [AuditEntry.model_validate(dict(zip(names, row, strict=True))) for row in rows]
 
