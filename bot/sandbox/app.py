@@ -155,7 +155,8 @@ async def _send_message(request: web.Request) -> web.Response:
 
 async def _click(request: web.Request) -> web.Response:
     """`{"user_id", "button", "message_id"}`: `button` counts from 0 (4 is the fifth); without
-    `message_id`, the newest message with a keyboard in a chat of the user's."""
+    `message_id`, the newest message with a keyboard in a chat of the user's. A link button
+    delivers nothing (`[]`): the link opens in the browser, the bot is not told."""
     portal = request.app[PORTAL]
     body = await _body(request)
     with _bad_request():
@@ -164,7 +165,7 @@ async def _click(request: web.Request) -> web.Response:
         delivery = await request.app[EVENTS].click(
             user_id, int(message_id), int(body.get("button", 0))
         )
-    return answer(_deliveries([delivery]))
+    return answer(_deliveries([delivery] if delivery else []))
 
 
 def _bot_by_code(portal: Portal, code: str) -> int:

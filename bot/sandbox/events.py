@@ -22,6 +22,7 @@ from typing import Any, Final
 import aiohttp
 
 from bot.bitrix.form import flatten_form
+from bot.sandbox.keyboard import action_of, buttons_of
 from bot.sandbox.portal import Bot, BotCommand, Chat, Message, Portal, User
 from bot.sandbox.v2 import events as v2
 from bot.sandbox.v2.queue import QueuedEvent
@@ -83,15 +84,14 @@ class EventSender:
             deliveries.append(await self.post(bot.handlers["EVENT_MESSAGE_ADD"], form))
         return deliveries
 
-    async def click(self, user_id: int, message_id: int, button: int) -> Delivery:
-        """A click on a keyboard button with a COMMAND: ONIMCOMMANDADD, context KEYBOARD."""
+    async def click(self, user_id: int, message_id: int, button: int) -> Delivery | None:
+        """A click on a keyboard button with a COMMAND: ONIMCOMMANDADD, context KEYBOARD.
+        None for any other button: a LINK opens in the user's browser, an ACTION runs in
+        their client, and the bot hears of neither (message-keyboards.md)."""
         message = self.portal.messages[message_id]
-        buttons = (
-            message.keyboard.get("BUTTONS")
-            if isinstance(message.keyboard, dict)
-            else message.keyboard
-        )
-        spec = list(buttons or [])[button]
+        spec = buttons_of(message.keyboard)[button]
+        if action_of(spec, message.author_id) != "COMMAND":
+            return None
         return await self.press(
             user_id, message_id, str(spec["COMMAND"]), str(spec.get("COMMAND_PARAMS", ""))
         )

@@ -6,6 +6,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from bot.sandbox import php
+from bot.sandbox.keyboard import keyboard_of
 from bot.sandbox.portal import Bot, BotCommand, Chat, Portal, RestError
 from bot.sandbox.rest import CallContext
 
@@ -223,16 +224,14 @@ def _bot_for_message(ctx: CallContext, params: dict[str, Any], app_id: str) -> B
     raise RestError("BOT_ID_ERROR", "Bot not found")
 
 
-def _message_fields(params: dict[str, Any]) -> dict[str, Any]:
+def _message_fields(params: dict[str, Any], bot_id: int) -> dict[str, Any]:
     message = php.trim(params.get("MESSAGE"))
     if not message and not params.get("ATTACH"):
         raise RestError("MESSAGE_EMPTY", "Message can't be empty")
     keyboard = params.get("KEYBOARD")
-    if keyboard is not None and not isinstance(keyboard, dict | list):
-        raise RestError("KEYBOARD_ERROR", "Incorrect keyboard params")
     return {
         "text": message,
-        "keyboard": php.as_list(keyboard),
+        "keyboard": keyboard_of(keyboard, bot_id) if php.truthy(keyboard) else None,
         "attach": php.as_list(params.get("ATTACH")),
     }
 
@@ -250,7 +249,7 @@ async def message_add(ctx: CallContext, params: dict[str, Any]) -> Any:
         # CIMChat::AddMessage: only members post, unless the message is a system one (§00
         # item 6).
         raise RestError("WRONG_REQUEST", "Message isn't added")
-    fields = _message_fields(params)
+    fields = _message_fields(params, bot.id)
     system = php.yes(params.get("SYSTEM"))
     skip = php.yes(params.get("SKIP_CONNECTOR"))
     message = ctx.portal.post(
@@ -284,6 +283,8 @@ async def message_update(ctx: CallContext, params: dict[str, Any]) -> Any:
     for name, value in parts.items():
         if value not in ("", "N") and not isinstance(value, dict | list):
             raise RestError(f"{name}_ERROR", f"Incorrect {name.lower()} params")
+    if parts.get("KEYBOARD") not in (None, "", "N"):
+        parts["KEYBOARD"] = keyboard_of(parts["KEYBOARD"], bot.id)
     if "MESSAGE" in params and not php.trim(params["MESSAGE"]):
         del ctx.portal.messages[message.id]
         return True
@@ -312,7 +313,7 @@ async def command_answer(ctx: CallContext, params: dict[str, Any]) -> Any:
     message_id = php.intval(params.get("MESSAGE_ID"))
     if not message_id:
         raise RestError("MESSAGE_ID_EMPTY", "Message ID can't be empty")
-    fields = _message_fields(params)
+    fields = _message_fields(params, command.bot_id)
     granted = ctx.portal.answer_grants.get((command.id, message_id))
     source = ctx.portal.messages.get(message_id)
     if granted is None or source is None or ctx.portal.now() - granted > ANSWER_WINDOW:

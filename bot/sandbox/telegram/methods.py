@@ -11,12 +11,24 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from bot.sandbox.telegram.entities import ParseError, parse, trimmed, utf16_len
 from bot.sandbox.telegram.world import TelegramWorld, TgChat, TgMessage
 
 MAX_TEXT: Final = 4096
 MAX_CALLBACK_DATA: Final = 64  # bytes
+# The button kinds besides url and callback_data; the fake keeps them as sent.
+_OTHER_BUTTONS: Final = (
+    "callback_game",
+    "pay",
+    "switch_inline_query",
+    "switch_inline_query_current_chat",
+    "switch_inline_query_chosen_chat",
+    "login_url",
+    "web_app",
+    "copy_text",
+)
 _COMMAND_NAME: Final = re.compile(r"[a-z0-9_]{1,32}")
 _SECRET: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
@@ -133,13 +145,43 @@ def _inline_keyboard(params: Params) -> dict[str, Any] | None:
         return None  # reply keyboards are not kept: a group's bot never shows them here
     if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
         raise bad_request("can't parse inline keyboard button: InlineKeyboardButton expected")
-    for button in (b for row in rows for b in row):
-        if not isinstance(button, dict) or not button.get("text"):
-            raise bad_request("can't parse inline keyboard button: a button needs a text")
-        data = button.get("callback_data")
-        if data is not None and not 1 <= len(str(data).encode()) <= MAX_CALLBACK_DATA:
+    return {"inline_keyboard": [[_inline_button(b) for b in row] for row in rows if row]}
+
+
+def _inline_button(button: Any) -> dict[str, Any]:
+    """One InlineKeyboardButton as the Bot API server reads it (telegram-bot-api,
+    `Client::get_inline_keyboard_button`): a non-empty `url` wins over anything else the
+    button carries, then a non-empty `callback_data`, then the other kinds; a button with
+    none of them (an empty `callback_data` counts as none) is refused."""
+    if not isinstance(button, dict) or not button.get("text"):
+        raise bad_request("can't parse inline keyboard button: a button needs a text")
+    text, url, data = button["text"], button.get("url"), button.get("callback_data")
+    if url:
+        _check_button_url(str(url))
+        return {"text": text, "url": str(url)}
+    if data:
+        if len(str(data).encode()) > MAX_CALLBACK_DATA:
             raise bad_request("BUTTON_DATA_INVALID")
-    return {"inline_keyboard": [row for row in rows if row]}
+        return {"text": text, "callback_data": str(data)}
+    if any(kind in button for kind in _OTHER_BUTTONS):
+        return dict(button)
+    raise bad_request(
+        "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+    )
+
+
+def _check_button_url(url: str) -> None:
+    """The links Telegram opens: http(s) with a host, and its own tg:// (and ton://) ones.
+    [UNCONFIRMED] Telegram reads a bare `example.com` as http and normalises what it keeps;
+    the fake refuses a link without a scheme and keeps the rest as sent."""
+    parts = urlsplit(url)
+    invalid = f"inline keyboard button URL '{url}' is invalid"
+    if parts.scheme.lower() in ("tg", "ton"):
+        return
+    if parts.scheme.lower() not in ("http", "https", ""):
+        raise bad_request(f"{invalid}: Unsupported URL protocol")
+    if not parts.scheme or not parts.hostname:
+        raise bad_request(f"{invalid}: Wrong HTTP URL")
 
 
 # -- the bot ---------------------------------------------------------------------------------

@@ -272,7 +272,8 @@ class Controls:
     async def press(self, request: web.Request) -> web.Response:
         """`{"user_id", "chat_id", "message_id", "data"}`, or `"button"` (counting from 0
         across the rows) for the data; without `message_id`, the bot's newest message with
-        buttons in the chat."""
+        buttons in the chat. A url button opens its link in the user's app and sends the bot
+        nothing: `{"update": null}`."""
         return await self._act(request, self._press)
 
     def _press(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -294,7 +295,10 @@ class Controls:
             message = world.message(chat_id, message_id)
             if message is None:
                 raise WorldError(f"no message {message_id} in chat {chat_id}")
-            data = str(list(message.buttons())[int(body["button"])]["callback_data"])
+            button = list(message.buttons())[int(body["button"])]
+            if "callback_data" not in button:
+                return None
+            data = str(button["callback_data"])
         return world.press(int(body["user_id"]), chat_id, message_id, data)
 
     async def channel_post(self, request: web.Request) -> web.Response:

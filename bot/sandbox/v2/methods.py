@@ -13,6 +13,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from bot.sandbox import imbot, php
+from bot.sandbox.keyboard import keyboard_of
 from bot.sandbox.portal import Bot, BotCommand, RestError
 from bot.sandbox.rest import CallContext
 from bot.sandbox.v2.queue import DEFAULT_LIMIT, MAX_LIMIT
@@ -283,14 +284,17 @@ def _cut(text: str) -> str:
     return text[: MAX_MESSAGE - len(_CUT)] + _CUT if len(text) > MAX_MESSAGE else text
 
 
-def _message_fields(params: dict[str, Any]) -> dict[str, Any]:
+def _message_fields(params: dict[str, Any], bot_id: int) -> dict[str, Any]:
     fields = _fields(params)
     text = _cut(php.trim(fields.get("message")))
     if not text and not fields.get("attach"):
         raise RestError("EMPTY_MESSAGE", "Message is empty")
+    keyboard = fields.get("keyboard")
     return {
         "text": text,
-        "keyboard": php.as_list(fields.get("keyboard")),
+        # The v2 controller hands `keyboard` to the same Keyboard::getKeyboardByJson, with the
+        # calling bot's id, and answers KEYBOARD_ERROR when it keeps nothing.
+        "keyboard": keyboard_of(keyboard, bot_id) if php.truthy(keyboard) else None,
         "attach": php.as_list(fields.get("attach")),
         "system": _flag(fields.get("system"), default=False),
     }
@@ -304,7 +308,7 @@ async def message_send(ctx: CallContext, params: dict[str, Any]) -> Any:
     if not dialog_id:
         raise RestError("DIALOG_ID_EMPTY", "Dialog ID can't be empty")  # [UNCONFIRMED] v1's
     chat = imbot.chat_of_dialog(ctx.portal, bot, dialog_id)
-    fields = _message_fields(params)
+    fields = _message_fields(params, bot.id)
     skip = _flag(_fields(params).get("skipConnector"), default=False)
     if bot.id not in chat.members and not fields["system"]:
         raise RestError("ACCESS_DENIED", "Access denied", 403)
@@ -327,15 +331,18 @@ async def message_update(ctx: CallContext, params: dict[str, Any]) -> Any:
     if message is None or message.author_id != bot.id or message.system:
         raise RestError("ACCESS_DENIED", "Access denied", 403)
     fields = _fields(params)
+    parts = {name: fields[name] for name in ("keyboard", "attach") if name in fields}
+    for name, value in parts.items():
+        removed = value in ("", "N", [], {})
+        kept = keyboard_of(value, bot.id) if name == "keyboard" and not removed else value
+        parts[name] = None if removed else php.as_list(kept)
     if "message" in fields:
         text = php.trim(fields["message"])
         if not text:
             raise RestError("EMPTY_MESSAGE", "Message is empty")  # [UNCONFIRMED] send's code
         message.text = _cut(text)
-    for name in ("keyboard", "attach"):
-        if name in fields:
-            value = fields[name]
-            setattr(message, name, None if value in ("", "N", [], {}) else php.as_list(value))
+    for name, value in parts.items():
+        setattr(message, name, value)
     return {"result": True}
 
 
@@ -350,7 +357,7 @@ async def command_answer(ctx: CallContext, params: dict[str, Any]) -> Any:
         # `validateCommandOwnership` in the same controller.
         raise RestError("COMMAND_NOT_FOUND", "Command not found")
     message_id = php.intval(params.get("messageId"))
-    fields = _message_fields(params)
+    fields = _message_fields(params, bot.id)
     granted = ctx.portal.answer_grants.get((command.id, message_id))
     source = ctx.portal.messages.get(message_id)
     if granted is None or source is None or ctx.portal.now() - granted > imbot.ANSWER_WINDOW:

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from bot.sandbox.keyboard import action_of, buttons_of
 from bot.sandbox.portal import Call, Chat, Message, Portal, User
 from bot.sandbox.rest import BucketGauge
 from bot.sandbox.telegram.world import TelegramWorld
@@ -151,7 +152,7 @@ class PageState:
             "html": _rendered(cut(message.text)),
             "system": message.system,
             "to_customer": message.to_customer,
-            "keyboard": _buttons(message.keyboard),
+            "keyboard": _buttons(message),
             "at": message.posted_at,
         }
 
@@ -180,17 +181,26 @@ def _rendered(text: str) -> str:
     return render(text)
 
 
-def _buttons(keyboard: Any) -> list[dict[str, Any]]:
+def _buttons(message: Message) -> list[dict[str, Any]]:
     """A keyboard as the page draws it: each button with its position, which is what a click
-    names (`/_sandbox/events/click`); a NEWLINE starts a new row."""
-    buttons = keyboard.get("BUTTONS") if isinstance(keyboard, dict) else keyboard
-    if not isinstance(buttons, list):
-        return []  # none, or "N": removed
+    names (`/_sandbox/events/click`); a NEWLINE starts a new row. A link button carries its
+    `link`, which the page opens itself (a click on it tells the bot nothing)."""
     return [
-        {"index": n, "newline": b.get("TYPE") == "NEWLINE", "text": str(b.get("TEXT", ""))}
-        for n, b in enumerate(buttons)
+        {
+            "index": n,
+            "newline": b.get("TYPE") == "NEWLINE",
+            "text": str(b.get("TEXT", "")),
+            "link": _link(b, message.author_id),
+        }
+        for n, b in enumerate(buttons_of(message.keyboard))
         if isinstance(b, dict)
     ]
+
+
+def _link(button: dict[str, Any], author_id: int) -> str | None:
+    """A link button's LINK: `http(s)://...` or a path `/...` (what Bitrix24 keeps as one);
+    anything else (a `javascript:` link posted past the portal's checks) is no link."""
+    return str(button["LINK"]) if action_of(button, author_id) == "LINK" else None
 
 
 def _call(number: int, call: Call) -> dict[str, Any]:

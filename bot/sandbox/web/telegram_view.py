@@ -44,12 +44,16 @@ def _message(world: TelegramWorld, message: TgMessage) -> dict[str, Any]:
         "author": author or "(the group)",
         "text": cut(message.text),  # as Telegram stores it: markup parsed away, shown as text
         "edited": message.edit_date is not None,
-        "buttons": [
-            [
-                {"text": str(b.get("text", "")), "data": str(b.get("callback_data", ""))}
-                for b in row
-            ]
-            for row in keyboard
-            if isinstance(row, list)
-        ],
+        "buttons": [[_button(b) for b in row] for row in keyboard if isinstance(row, list)],
+    }
+
+
+def _button(button: dict[str, Any]) -> dict[str, Any]:
+    """A callback button's `data`, or a url button's `url` (http(s), or Telegram's own tg://
+    which the page shows but does not open)."""
+    url = button.get("url")
+    return {
+        "text": str(button.get("text", "")),
+        "data": str(button.get("callback_data", "")),
+        "url": str(url) if url else None,
     }

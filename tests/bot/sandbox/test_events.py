@@ -16,6 +16,7 @@ from bot.bitrix.form import unflatten_form
 from bot.sandbox.app import EVENTS
 from bot.sandbox.events import EventSender
 from bot.sandbox.portal import Portal
+from tests.bot.sandbox.test_keyboard import LINK, STAR, add_message, click
 from tests.bot.sandbox.test_rest import rest
 from tests.harness import webhook_url
 
@@ -329,6 +330,7 @@ async def test_a_keyboard_click_is_a_command_with_keyboard_context(
         },
     )
     delivery = await s.sender.click(27, body["result"], 2)
+    assert delivery is not None
     assert delivery.status == 200
     command = s.received[0].form["data"]["COMMAND"][str(s.command_id)]
     assert (command["COMMAND_CONTEXT"], command["COMMAND_PARAMS"]) == ("KEYBOARD", "494 3")
@@ -337,6 +339,17 @@ async def test_a_keyboard_click_is_a_command_with_keyboard_context(
     assert (params["MESSAGE"], params["FROM_USER_ID"]) == ("/rate 494 3", "27")
     assert "TEMPLATE_ID" not in params  # a click has no id of its own
     assert (s.command_id, body["result"]) in s.portal.answer_grants
+
+
+async def test_a_click_on_a_link_button_tells_the_bot_nothing(
+    http: aiohttp.ClientSession, sandbox: TestServer, handler: tuple[TestServer, list[Received]]
+) -> None:
+    s = await setup_bot(http, sandbox, handler)
+    _, body = await add_message(http, sandbox, [LINK, STAR])
+    assert await click(http, sandbox, body["result"], 0) == []  # the browser opens the link
+    assert s.received == []
+    [delivered] = await click(http, sandbox, body["result"], 1)  # the command beside it
+    assert (delivered["event"], len(s.received)) == ("ONIMCOMMANDADD", 1)
 
 
 async def test_deleting_the_bot_sends_onimbotdelete(

@@ -92,16 +92,22 @@ function messagesIn(state, chat) {
   return chat ? state.messages.filter((m) => m.chat_id === chat.id) : [];
 }
 
-// Who is typing is also who is logged in to the portal: the consent page at /oauth/authorize/
-// (application mode) reads this cookie, as Bitrix24 reads its session.
-function logIn(userId) {
+// Who the page acts as, kept in a cookie the sandbox portal reads too: its /oauth/authorize/
+// page takes the person the page is playing as the logged-in Bitrix24 user.
+function actAs(userId) {
   view.me = userId;
-  document.cookie = `sandbox_user=${userId}; path=/; SameSite=Lax`;
+  document.cookie = `sandbox_user=${encodeURIComponent(String(userId))}; path=/; SameSite=Lax`;
+}
+
+function remembered(people) {
+  const value = document.cookie.split("; ").find((c) => c.startsWith("sandbox_user="));
+  const id = value ? Number(decodeURIComponent(value.slice("sandbox_user=".length))) : NaN;
+  return people.some((p) => p.id === id) ? id : people[0].id;
 }
 
 function drawPeople(state) {
   const select = document.getElementById("me");
-  if (view.me === null && state.people.length) logIn(state.people[0].id);
+  if (view.me === null && state.people.length) actAs(remembered(state.people));
   const signature = JSON.stringify(state.people);
   if (select.dataset.drawn === signature) return; // redrawing would close an open list
   select.dataset.drawn = signature;
@@ -133,6 +139,27 @@ function drawChats(entries) {
 const messageKey = (m) => m.id;
 const messageSignature = (m) => [m.html, m.keyboard, m.system, m.to_customer, m.author_id === view.me];
 
+// A link a button may open: an http(s) address (a path resolves against this page), never a
+// javascript:, data: or tg: one, which is shown but opens nothing.
+function safeHref(link) {
+  if (typeof link !== "string") return null;
+  try {
+    const url = new URL(link, window.location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// A link button: a real link in a new tab that tells the opened page nothing of this one.
+function linkButton(text, link, attrs) {
+  const href = safeHref(link);
+  if (href === null) {
+    return el("span", { ...attrs, class: "link-button inert", title: "not an http(s) link: not opened" }, text);
+  }
+  return el("a", { ...attrs, class: "link-button", href, target: "_blank", rel: "noopener noreferrer" }, text);
+}
+
 // [color]/[size] come as data attributes (the page's policy refuses inline styles); set
 // through the DOM, a style is allowed. The sandbox checked both values against a pattern.
 function styleBbCodes(body) {
@@ -157,6 +184,10 @@ function drawMessage(message) {
     for (const button of message.keyboard) {
       if (button.newline) {
         keys.append(el("span", { class: "row-break" }));
+        continue;
+      }
+      if (button.link !== null) {
+        keys.append(linkButton(button.text, button.link, { "data-button": String(button.index) }));
         continue;
       }
       keys.append(el("button", {
@@ -200,6 +231,10 @@ function drawTelegramMessage(message, entry) {
   for (const row of message.buttons) {
     const keys = el("div", { class: "keyboard" });
     for (const button of row) {
+      if (button.url !== null) {
+        keys.append(linkButton(button.text, button.url, {}));
+        continue;
+      }
       keys.append(el("button", {
         type: "button",
         "data-data": button.data,
@@ -329,7 +364,7 @@ function connect() {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("me").addEventListener("change", (event) => {
-    logIn(Number(event.target.value));
+    actAs(Number(event.target.value));
     view.chat = "bot";
     draw();
   });

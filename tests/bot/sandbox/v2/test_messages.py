@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Portal
+from tests.bot.sandbox.test_keyboard import LINK, STAR, click
 from tests.bot.sandbox.v2.test_methods import TOKEN, register_rate, register_v2, v2
 
 KEYBOARD = [{"TEXT": "5", "COMMAND": "rate", "COMMAND_PARAMS": "494 5", "DISPLAY": "LINE"}]
@@ -112,6 +113,19 @@ async def test_a_click_on_a_full_form_keyboard_reaches_the_bots_queue(
         "494 5",
     )
     assert event["data"]["message"]["id"] == message_id
+
+
+async def test_a_click_on_a_link_button_queues_nothing(
+    http: aiohttp.ClientSession, sandbox: TestServer
+) -> None:
+    bot_id = await register_v2(http, sandbox)
+    await register_rate(http, sandbox, bot_id)
+    message_id = await send(http, sandbox, bot_id, keyboard=[LINK, STAR])
+    assert await click(http, sandbox, message_id, 0) == []  # the browser opens the link
+    _, fetched = await v2(http, sandbox, "Event.get", botId=bot_id, botToken=TOKEN)
+    assert fetched["result"]["events"] == []
+    [delivered] = await click(http, sandbox, message_id, 1)  # the command beside it
+    assert delivered["event"] == "ONIMBOTV2COMMANDADD"
 
 
 async def test_an_answer_to_a_command_not_the_bots_own_is_command_not_found(

@@ -6,10 +6,13 @@ a browser or a driver of its own). Without them the tests are skipped, saying ho
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
@@ -21,6 +24,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
+from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
 from tests.sandboxed import trial
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
@@ -198,3 +202,60 @@ def test_colour_and_size_are_drawn_under_a_policy_that_refuses_inline_styles(
     big = message.find_element(By.CSS_SELECTOR, "span.bb-size")
     assert red.value_of_css_property("color") in ("rgba(255, 0, 0, 1)", "rgb(255, 0, 0)")
     assert big.value_of_css_property("font-size") == "24px"
+
+
+AUTHORIZE: Final = "https://b24.example.com/oauth/authorize/?client_id=local.1&state=n0nce"
+# Links a button may carry that must open nothing: the page shows them, inert.
+HOSTILE_LINKS: Final = (
+    "javascript:window.pwned=1",
+    " JavaScript:window.pwned=2",
+    "data:text/html,<script>window.pwned=3</script>",
+    "tg://resolve?domain=SandboxRatingBot",
+)
+
+
+def bot_sends_a_link(page: webdriver.Chrome, text: str) -> None:
+    """The bot posts `text` with a url button in the supervisors' group, through the fake Bot
+    API over HTTP, as the service would."""
+    body = {
+        "chat_id": SUPERVISORS_GROUP,
+        "text": text,
+        "reply_markup": {"inline_keyboard": [[{"text": "Связать аккаунт", "url": AUTHORIZE}]]},
+    }
+    port = urlsplit(page.current_url).port
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/telegram/bot{TOKEN}/sendMessage",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+        assert json.load(answer)["ok"] is True
+
+
+def test_a_link_button_is_a_link_to_a_new_tab_as_the_person_the_page_plays(
+    page: webdriver.Chrome,
+) -> None:
+    assert page.get_cookie("sandbox_user") is not None, "set for the person the page opens as"
+    be(page, 28)
+    cookie = page.get_cookie("sandbox_user")
+    assert cookie is not None
+    assert (cookie["value"], cookie["path"], cookie["sameSite"]) == ("28", "/", "Lax")
+    bot_sends_a_link(page, "Свяжите аккаунт Битрикс24")
+    open_chat(page, "tg-2001")
+    shown(page, "#feed .message.telegram.bot", "Свяжите аккаунт")
+    link = shown(page, "#feed .message.telegram.bot .keyboard a.link-button", "Связать")
+    assert link.get_attribute("href") == AUTHORIZE
+    assert link.get_attribute("target") == "_blank"
+    assert sorted(str(link.get_attribute("rel")).split()) == ["noopener", "noreferrer"]
+    drawn = page.execute_script(
+        "return arguments[0].map((link) => { const node = linkButton('x', link, {});"
+        " node.click(); return [node.tagName, node.getAttribute('href')]; })",
+        list(HOSTILE_LINKS),
+    )
+    assert drawn == [["SPAN", None]] * len(HOSTILE_LINKS), "shown, but no link to follow"
+    assert page.execute_script("return window.pwned") is None
+    page.refresh()  # the page comes back as the person it played
+    shown(page, '#chats li[data-chat="bot"]')
+    assert (
+        Select(page.find_element(By.ID, "me")).first_selected_option.get_attribute("value") == "28"
+    )

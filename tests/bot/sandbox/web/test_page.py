@@ -17,9 +17,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.sandbox.portal import Portal
+from bot.sandbox.telegram.world import TelegramWorld
 from bot.sandbox.web.bounds import SHOWN_MESSAGES, SHOWN_TEXT
 from bot.sandbox.web.page import MAX_STREAMS, STALLED, STATIC
-from tests.harness import ServiceFactory, eventually
+from tests.bot.sandbox.test_imbot import register_bot
+from tests.bot.sandbox.test_keyboard import LINK, STAR, add_message
+from tests.harness import ServiceFactory, eventually, telegram_api_url
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -142,6 +145,39 @@ async def test_a_keyboard_is_listed_with_the_positions_a_click_names(
     await eventually(lambda: service.portal.sessions[494].vote_head == 4)
     sessions = (await state(http, sandbox))["sessions"]
     assert [s["vote_head"] for s in sessions if s["id"] == 494] == [4]
+
+
+async def test_a_link_button_is_listed_with_its_link_and_a_hostile_link_with_none(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    await register_bot(http, sandbox)
+    _, sent = await add_message(http, sandbox, [LINK, {"TYPE": "NEWLINE"}, STAR])
+    # Past the portal's checks (it drops such a button): the page still draws no link of it.
+    hostile = portal.post(2001, 28, "x", keyboard=[{"TEXT": "x", "LINK": "javascript:alert(1)"}])
+    shown = {m["id"]: m["keyboard"] for m in (await state(http, sandbox))["messages"]}
+    assert [(b["text"], b["link"]) for b in shown[sent["result"]]] == [
+        (LINK["TEXT"], LINK["LINK"]),
+        ("", None),
+        (STAR["TEXT"], None),
+    ]
+    assert [b["link"] for b in shown[hostile.id]] == [None]
+
+
+async def test_a_telegram_url_button_is_listed_with_its_url(
+    http: aiohttp.ClientSession, sandbox: TestServer, telegram_world: TelegramWorld
+) -> None:
+    url = f"{telegram_api_url(sandbox)}/bot{telegram_world.token}/sendMessage"
+    row = [{"text": "Связать", "url": LINK["LINK"]}, {"text": "5", "callback_data": "r"}]
+    body = {"chat_id": -2001, "text": "Свяжите", "reply_markup": {"inline_keyboard": [row]}}
+    async with http.post(url, json=body) as answer:
+        assert answer.status == 200
+    [message] = (await state(http, sandbox))["telegram"]["messages"]
+    assert message["buttons"] == [
+        [
+            {"text": "Связать", "data": "", "url": LINK["LINK"]},
+            {"text": "5", "data": "r", "url": None},
+        ]
+    ]
 
 
 @pytest.mark.parametrize(
