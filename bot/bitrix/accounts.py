@@ -50,6 +50,8 @@ REFRESH_AGEING: Final = 20 * 24 * 3600.0
 # What Bitrix24 answers for a token of a user who may no longer log in (a dismissed
 # employee) [UNCONFIRMED beyond the sandbox]: the token is dropped, never refreshed.
 _USER_GONE: Final = frozenset({"authorization_error", "user_not_found"})
+# REST's answer to a token of an application that is no more (rest/lib/oauth/auth.php).
+_APP_GONE: Final = "application_not_found"
 
 
 def user_tokens(grant: TokenGrant, *, issued_at: float) -> UserTokens:
@@ -154,8 +156,7 @@ class SupervisorAccounts:
             raise RelinkNeeded(error.code) from None
         except OAuthInvalidClient as error:
             # The application was re-created (or its secret changed): no stored pair works.
-            dropped = await self.store.drop_portal(self.portal.key)
-            log.warning("oauth.invalid_client", dropped=dropped)
+            await self.drop_all(reason=error.code)
             raise RelinkNeeded(error.code) from None
         except OAuthError as error:
             # Unreachable, or the answer was lost: the stored pair stays (it may still be the
@@ -184,6 +185,12 @@ class SupervisorAccounts:
         await self.store.drop(self.portal.key, user_id)
         log.warning("oauth.token_dropped", user_id=user_id, reason=reason)
 
+    async def drop_all(self, *, reason: str) -> None:
+        """Forget every supervisor's pair: each is asked to authorise again at their next
+        command (the application was re-created, or its secret changed)."""
+        dropped = await self.store.drop_portal(self.portal.key)
+        log.warning("oauth.tokens_dropped", dropped=dropped, reason=reason)
+
     async def refresh_ageing(self, *, limit: int = 20) -> int:
         """Refresh pairs whose refresh token nears its end of life: how many were renewed.
         A pair that cannot be renewed now is left for the next round or the next command."""
@@ -204,7 +211,7 @@ class _OwnCaller:
 
     def __init__(self, accounts: SupervisorAccounts, stored: StoredTokens) -> None:
         self._accounts = accounts
-        self.stored = stored
+        self._stored = stored
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         result = await self.batch([BatchCall("call", method, params or {})])
@@ -216,16 +223,19 @@ class _OwnCaller:
         except BitrixAuthError as error:
             if error.code.lower() != "expired_token":
                 raise
-        self.stored = await self._accounts.refreshed(self.stored, why="expired_token")
+        self._stored = await self._accounts.refreshed(self._stored, why="expired_token")
         return await self._send(calls, halt=halt)
 
     async def _send(self, calls: Sequence[BatchCall], *, halt: bool) -> BatchResult:
         try:
-            result: BatchResult = await self._accounts.caller(self.stored).batch(calls, halt=halt)
-        except BitrixError as error:
+            result: BatchResult = await self._accounts.caller(self._stored).batch(calls, halt=halt)
+        except BitrixAuthError as error:
             code = error.code.lower()
+            if code == _APP_GONE:  # the application was deleted or re-created: no pair works
+                await self._accounts.drop_all(reason=code)
+                raise RelinkNeeded(code) from None
             if code in _USER_GONE or code == "invalid_token":
-                await self._accounts.drop(self.stored.user_id, reason=code)
+                await self._accounts.drop(self._stored.user_id, reason=code)
                 raise RelinkNeeded(code) from None
             raise
         return result
