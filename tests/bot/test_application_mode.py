@@ -17,12 +17,15 @@ from bot.config import OAUTH_CALLBACK_PATH
 from bot.sandbox.keyboard import buttons_of
 from bot.sandbox.oauth import LocalApp, create_app, expire_access_tokens
 from bot.sandbox.portal import Message, Portal
+from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
+from bot.sandbox.telegram.world import TelegramWorld
 from bot.state import CORE
-from tests.harness import Service, ServiceFactory, drained, eventually
+from tests.harness import Service, ServiceFactory, drained, eventually, telegram_api_url
 from tests.oauthed import Scripted, base_url, scripted_server
 
 VOTE = "imopenlines.session.head.vote"
 KEY = "a-key-for-the-tokens-of-these-tests-0123456789"
+SVETLANA = 5001  # Telegram; the portal's supervisor 27
 
 
 async def start_app_mode(
@@ -332,3 +335,45 @@ async def test_the_link_request_in_an_open_line_never_reaches_the_customer(
 
 def link_of_or_none(message: Message) -> Any:
     return next((b.get("LINK") for b in buttons_of(message.keyboard) if b.get("LINK")), None)
+
+
+async def test_a_linked_telegram_account_votes_with_its_bitrix24_user_s_own_token(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+    telegram_world: TelegramWorld,
+) -> None:
+    """Svetlana in the Telegram group (linked to 27): the same button, and once she allowed in
+    Bitrix24, the waiting vote is hers, answered in the group."""
+    await start_app_mode(
+        start_service,
+        sandbox,
+        portal,
+        B24_EVENT_MODE="fetch",
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=telegram_api_url(sandbox),
+        TELEGRAM_ALLOWED_CHAT_IDS=str(SUPERVISORS_GROUP),
+        TELEGRAM_USER_MAP=f"{SVETLANA}:27",
+    )
+    telegram_world.type(SVETLANA, SUPERVISORS_GROUP, "/rate 494 5 Из Telegram")
+
+    def link_in_group() -> str | None:
+        bot = telegram_world.bot.id
+        found = [
+            b["url"]
+            for m in telegram_world.messages.values()
+            if m.sender_id == bot and m.chat_id == SUPERVISORS_GROUP
+            for b in m.buttons()
+            if "url" in b
+        ]
+        return found[-1] if found else None
+
+    link = await eventually(link_in_group, within=10)
+    assert (await allow(http, link, 27))[0] == 200
+    await eventually(
+        lambda: any("Сохранено" in t for t in telegram_world.messages_from_bot(SUPERVISORS_GROUP)),
+        within=10,
+    )
+    assert portal.sessions[494].comment_head == "Из Telegram"
+    assert votes_by(portal) == [(27, "token")]
