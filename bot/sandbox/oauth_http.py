@@ -11,8 +11,13 @@ from aiohttp import web
 
 from bot.sandbox import oauth
 from bot.sandbox.control import bad_request, read_body
+from bot.sandbox.faults import spend
 from bot.sandbox.jsonable import answer, jsonable
-from bot.sandbox.portal import Portal
+from bot.sandbox.portal import Fault, Portal
+
+# Faults for the token endpoint: `Fault(method=TOKEN_FAULT, status=503)` answers before the
+# pair is issued; with `after=True` the pair is issued (a refresh token spent) and the answer lost.
+TOKEN_FAULT = "oauth.token"  # noqa: S105 - a fault's method name, not a secret
 
 # Who is logged in to the portal: the chat page sets this cookie for the person typing.
 USER_COOKIE = "sandbox_user"
@@ -70,13 +75,26 @@ class _Routes:
             params |= {k: v for k, v in form.items() if isinstance(v, str)}
         record = oauth.TokenRequest(request.method, params, 200, None)
         self.portal.oauth.requests.append(record)
+        fault = self._take_fault()
+        if fault is not None and not fault.after:
+            record.status = fault.status or 503
+            return web.Response(status=record.status, text=fault.body or "unavailable")
         try:
             issued = oauth.token(self.portal, params, request.host, request.scheme)
         except oauth.OAuthServerError as error:
             record.status, record.error = error.status, error.code
             body = {"error": error.code, "error_description": error.description}
             return web.json_response(body, status=error.status)
+        if fault is not None:  # `after`: issued (a refresh token spent), the answer lost
+            record.status = fault.status or 504
+            return web.Response(status=record.status, text=fault.body or "gateway timeout")
         return web.json_response(issued)
+
+    def _take_fault(self) -> Fault | None:
+        """A fault for the token endpoint: only one named `oauth.token` (a `*` fault is the
+        REST API's)."""
+        fault = next((f for f in self.portal.faults if f.method == TOKEN_FAULT), None)
+        return spend(self.portal.faults, fault) if fault is not None else None
 
     async def show(self, _request: web.Request) -> web.Response:
         state = self.portal.oauth

@@ -16,7 +16,8 @@ from pytest_aiohttp import AiohttpServer
 from bot.config import OAUTH_CALLBACK_PATH
 from bot.sandbox.keyboard import buttons_of
 from bot.sandbox.oauth import LocalApp, create_app, expire_access_tokens
-from bot.sandbox.portal import Message, Portal
+from bot.sandbox.oauth_http import TOKEN_FAULT
+from bot.sandbox.portal import Fault, Message, Portal
 from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
 from bot.sandbox.telegram.world import TelegramWorld
 from bot.state import CORE
@@ -376,4 +377,41 @@ async def test_a_linked_telegram_account_votes_with_its_bitrix24_user_s_own_toke
         within=10,
     )
     assert portal.sessions[494].comment_head == "Из Telegram"
+    assert votes_by(portal) == [(27, "token")]
+
+
+async def test_an_oauth_server_that_cannot_be_reached_keeps_the_pair_and_the_vote_is_saved_later(
+    http: aiohttp.ClientSession, app_mode: tuple[Service, LocalApp], portal: Portal
+) -> None:
+    service, _ = app_mode
+    await linked(http, service, 27)
+    expire_access_tokens(portal, 27)
+    portal.faults.append(Fault(method=TOKEN_FAULT, status=503, times=1))
+    await service.say(27, service.bot_id, "/rate 495 2 Позже")
+    await eventually(lambda: portal.sessions[495].comment_head == "Позже", within=15)
+    assert [r["grant_type"] for r in token_requests(portal)] == [
+        "authorization_code",
+        "refresh_token",
+        "refresh_token",
+    ]
+    assert votes_by(portal) == [(27, "token"), (27, "token")]
+
+
+async def test_a_refresh_whose_answer_was_lost_asks_the_supervisor_again_rather_than_guess(
+    http: aiohttp.ClientSession, app_mode: tuple[Service, LocalApp], portal: Portal
+) -> None:
+    """The server issued a pair but its answer never came: the old refresh token is spent
+    (single use), so the next try meets invalid_grant and the supervisor allows again; no
+    vote is cast on a guess."""
+    service, _ = app_mode
+    await linked(http, service, 27)
+    expire_access_tokens(portal, 27)
+    portal.faults.append(Fault(method=TOKEN_FAULT, status=504, after=True, times=1))
+    before = len(service.bot_messages())
+    await service.say(27, service.bot_id, "/rate 495 2 Позже")
+    asked = await eventually(
+        lambda: next((m for m in service.bot_messages()[before:] if link_of_or_none(m)), None),
+        within=15,
+    )
+    assert "больше не принимает разрешение" in asked.text
     assert votes_by(portal) == [(27, "token")]
