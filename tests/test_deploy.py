@@ -15,7 +15,7 @@ import pytest
 
 from bot.__main__ import EXIT_BAD_SETTINGS
 from bot.bitrix.webhook import MAX_EVENT_BYTES
-from bot.config import Settings
+from bot.config import OAUTH_CALLBACK_PATH, Settings
 from bot.serving import Limits
 from bot.telegram.side import WEBHOOK_PATH
 
@@ -235,10 +235,20 @@ def test_nginx_forwards_exactly_the_paths_the_platforms_post_to() -> None:
     )
     locations = re.findall(r"^\s+location (.+?) \{", nginx_conf(), re.MULTILINE)
     forwarded = [loc for loc in locations if loc.startswith(("^~", "="))]
-    assert forwarded == ["^~ /b24/events/", f"= {WEBHOOK_PATH}"]
+    assert forwarded == ["^~ /b24/events/", f"= {WEBHOOK_PATH}", f"= {OAUTH_CALLBACK_PATH}"]
     assert settings.b24_handler_path().startswith("/b24/events/")
     assert locations.count("/") == 2  # the http redirect, and 404 for the rest on https
-    assert nginx_conf().count("proxy_pass http://rating_bot;") == 2
+    assert nginx_conf().count("proxy_pass http://rating_bot;") == 3
+
+
+def test_nginx_logs_the_oauth_callback_s_code_nowhere() -> None:
+    """The callback's query holds a one-time code and state: the access log format shows
+    paths only, and the error log (whole request lines) keeps critical errors only."""
+    conf = nginx_conf()
+    [block] = re.findall(r"location = /b24/oauth/callback \{(.*?)\n    \}", conf, re.DOTALL)
+    [(_, level)] = re.findall(r"^\s*error_log (\S+) (\w+);", block, re.MULTILINE)
+    assert level in ("crit", "alert", "emerg")
+    assert "limit_except GET" in block
 
 
 def test_nginx_logs_the_handler_secret_nowhere() -> None:
