@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -92,7 +92,15 @@ def be(driver: webdriver.Chrome, user_id: int) -> None:
 
 
 def open_chat(driver: webdriver.Chrome, key: str) -> None:
-    shown(driver, f'#chats li[data-chat="{key}"]').click()
+    """Click the chat in the list; the list is redrawn as messages arrive, so an element found
+    a moment ago may be gone: find it again and click until a click lands."""
+
+    def click(driver: webdriver.Chrome) -> bool:
+        driver.find_element(By.CSS_SELECTOR, f'#chats li[data-chat="{key}"]').click()
+        return True
+
+    ignored = [StaleElementReferenceException, NoSuchElementException]
+    WebDriverWait(driver, WAIT, ignored_exceptions=ignored).until(click)
 
 
 def type_in(driver: webdriver.Chrome, text: str) -> None:
