@@ -46,6 +46,8 @@ SECRET_SETTINGS = frozenset(
         "b24_bot_token",
         "telegram_bot_token",
         "telegram_webhook_secret",
+        "b24_app_client_secret",
+        "bot_secret_key",
     }
 )
 
@@ -76,11 +78,19 @@ PLACEHOLDER_HINT: Final = (
 _PLACEHOLDER = re.compile(r"<[^<>]*>")
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9]+)/?$")
 _BOT_CODE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
+# A local application's client_id is `local.<hex>.<digits>`; a Market application's is `app.…`
+# (settings/oauth/index.md). Checked loosely: no character a URL or a log would mangle.
+_APP_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.-]{3,100}$")
 # A Chatbots 2.0 botToken. The docs give only "at most 40 characters" (protocol notes §00
 # item 9); the alphabet is ours [UNCONFIRMED which characters Bitrix24 accepts]: what the
 # derived CLIENT_ID uses plus `-` and `.`, nothing a URL, a form or a log would mangle. At least
 # 16, as any webhook of the portal with the imbot scope that knows the token acts as our bot.
 _BOT_TOKEN = re.compile(r"^[A-Za-z0-9_.-]{16,40}$")
+# Bitrix24's two regional OAuth servers (settings/oauth/index.md names oauth.bitrix.info; the
+# issue adds the .tech one): the only hosts the client secret and codes are ever sent to.
+DEFAULT_OAUTH_SERVERS: Final = ("https://oauth.bitrix.info", "https://oauth.bitrix24.tech")
+# Where supervisors' browsers come back from the portal's consent page (issue 12).
+OAUTH_CALLBACK_PATH: Final = "/b24/oauth/callback"
 
 
 class UserAllowList(BaseModel):
@@ -139,6 +149,65 @@ def normalise_webhook_url(raw: str) -> str:
     if not _WEBHOOK_PATH.match(parts.path):
         raise ValueError("must end in /rest/<user id>/<webhook code>/ as Bitrix24 shows it")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+
+
+class PinnedServer(BaseModel):
+    """One OAuth server the service may send the client secret to: `base_url` without a path,
+    and `authority`, the host (with its port when one is given) a callback's `server_domain`
+    must name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str
+    authority: str
+
+    @classmethod
+    def parse(cls, raw: str) -> PinnedServer:
+        """Check a B24_OAUTH_SERVER item; https only, plain http only for a loopback host (the
+        rule the webhook URL follows)."""
+        refuse_placeholder(raw)
+        parts = urlsplit(raw.strip())
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in {"https", "http"} or not host:
+            raise ValueError(
+                "each server must be an https:// URL such as https://oauth.bitrix.info"
+            )
+        if parts.scheme == "http" and not is_loopback_host(host):
+            raise ValueError(
+                "each server must use https:// (plain http only for loopback addresses)"
+            )
+        if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+            raise ValueError("each server is a base URL: no path, query, fragment or credentials")
+        try:
+            port = parts.port
+        except ValueError as error:
+            raise ValueError("each server's port must be a number from 1 to 65535") from error
+        shown_host = f"[{host}]" if ":" in host else host
+        authority = shown_host if port is None else f"{shown_host}:{port}"
+        return cls(base_url=f"{parts.scheme}://{authority}", authority=authority)
+
+    def is_named_by(self, server_domain: str) -> bool:
+        """Whether a callback's `server_domain` (a host name, as Bitrix24 sends it) names this
+        server: compared case-insensitively, with the port where the pin has one."""
+        return server_domain.strip().lower() == self.authority
+
+
+class AppSettings(BaseModel):
+    """Application mode (issue 12): the local application supervisors authorise once, so votes
+    are cast as them. `Settings.app` is None when the mode is off."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    client_secret: SecretStr
+    servers: tuple[PinnedServer, ...]
+    callback_url: str
+    secret_key: SecretStr | None  # exactly one of these two is set
+    secret_key_file: Path | None
+
+    def server_named(self, server_domain: str) -> PinnedServer | None:
+        """The pinned server a callback's `server_domain` names, if any."""
+        return next((s for s in self.servers if s.is_named_by(server_domain)), None)
 
 
 class Settings(BaseSettings):
@@ -230,6 +299,29 @@ class Settings(BaseSettings):
     b24_bot_code: str = Field("rating_bot", description="the bot's code in Bitrix24")
     b24_bot_name: str = Field(
         "Оценка диалогов", min_length=1, max_length=100, description="the bot's display name"
+    )
+
+    b24_app_client_id: str | None = Field(
+        None,
+        description="application mode: the local application's client_id (Application ID), "
+        "so supervisors link once and votes are cast as them; needs B24_APP_CLIENT_SECRET",
+    )
+    b24_app_client_secret: SecretStr | None = Field(
+        None, description="application mode: the local application's client_secret"
+    )
+    b24_oauth_server: Annotated[tuple[PinnedServer, ...], NoDecode] = Field(
+        tuple(PinnedServer.parse(url) for url in DEFAULT_OAUTH_SERVERS),
+        description="application mode: the OAuth servers the client secret may go to, "
+        "comma-separated base URLs",
+        json_schema_extra=derived(",".join(DEFAULT_OAUTH_SERVERS)),
+    )
+    bot_secret_key: SecretStr | None = Field(
+        None,
+        description="application mode: the key that encrypts stored user tokens (or "
+        "BOT_SECRET_KEY_FILE)",
+    )
+    bot_secret_key_file: Path | None = Field(
+        None, description="application mode: a file holding that key (or BOT_SECRET_KEY)"
     )
 
     telegram_bot_token: SecretStr | None = Field(None, description="enables the Telegram side")
@@ -329,6 +421,29 @@ class Settings(BaseSettings):
             return UserAllowList(everyone=True)
         return UserAllowList(ids=frozenset(_parse_int(i, "user ids") for i in items))
 
+    @field_validator("b24_oauth_server", mode="before")
+    @classmethod
+    def _parse_oauth_servers(cls, raw: object) -> object:
+        items = _split_list(raw)
+        if not isinstance(items, list):
+            return items
+        if not items:
+            raise ValueError("must name at least one server")
+        return tuple(PinnedServer.parse(item) for item in items)
+
+    @field_validator("b24_app_client_id", mode="before")
+    @classmethod
+    def _check_app_client_id(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            refuse_placeholder(raw)
+            raw = raw.strip()
+            if not _APP_CLIENT_ID.match(raw):
+                raise ValueError(
+                    "must be the Application ID (client_id) from the application's card, "
+                    "such as local.57df90751da540.63746010"
+                )
+        return raw
+
     @field_validator("telegram_allowed_chat_ids", mode="before")
     @classmethod
     def _parse_chat_ids(cls, raw: object) -> object:
@@ -371,7 +486,47 @@ class Settings(BaseSettings):
             )
         if self.telegram_mode == "webhook" and self.telegram_webhook_secret is None:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_MODE=webhook")
+        self._check_app_mode()
         return self
+
+    def _check_app_mode(self) -> None:
+        """Application mode needs its pair, a key for the stored tokens, and the webhook: the
+        bot itself stays the webhook's. Messages name settings, never their values."""
+        if (self.b24_app_client_id is None) != (self.b24_app_client_secret is None):
+            given, missing = ("B24_APP_CLIENT_ID", "B24_APP_CLIENT_SECRET")
+            if self.b24_app_client_id is None:
+                given, missing = missing, given
+            raise ValueError(f"{given} is set but {missing} is not: application mode needs both")
+        if self.bot_secret_key is not None and self.bot_secret_key_file is not None:
+            raise ValueError("set BOT_SECRET_KEY or BOT_SECRET_KEY_FILE, not both")
+        if self.b24_app_client_id is None:
+            return
+        if self.bot_secret_key is None and self.bot_secret_key_file is None:
+            raise ValueError(
+                "B24_APP_CLIENT_ID needs BOT_SECRET_KEY or BOT_SECRET_KEY_FILE: the key that "
+                "encrypts the supervisors' stored tokens"
+            )
+        if self.bot_secret_key_file is not None and not self.bot_secret_key_file.is_file():
+            raise ValueError("BOT_SECRET_KEY_FILE does not name a readable file")
+        if self.b24_webhook_url is None:
+            raise ValueError(
+                "B24_APP_CLIENT_ID needs B24_WEBHOOK_URL: the bot itself stays the webhook's; "
+                "the application only lets supervisors vote as themselves"
+            )
+
+    @property
+    def app(self) -> AppSettings | None:
+        """Application mode's settings, checked at start; None when the mode is off."""
+        if self.b24_app_client_id is None or self.b24_app_client_secret is None:
+            return None
+        return AppSettings(
+            client_id=self.b24_app_client_id,
+            client_secret=self.b24_app_client_secret,
+            servers=self.b24_oauth_server,
+            callback_url=self.public_url + OAUTH_CALLBACK_PATH,
+            secret_key=self.bot_secret_key,
+            secret_key_file=self.bot_secret_key_file,
+        )
 
     def _derived_client_id(self) -> str:
         """A CLIENT_ID that stays the same while the webhook and the bot code do.

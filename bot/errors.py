@@ -233,6 +233,93 @@ class ChatbotsV2Unavailable(BotError):
         )
 
 
+class OAuthError(BotError):
+    """The OAuth server (settings/oauth/) refused a code or a refresh token, or could not be
+    asked. Carries no secret: no URL (the secret rides in its query), no code, no token.
+
+    `code` is the OAuth server's `error` (or one of ours for a failure without an answer);
+    `description` its `error_description`, for logs only, never for users.
+    """
+
+    _retryable: ClassVar[bool] = False
+
+    def __init__(self, code: str, *, status: int | None = None, description: str = "") -> None:
+        self.code = code
+        self.status = status
+        self.description = description
+        where = f"HTTP {status}" if status is not None else "no answer"
+        super().__init__(f"oauth: {code} ({where})")
+
+    @property
+    def retryable(self) -> bool:
+        """Whether asking again later may succeed (never with the same single-use code)."""
+        return self._retryable
+
+
+class OAuthServerNotPinned(OAuthError):
+    """A callback named an OAuth server that is not in B24_OAUTH_SERVER: refused before any
+    request, so the secret and the code never reach a host taken from a request."""
+
+    def __init__(self) -> None:
+        super().__init__("SERVER_NOT_PINNED")
+
+
+class OAuthInvalidGrant(OAuthError):
+    """invalid_grant: the code (30 s, single use) or the refresh token is expired, used or
+    unknown. The supervisor links again."""
+
+
+class OAuthInvalidClient(OAuthError):
+    """invalid_client: a wrong client secret, or the application was deleted or re-created.
+    Every supervisor links again (after the operator updates the settings)."""
+
+
+class OAuthInvalidRequest(OAuthError):
+    """invalid_request: the request was malformed (a bug of ours, or a code that is empty)."""
+
+
+class OAuthInvalidScope(OAuthError):
+    """invalid_scope / insufficient_scope: more rights than the application's card grants."""
+
+
+class OAuthPaymentRequired(OAuthError):
+    """PAYMENT_REQUIRED: the application's trial or paid period is over."""
+
+
+class OAuthRefused(OAuthError):
+    """Any other `error` the OAuth server answered with."""
+
+
+class OAuthBadAnswer(OAuthError):
+    """An answer that is neither a token pair nor an OAuth error (HTML, broken JSON, missing
+    fields). Not retryable: the request reached the server, and a single-use code or refresh
+    token may be spent."""
+
+    def __init__(self, *, status: int, reason: str) -> None:
+        super().__init__("BAD_ANSWER", status=status, description=reason)
+
+
+class OAuthUnavailable(OAuthError):
+    """The OAuth server could not be reached: nothing was delivered, asking again is safe."""
+
+    _retryable = True
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
+class OAuthOutcomeUnknown(OAuthError):
+    """The request was sent but its answer was lost (a timeout, a dropped connection, a
+    gateway's 5xx). The server may have used the code or the refresh token and issued a pair
+    we never saw; since refresh tokens may be single-use (protocol notes §5), this is never
+    retried blindly: the caller decides (re-read the stored pair, or ask the user to link)."""
+
+    _retryable = True
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason, status=status)
+
+
 class NotSupervisor(UserFacingError):
     """In webhook mode only B24_SUPERVISOR_IDS may rate. Params: user_id."""
 
