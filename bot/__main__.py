@@ -194,6 +194,7 @@ def secret_literals(settings: Settings) -> list[str]:
     """The configured secrets, for the log redactor to mask wherever they turn up."""
     secrets = [settings.b24_webhook_url, settings.telegram_bot_token]
     secrets += [settings.telegram_webhook_secret, settings.b24_client_id, settings.b24_bot_token]
+    secrets += [settings.b24_app_client_secret, settings.bot_secret_key]
     literals = [s.get_secret_value() for s in secrets if s is not None]
     if settings.b24_webhook_url is not None:
         literals.append(settings.b24_handler_path().rsplit("/", 1)[-1])

@@ -29,6 +29,9 @@ SECRET_KEYS = frozenset(
         "refresh_token",
         "application_token",
         "client_secret",
+        "b24_app_client_secret",
+        "bot_secret_key",
+        "authorization_code",
         "password",
         "token",
         "secret",
@@ -47,6 +50,9 @@ _SECRET_PAIR = re.compile(
     r"(?:\]|%5D)?[\"']?\s*(?:[:=]|%3D)\s*[\"']?)([^\s\"'&,;}\]\[<>]+)"
 )
 _TELEGRAM_TOKEN = re.compile(r"(?<![0-9])[0-9]{5,12}:[A-Za-z0-9_-]{30,}")
+# An OAuth authorization code (and its state) in a URL's query: the callback's and the token
+# request's. Only in a query: `code` elsewhere is a Bitrix24 error code, which logs must show.
+_QUERY_CODE = re.compile(r"(?i)([?&](?:code|state)=)([^&\s#\"'<>]+)")
 
 
 class SecretRedactor:
@@ -68,6 +74,7 @@ class SecretRedactor:
             text = text.replace(literal, MASK)
         text = _WEBHOOK_CODE.sub(rf"\g<1>{MASK}", text)
         text = _SECRET_PAIR.sub(rf"\g<1>{MASK}", text)
+        text = _QUERY_CODE.sub(rf"\g<1>{MASK}", text)
         return _TELEGRAM_TOKEN.sub(MASK, text)
 
     def _clean(self, key: object, value: Any) -> Any:
@@ -76,7 +83,11 @@ class SecretRedactor:
         if isinstance(value, str):
             return self.redact_text(value)
         if isinstance(value, Mapping):
-            return {k: self._clean(k, v) for k, v in value.items()}
+            # The parameters of a token request: there `code` is the authorization code.
+            grant = "grant_type" in value
+            return {
+                k: MASK if grant and k == "code" else self._clean(k, v) for k, v in value.items()
+            }
         if isinstance(value, list | tuple | set | frozenset):
             return [self._clean(None, item) for item in value]
         if isinstance(value, int | float | bool) or value is None:

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from bot.config import OAUTH_CALLBACK_PATH
 from bot.sandbox.app import create_sandbox_app
+from bot.sandbox.oauth import create_app
 from bot.sandbox.seed import add_dialogs, seeded_portal
 from bot.sandbox.telegram.seed import seeded_world
-from bot.sandbox.wiring import service_env
+from bot.sandbox.wiring import app_env, service_env
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main webhook's code (letters and digits) [default: a random one]",
     )
     parser.add_argument(
+        "--service-url",
+        default="http://127.0.0.1:8080",
+        help="the service's BOT_PUBLIC_URL: the local application's handler is its "
+        f"{OAUTH_CALLBACK_PATH} [default: %(default)s]",
+    )
+    parser.add_argument(
         "--head-vote",
         choices=("current", "legacy"),
         default="current",
@@ -60,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in service_env(base_url, portal, world).items():
         print(f"{name}={value}", flush=True)
     print(f"# the chat page: {base_url}/", flush=True)
+    app = create_app(portal, args.service_url.rstrip("/") + OAUTH_CALLBACK_PATH)
+    print(
+        "# application mode (votes cast as the supervisor): to use it, add these and a", flush=True
+    )
+    print(f"# BOT_SECRET_KEY; the application's handler is {app.handler_url}", flush=True)
+    for name, value in app_env(base_url, portal).items():
+        print(f"# {name}={value}", flush=True)
     web.run_app(
         create_sandbox_app(portal, rate=args.rate, burst=args.burst, telegram=world),
         host=args.host,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox import batch, im, imbot, openlines
+from bot.sandbox import batch, im, imbot, oauth_http, openlines
+from bot.sandbox.control import bad_request as _bad_request
+from bot.sandbox.control import read_body as _body
 from bot.sandbox.events import Delivery, EventSender
 from bot.sandbox.jsonable import answer, jsonable
 from bot.sandbox.portal import Fault, Portal
@@ -49,6 +50,7 @@ METHODS: Final[Mapping[str, MethodImpl]] = {
     "imbot.v2.revision.get": v2.revision_get,
     "batch": batch.batch,
     "profile": openlines.profile,
+    "user.current": openlines.user_current,
     "scope": openlines.scope,
     "im.user.get": im.user_get,
 }
@@ -75,6 +77,7 @@ def create_sandbox_app(
     rest = RestServer(portal, METHODS, rate=rate, burst=burst)
     app.router.add_route("*", "/rest/{tail:.+}", rest.handle)
     page.mount(app, portal, rest.gauge, world)
+    oauth_http.mount(app, portal)
     app.router.add_get("/_sandbox/calls", _calls)
     app.router.add_get("/_sandbox/messages", _messages)
     app.router.add_get("/_sandbox/sessions/{id}", _session)
@@ -195,24 +198,6 @@ async def _json_only(request: web.Request, handler: Handler) -> web.StreamRespon
     ):
         raise web.HTTPUnsupportedMediaType(text="send the body as Content-Type: application/json")
     return await handler(request)
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    with _bad_request():
-        body = await request.json()
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
-    return body
-
-
-@contextlib.contextmanager
-def _bad_request() -> Iterator[None]:
-    """What the caller got wrong (a missing field, no such bot, chat or button) is a 400
-    that says so, not a 500."""
-    try:
-        yield
-    except (KeyError, IndexError, TypeError, ValueError) as error:
-        raise web.HTTPBadRequest(text=f"{type(error).__name__}: {error}") from error
 
 
 def _deliveries(deliveries: list[Delivery]) -> list[dict[str, Any]]:

@@ -177,3 +177,19 @@ async def profile(ctx: CallContext, _params: dict[str, Any]) -> Any:
         "TIME_ZONE": "",
         "TIME_ZONE_OFFSET": 0,
     }
+
+
+async def user_current(ctx: CallContext, _params: dict[str, Any]) -> Any:
+    """user.current (api-reference/user/user-current.md): the user behind the credentials, the
+    fields the `user_brief` scope shows."""
+    user = ctx.portal.user(ctx.user_id)
+    return {
+        "ID": str(user.id),
+        "ACTIVE": user.active,
+        "NAME": user.first_name,
+        "LAST_NAME": user.last_name,
+        "SECOND_NAME": "",
+        "PERSONAL_GENDER": user.gender,
+        "WORK_POSITION": user.work_position,
+        "UF_DEPARTMENT": [] if user.extranet else [1],
+    }

@@ -13,6 +13,7 @@ from itertools import count
 from typing import Any, Literal
 
 from bot.sandbox.faults import spend
+from bot.sandbox.oauth import OAuthState
 from bot.sandbox.v2.queue import EventQueue
 
 
@@ -45,6 +46,7 @@ class User:
     connector: bool = False  # an open line's customer, writing through a connector
     extranet: bool = False  # a guest account (a partner's), not the portal's staff
     network: bool = False  # a Bitrix24.Network account: another portal's user
+    active: bool = True  # a dismissed (deactivated) employee cannot log in, nor their tokens
 
     @property
     def name(self) -> str:
@@ -207,7 +209,8 @@ class Portal:
     commands: dict[int, BotCommand] = field(default_factory=dict)
     messages: dict[int, Message] = field(default_factory=dict)
     webhooks: list[Webhook] = field(default_factory=list)
-    tokens: dict[str, int] = field(default_factory=dict)  # OAuth access token -> user id
+    tokens: dict[str, int] = field(default_factory=dict)  # a never-expiring token -> user id
+    oauth: OAuthState = field(default_factory=OAuthState)  # the local app and its pairs
     calls: list[Call] = field(default_factory=list)
     refused: int = 0  # requests answered 503 QUERY_LIMIT_EXCEEDED by the leaky bucket
     faults: list[Fault] = field(default_factory=list)

@@ -18,13 +18,19 @@ from aiohttp import web
 from aiolimiter import AsyncLimiter
 
 from bot.bitrix.form import FormError, unflatten_form
-from bot.sandbox import operating
+from bot.sandbox import oauth, operating
 from bot.sandbox.portal import Call, Fault, Portal, RestError
 
 MethodImpl = Callable[["CallContext", dict[str, Any]], Awaitable[Any]]
 
-# Scope of each method family; `profile` and `batch` need none (protocol notes §7.5, §6).
-_SCOPES: Final = (("imbot.", "imbot"), ("imopenlines.", "imopenlines"), ("im.", "im"))
+# The scopes that open each method family (any one will do); `profile` and `batch` need none
+# (protocol notes §7.5, §6); user.current answers with any user scope (its doc page).
+_SCOPES: Final = (
+    ("imbot.", frozenset({"imbot"})),
+    ("imopenlines.", frozenset({"imopenlines"})),
+    ("im.", frozenset({"im"})),
+    ("user.", frozenset({"user", "user_basic", "user_brief"})),
+)
 _HANG_SECONDS: Final = 600.0
 
 
@@ -116,6 +122,13 @@ class RestServer:
                 return CallContext(
                     self.portal, self.portal.tokens[token], "token", None, self.methods
                 )
+            grant = oauth.grant_of(self.portal, token) if isinstance(token, str) else None
+            if grant is not None:
+                refusal = oauth.token_auth_error(self.portal, grant)
+                if refusal is not None:
+                    raise RestError(*refusal, 401)
+                scopes = frozenset(grant.scopes)
+                return CallContext(self.portal, grant.user_id, "token", scopes, self.methods)
             if token:
                 raise RestError("expired_token", "The access token provided has expired.", 401)
             raise RestError("NO_AUTH_FOUND", "Wrong authorization data", 401)
@@ -140,15 +153,16 @@ async def call_method(context: CallContext, method: str, params: dict[str, Any])
     impl = context.methods.get(method)
     if impl is None:
         raise RestError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
-    for prefix, scope in _SCOPES:
+    for prefix, opening in _SCOPES:
         if (
             method.startswith(prefix)
             and context.scopes is not None
-            and scope not in context.scopes
+            and not opening & context.scopes
         ):
+            which = "webhook token" if context.auth == "webhook" else "access token"
             raise RestError(
                 "insufficient_scope",
-                "The request requires higher privileges than provided by the webhook token",
+                f"The request requires higher privileges than provided by the {which}",
                 403,
             )
     try:
