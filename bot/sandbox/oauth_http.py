@@ -54,7 +54,9 @@ class _Routes:
             )
         except oauth.OAuthServerError as error:
             return _page(error.status, error.description)
-        raise web.HTTPFound(target)
+        # Set as built (`scope=imopenlines%2Cuser_brief`, as the docs show it): HTTPFound
+        # would re-encode the URL.
+        return web.Response(status=302, headers={"Location": target})
 
     async def token(self, request: web.Request) -> web.Response:
         """`grant_type=authorization_code|refresh_token`, in the query (as the docs show) or a
