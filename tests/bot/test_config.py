@@ -447,3 +447,110 @@ def test_a_placeholder_left_in_a_setting_stops_the_start(name: str, value: str) 
     screen = invalid({"B24_WEBHOOK_URL": WEBHOOK, name: value})
     assert name in screen
     assert "still holds a <placeholder> from deploy/.env.example" in screen
+
+
+# ---- application mode (issue 12) -------------------------------------------------------
+
+APP_SECRET = "Zk3Pq8Ws1Xv5Bn7Mr2Lt9Hy4Gd6Fc0Jx"
+KEY = "a-key-only-this-service-knows-0123456789"
+APP = {
+    "B24_WEBHOOK_URL": WEBHOOK,
+    "B24_APP_CLIENT_ID": "local.57df90751da540.63746010",
+    "B24_APP_CLIENT_SECRET": APP_SECRET,
+    "BOT_SECRET_KEY": KEY,
+}
+
+
+BITRIX_INFO = ("https://oauth.bitrix.info", "oauth.bitrix.info")
+
+
+def test_application_mode_is_off_by_default_and_pins_bitrix24_s_servers() -> None:
+    settings = load({"B24_WEBHOOK_URL": WEBHOOK})
+    assert settings.app is None
+    assert [s.base_url for s in settings.b24_oauth_server] == [
+        "https://oauth.bitrix.info",
+        "https://oauth.bitrix24.tech",
+    ]
+
+
+def test_application_mode_settings_are_one_frozen_object() -> None:
+    settings = load(APP | {"BOT_PUBLIC_URL": "https://bot.example.com/"})
+    app = settings.app
+    assert app is not None
+    assert app.client_id == "local.57df90751da540.63746010"
+    assert plain(app.client_secret) == APP_SECRET
+    assert plain(app.secret_key) == KEY
+    assert app.secret_key_file is None
+    assert app.callback_url == "https://bot.example.com/b24/oauth/callback"
+    assert [s.authority for s in app.servers] == ["oauth.bitrix.info", "oauth.bitrix24.tech"]
+    with pytest.raises(ValidationError):
+        app.client_id = "local.other"  # type: ignore[misc]
+
+
+def test_the_key_may_come_from_a_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "bot.key"
+    key_file.write_text(KEY)
+    env = {k: v for k, v in APP.items() if k != "BOT_SECRET_KEY"}
+    app = load(env | {"BOT_SECRET_KEY_FILE": str(key_file)}).app
+    assert app is not None
+    assert (app.secret_key, app.secret_key_file) == (None, key_file)
+
+
+@pytest.mark.parametrize(
+    ("raw", "pinned"),
+    [
+        ("https://OAuth.Bitrix.Info/", [BITRIX_INFO]),
+        ("https://oauth.example:8443", [("https://oauth.example:8443", "oauth.example:8443")]),
+        ("http://127.0.0.1:8090", [("http://127.0.0.1:8090", "127.0.0.1:8090")]),
+        (
+            "http://localhost:8090, https://oauth.bitrix.info",
+            [("http://localhost:8090", "localhost:8090"), BITRIX_INFO],
+        ),
+    ],
+)
+def test_pinned_servers_are_base_urls_with_the_authority_a_callback_names(
+    raw: str, pinned: list[tuple[str, str]]
+) -> None:
+    servers = load({"B24_OAUTH_SERVER": raw}).b24_oauth_server
+    assert [(s.base_url, s.authority) for s in servers] == pinned
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("http://oauth.bitrix.info", "must use https://"),
+        ("oauth.bitrix.info", "https:// URL"),
+        ("https://oauth.bitrix.info/oauth/token/", "no path"),
+        ("https://oauth.bitrix.info/?x=1", "no path, query"),
+        ("https://user@oauth.bitrix.info", "credentials"),
+        ("https://oauth.bitrix.info:99999", "port"),
+        (",", "at least one server"),
+        ("<https://oauth.server>", "placeholder"),
+    ],
+)
+def test_a_bad_pinned_server_is_refused_at_start(raw: str, message: str) -> None:
+    screen = invalid({"B24_OAUTH_SERVER": raw})
+    assert "B24_OAUTH_SERVER" in screen
+    assert message in screen
+
+
+@pytest.mark.parametrize(
+    ("drop", "add", "message"),
+    [
+        ("B24_APP_CLIENT_SECRET", {}, "B24_APP_CLIENT_ID is set but B24_APP_CLIENT_SECRET is not"),
+        ("B24_APP_CLIENT_ID", {}, "B24_APP_CLIENT_SECRET is set but B24_APP_CLIENT_ID is not"),
+        ("BOT_SECRET_KEY", {}, "needs BOT_SECRET_KEY or BOT_SECRET_KEY_FILE"),
+        ("B24_WEBHOOK_URL", {}, "needs B24_WEBHOOK_URL: the bot itself stays the webhook's"),
+        ("", {"BOT_SECRET_KEY_FILE": "/nonexistent/bot.key"}, "not both"),
+        ("BOT_SECRET_KEY", {"BOT_SECRET_KEY_FILE": "/nonexistent/k"}, "does not name a readable"),
+        ("", {"B24_APP_CLIENT_ID": "local 1 2"}, "must be the Application ID (client_id)"),
+    ],
+)
+def test_application_mode_set_up_halfway_is_refused_naming_settings_not_values(
+    drop: str, add: dict[str, str], message: str
+) -> None:
+    env = {k: v for k, v in APP.items() if k != drop} | add
+    screen = invalid(env)
+    assert message in screen
+    for secret in (APP_SECRET, KEY, "k3yc0de5ecret77"):
+        assert secret not in screen

@@ -19,6 +19,13 @@ ACCESS_TOKEN = "be4ca0690000071b006e2cf200050b0077317605eb83b25d2bd6"
 APPLICATION_TOKEN = "8e3ab48a764a9b02700e759d59e91125"
 TELEGRAM_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
 PATH_SECRET = "Zq8fW2nRt5yLp0Xv"  # a configured secret of no particular shape
+CLIENT_SECRET = "LJSl0lNB76B5YY6u0YVQ3AW0DrVADcRTwVr4y99PXU1BWQybWK"  # settings/oauth docs
+AUTH_CODE = "avmocpghblyi01m3h42bljvqtyd19sw1"
+REFRESH_TOKEN = "nfhxkzk3gvrg375wl7u7xex9awz6o3k8"
+TOKEN_URL = (
+    "https://oauth.bitrix.info/oauth/token/?grant_type=authorization_code"
+    f"&client_id=local.573ad8a0346747.09223434&client_secret={CLIENT_SECRET}&code={AUTH_CODE}"
+)
 
 
 class Capture(io.StringIO):
@@ -118,6 +125,35 @@ LEAKS: list[tuple[str, str, Callable[[], None]]] = [
         lambda: log.info("x", error=ValueError(f"/rest/1/{WEBHOOK_CODE}/")),
     ),
     ("an exception traceback", WEBHOOK_CODE, _raise_with_secret),
+    ("the token request's url: its secret", CLIENT_SECRET, lambda: log.info("x", url=TOKEN_URL)),
+    ("the token request's url: its code", AUTH_CODE, lambda: log.info("x", url=TOKEN_URL)),
+    (
+        "the callback's url",
+        AUTH_CODE,
+        lambda: log.info(f"GET /b24/oauth/callback?code={AUTH_CODE}&state=n&domain=p"),
+    ),
+    (
+        "a refresh request's parameters",
+        REFRESH_TOKEN,
+        lambda: log.info(
+            "x", params={"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN}
+        ),
+    ),
+    (
+        "a code request's parameters",
+        AUTH_CODE,
+        lambda: log.info("x", params={"grant_type": "authorization_code", "code": AUTH_CODE}),
+    ),
+    (
+        "the client secret as a field",
+        CLIENT_SECRET,
+        lambda: log.info("x", client_secret=CLIENT_SECRET),
+    ),
+    (
+        "an aiohttp access log line",
+        CLIENT_SECRET,
+        lambda: logging.getLogger("aiohttp.access").info('"GET %s HTTP/1.1" 200', TOKEN_URL[26:]),
+    ),
     (
         "a stdlib logger",
         ACCESS_TOKEN,
@@ -222,3 +258,15 @@ def test_configuring_again_does_not_duplicate_lines() -> None:
         configure_logging(fmt="json", stream=stream)
     logging.getLogger("aiohttp").warning("once")
     assert len(stream.records()) == 1
+
+
+def test_an_error_code_is_not_taken_for_an_authorization_code(logs: Capture) -> None:
+    """`code` outside a query or a token request's parameters is a Bitrix24 error code,
+    which the logs must show."""
+    log.info("bitrix.call", code="ACCESS_DENIED", text="code=ACCESS_DENIED", grant={"code": 1})
+    [record] = logs.records()
+    assert (record["code"], record["text"], record["grant"]) == (
+        "ACCESS_DENIED",
+        "code=ACCESS_DENIED",
+        {"code": 1},
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.__main__ import build_parser, registered_text, settings_help
+from bot.__main__ import build_parser, registered_text, secret_literals, settings_help
 from bot.config import Settings, env_name
 from bot.sandbox.app import EVENTS
 from bot.sandbox.portal import Fault, Portal
@@ -396,3 +396,17 @@ def test_registering_in_webhook_mode_with_a_loopback_public_url_warns() -> None:
     assert "abc" not in text
     fetching = Settings.from_sources(env | {"B24_EVENT_MODE": "fetch"}, env_file=None)
     assert "Warning" not in registered_text(fetching, 5000, ["rate", "help"])
+
+
+def test_the_application_s_secrets_are_masked_in_the_logs_as_literals() -> None:
+    settings = Settings.from_sources(
+        {
+            "B24_WEBHOOK_URL": "https://p.bitrix24.ru/rest/1/k3yc0de5ecret77/",
+            "B24_APP_CLIENT_ID": "local.57df90751da540.63746010",
+            "B24_APP_CLIENT_SECRET": "app-secret-of-fifty-characters-or-so",
+            "BOT_SECRET_KEY": "the-key-for-stored-tokens",
+        },
+        env_file=None,
+    )
+    literals = secret_literals(settings)
+    assert {"app-secret-of-fifty-characters-or-so", "the-key-for-stored-tokens"} <= set(literals)

@@ -35,7 +35,14 @@ def test_help_describes_the_options(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0
-    for option in ("--port", "--rate", "--burst", "--webhook-code", "--head-vote"):
+    for option in (
+        "--port",
+        "--rate",
+        "--burst",
+        "--webhook-code",
+        "--head-vote",
+        "--service-url",
+    ):
         assert option in result.stdout
 
 
@@ -70,6 +77,23 @@ def test_prints_every_setting_for_the_service_and_the_chat_page(tmp_path: Path) 
         "TELEGRAM_FEED_CHAT_ID",
     ]
     assert lines[-1] == f"# the chat page: http://127.0.0.1:{port}/"
+
+
+def test_prints_the_local_application_for_application_mode_commented_out(
+    tmp_path: Path,
+) -> None:
+    """Copied whole into a .env, the output stays webhook mode: application mode also needs
+    the service's own BOT_SECRET_KEY, so its lines are there to uncomment."""
+    options = ("--service-url", "http://127.0.0.1:8081/")
+    with sandbox_process(tmp_path, *options) as (port, process):
+        assert process.stdout is not None
+        lines = [process.stdout.readline().strip() for _ in range(13)][8:]
+    assert "BOT_SECRET_KEY" in lines[0] + lines[1]
+    assert lines[1].endswith("http://127.0.0.1:8081/b24/oauth/callback")
+    settings = dict(line.removeprefix("# ").split("=", 1) for line in lines[2:])
+    assert settings["B24_APP_CLIENT_ID"].startswith("local.")
+    assert len(settings["B24_APP_CLIENT_SECRET"]) >= 32
+    assert settings["B24_OAUTH_SERVER"] == f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize(
