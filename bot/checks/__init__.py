@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
-from bot.checks.findings import Finding
+from bot.checks.findings import Finding, ok
 from bot.checks.portal import check_portal
 from bot.checks.reach import check_public_url
 from bot.checks.storage import check_database
@@ -47,9 +47,21 @@ async def run_checks(settings: Settings, world: World | None = None) -> list[Fin
         findings = await check_portal(settings, session)
         if settings.b24_webhook_url is not None and settings.b24_event_mode == "webhook":
             findings += await check_public_url(settings, session, resolver)
+    findings += application_mode(settings)
     findings.append(await check_database(settings))
     findings += await check_telegram(settings, world.timeout)
     return findings
+
+
+def application_mode(settings: Settings) -> list[Finding]:
+    """A row for application mode when it is on (issue 12): the settings checked at start,
+    shown so an administrator can compare them with the application's card."""
+    app = settings.app
+    if app is None:
+        return []
+    servers = ", ".join(server.authority for server in app.servers)
+    detail = f"client {app.client_id}; OAuth servers {servers}; handler {app.callback_url}"
+    return [ok("application mode", detail)]
 
 
 def render(findings: Sequence[Finding]) -> str:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 
-from bot.bitrix.oauth import TokenGrant, parse_token_answer
+from bot.bitrix.oauth import OAuthClient, TokenGrant, parse_token_answer
+from bot.config import Settings
 from bot.errors import (
     OAuthBadAnswer,
     OAuthError,
@@ -33,6 +34,8 @@ from bot.errors import (
 from bot.logs import configure_logging
 from bot.sandbox.oauth import create_app
 from bot.sandbox.portal import Portal
+from bot.sandbox.telegram.seed import seeded_world
+from bot.sandbox.wiring import service_env
 from tests.harness import free_port
 from tests.oauthed import (
     SERVICE_URL,
@@ -363,3 +366,20 @@ def test_a_client_endpoint_the_token_must_not_go_to_is_a_bad_answer(endpoint: st
     body = json.dumps({**PAIR, "client_endpoint": endpoint}).encode()
     with pytest.raises(OAuthBadAnswer):
         parse_token_answer(200, body, server="https://oauth.bitrix.info")
+
+
+async def test_the_settings_the_sandbox_gives_wire_the_client_to_its_oauth_server(
+    http: aiohttp.ClientSession, sandbox: TestServer, portal: Portal
+) -> None:
+    app = local_app(portal)
+    env = service_env(base_url(sandbox), portal, seeded_world(), app_mode=True)
+    settings = Settings.from_sources(env | {"BOT_SECRET_KEY": "k" * 32}, env_file=None)
+    assert settings.app is not None
+    assert settings.app.client_id == app.client_id
+    client = OAuthClient(
+        http, settings.app.client_id, settings.app.client_secret, settings.app.servers
+    )
+    callback = await consent(http, sandbox, settings.app.client_id)
+    grant = await client.exchange_code(callback["code"], callback["server_domain"])
+    assert grant.user_id == 27
+    assert "B24_APP_CLIENT_ID" not in service_env(base_url(sandbox), portal, seeded_world())

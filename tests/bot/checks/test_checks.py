@@ -146,6 +146,26 @@ async def test_a_sound_set_up_holds_in_every_row(
     assert not failed(findings)
 
 
+async def test_application_mode_shows_what_to_compare_with_the_application_s_card(
+    setup: SetUp, make_client: Callable[..., BitrixClient]
+) -> None:
+    await registered(setup, make_client)
+    setup.env |= {
+        "B24_APP_CLIENT_ID": "local.57df90751da540.63746010",
+        "B24_APP_CLIENT_SECRET": "app-secret-0123456789abcdef",
+        "BOT_SECRET_KEY": "key-0123456789abcdef0123456789",
+    }
+    findings = await run_checks(setup.settings(), WORLD)
+    [row] = [f for f in findings if f.name == "application mode"]
+    assert row.status == "ok"
+    assert row.detail == (
+        "client local.57df90751da540.63746010; OAuth servers oauth.bitrix.info, "
+        f"oauth.bitrix24.tech; handler http://localhost:{setup.port}/b24/oauth/callback"
+    )
+    assert "app-secret" not in render(findings)
+    assert "key-0123" not in render(findings)
+
+
 def foreign_bot(portal: Portal) -> None:
     """Another application's bot with our code, and none of ours (§00 item 8)."""
     unregistered(portal)
