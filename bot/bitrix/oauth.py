@@ -147,8 +147,8 @@ class OAuthClient:
                 allow_redirects=False,  # a redirect would carry the secret to another URL
             ) as answer:
                 status = answer.status
-                raw = await answer.content.read(_MAX_ANSWER + 1)
-        except aiohttp.ClientConnectorError:
+                raw = await _read_bounded(answer)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
             # No connection was made (DNS, refused, connect timeout): nothing was delivered.
             _log_ask(server, grant_type, status, started, "UNREACHABLE")
             raise OAuthUnavailable("UNREACHABLE") from None
@@ -163,6 +163,16 @@ class OAuthClient:
             raise
         _log_ask(server, grant_type, status, started, "ok", user_id=grant.user_id)
         return grant
+
+
+async def _read_bounded(answer: aiohttp.ClientResponse) -> bytes:
+    """The body, or its first `_MAX_ANSWER` + 1 bytes: enough to tell it is too long."""
+    raw = bytearray()
+    async for chunk in answer.content.iter_chunked(8192):
+        raw += chunk
+        if len(raw) > _MAX_ANSWER:
+            break
+    return bytes(raw)
 
 
 def parse_token_answer(status: int, raw: bytes, *, server: str) -> TokenGrant:

@@ -121,7 +121,7 @@ def authorize(portal: Portal, client_id: str, state: str, user_id: int, host: st
 def token(portal: Portal, params: dict[str, str], host: str, scheme: str) -> dict[str, Any]:
     """The token endpoint: `authorization_code` or `refresh_token`, as auto-renewal.md shows.
 
-    Statuses follow RFC 6749 §5.2 (401 for invalid_client, else 400): error-codes.md gives
+    Statuses follow RFC 6749, section 5.2 (401 for invalid_client, else 400): error-codes.md gives
     codes only [UNCONFIRMED which statuses oauth.bitrix.info answers with].
     """
     grant_type = params.get("grant_type", "")

@@ -221,6 +221,7 @@ PAIR = {
         (400, '{"error": "something_new"}', "application/json", OAuthRefused, False),
         (200, "<html>login</html>", "text/html", OAuthBadAnswer, False),
         (200, '{"access_token": "a"}', "application/json", OAuthBadAnswer, False),
+        (200, " " * 70_000 + "{}", "application/json", OAuthBadAnswer, False),  # too long
         (502, "<html>Bad gateway</html>", "text/html", OAuthOutcomeUnknown, True),
         (500, "{}", "application/json", OAuthOutcomeUnknown, True),
     ],
