@@ -33,6 +33,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from bot.secretbox import load_secret_key
+
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console"]
 TelegramMode = Literal["polling", "webhook"]
@@ -497,17 +499,12 @@ class Settings(BaseSettings):
             if self.b24_app_client_id is None:
                 given, missing = missing, given
             raise ValueError(f"{given} is set but {missing} is not: application mode needs both")
-        if self.bot_secret_key is not None and self.bot_secret_key_file is not None:
-            raise ValueError("set BOT_SECRET_KEY or BOT_SECRET_KEY_FILE, not both")
         if self.b24_app_client_id is None:
             return
-        if self.bot_secret_key is None and self.bot_secret_key_file is None:
-            raise ValueError(
-                "B24_APP_CLIENT_ID needs BOT_SECRET_KEY or BOT_SECRET_KEY_FILE: the key that "
-                "encrypts the supervisors' stored tokens"
-            )
-        if self.bot_secret_key_file is not None and not self.bot_secret_key_file.is_file():
-            raise ValueError("BOT_SECRET_KEY_FILE does not name a readable file")
+        # The key that seals the supervisors' tokens: exactly one of the two settings, long
+        # enough, its file readable (bot/secretbox.py says which, never the key).
+        key = self.bot_secret_key.get_secret_value() if self.bot_secret_key else None
+        load_secret_key(key, self.bot_secret_key_file)
         if self.b24_webhook_url is None:
             raise ValueError(
                 "B24_APP_CLIENT_ID needs B24_WEBHOOK_URL: the bot itself stays the webhook's; "

@@ -539,10 +539,11 @@ def test_a_bad_pinned_server_is_refused_at_start(raw: str, message: str) -> None
     [
         ("B24_APP_CLIENT_SECRET", {}, "B24_APP_CLIENT_ID is set but B24_APP_CLIENT_SECRET is not"),
         ("B24_APP_CLIENT_ID", {}, "B24_APP_CLIENT_SECRET is set but B24_APP_CLIENT_ID is not"),
-        ("BOT_SECRET_KEY", {}, "needs BOT_SECRET_KEY or BOT_SECRET_KEY_FILE"),
+        ("BOT_SECRET_KEY", {}, "BOT_SECRET_KEY or BOT_SECRET_KEY_FILE is required"),
+        ("", {"BOT_SECRET_KEY": "short-key"}, "BOT_SECRET_KEY has 9 characters; it needs"),
         ("B24_WEBHOOK_URL", {}, "needs B24_WEBHOOK_URL: the bot itself stays the webhook's"),
         ("", {"BOT_SECRET_KEY_FILE": "/nonexistent/bot.key"}, "not both"),
-        ("BOT_SECRET_KEY", {"BOT_SECRET_KEY_FILE": "/nonexistent/k"}, "does not name a readable"),
+        ("BOT_SECRET_KEY", {"BOT_SECRET_KEY_FILE": "/nonexistent/k"}, "there is no file"),
         ("", {"B24_APP_CLIENT_ID": "local 1 2"}, "must be the Application ID (client_id)"),
     ],
 )

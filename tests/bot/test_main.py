@@ -398,15 +398,19 @@ def test_registering_in_webhook_mode_with_a_loopback_public_url_warns() -> None:
     assert "Warning" not in registered_text(fetching, 5000, ["rate", "help"])
 
 
+APP_SECRET = "app-secret-of-fifty-characters-or-so"
+TOKENS_KEY = "the-key-for-stored-tokens-0123456789"
+
+
 def test_the_application_s_secrets_are_masked_in_the_logs_as_literals() -> None:
     settings = Settings.from_sources(
         {
             "B24_WEBHOOK_URL": "https://p.bitrix24.ru/rest/1/k3yc0de5ecret77/",
             "B24_APP_CLIENT_ID": "local.57df90751da540.63746010",
-            "B24_APP_CLIENT_SECRET": "app-secret-of-fifty-characters-or-so",
-            "BOT_SECRET_KEY": "the-key-for-stored-tokens",
+            "B24_APP_CLIENT_SECRET": APP_SECRET,
+            "BOT_SECRET_KEY": TOKENS_KEY,
         },
         env_file=None,
     )
     literals = secret_literals(settings)
-    assert {"app-secret-of-fifty-characters-or-so", "the-key-for-stored-tokens"} <= set(literals)
+    assert {APP_SECRET, TOKENS_KEY} <= set(literals)

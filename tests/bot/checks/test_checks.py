@@ -153,7 +153,7 @@ async def test_application_mode_shows_what_to_compare_with_the_application_s_car
     setup.env |= {
         "B24_APP_CLIENT_ID": "local.57df90751da540.63746010",
         "B24_APP_CLIENT_SECRET": "app-secret-0123456789abcdef",
-        "BOT_SECRET_KEY": "key-0123456789abcdef0123456789",
+        "BOT_SECRET_KEY": "key-0123456789abcdef0123456789abcdef",
     }
     findings = await run_checks(setup.settings(), WORLD)
     [row] = [f for f in findings if f.name == "application mode"]
