@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SANDBOX_PORT ?= 8090
+APP ?=
 
 .PHONY: run test lint typecheck unit bench sandbox clean
 
@@ -16,9 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # With a portal configured (B24_WEBHOOK_URL in the environment or .env) the real service;
-# with none, the sandbox portal, its chat page (SANDBOX_PORT) and the service wired to it.
+# with none, the sandbox portal, its chat page (SANDBOX_PORT) and the service wired to it;
+# `make run APP=1`: the sandbox in application mode (votes cast as each supervisor).
 run: $(STAMP)
-	$(BIN)/python -m bot try --sandbox-port $(SANDBOX_PORT)
+	$(BIN)/python -m bot try --sandbox-port $(SANDBOX_PORT)$(if $(filter 1,$(APP)), --app)
 
 test: lint typecheck unit
 

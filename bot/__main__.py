@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument(
         "--sandbox-port", type=int, default=8090, help="the sandbox's port [default: %(default)s]"
     )
+    trial.add_argument(
+        "--app",
+        action="store_true",
+        help="the sandbox in application mode: its local application, and votes cast as each "
+        "supervisor once they allowed the bot (`make run APP=1`) [default: off: the webhook "
+        "owner votes]",
+    )
     audit = commands.add_parser(
         "audit",
         help=_AUDIT,
@@ -163,22 +170,27 @@ async def run_service(settings: Settings, announce: str = "") -> None:
     await serve_until_signalled(served, stop_timeout=settings.bot_shutdown_timeout)
 
 
-def try_out(settings: Settings, sandbox_port: int) -> int:
-    """`try`: the configured portal, or with none, the sandbox (never from `serve`)."""
+def try_out(settings: Settings, sandbox_port: int, *, app: bool = False) -> int:
+    """`try`: the configured portal, or with none, the sandbox (never from `serve`); `app`:
+    the sandbox in application mode."""
     from bot import trial  # noqa: PLC0415 - the sandbox is loaded for `try` alone
 
     if not trial.is_configured(settings):
         if reasons := trial.real_set_up(os.environ):
             print(trial.refusal(reasons), file=sys.stderr)
             return EXIT_BAD_SETTINGS
+        handler = trial.callback_url(settings) if app else None
         try:
-            sandbox = trial.start_sandbox(sandbox_port)
+            sandbox = trial.start_sandbox(sandbox_port, app_handler=handler)
         except trial.SandboxUnavailable as error:
             print(error, file=sys.stderr)
             return 1
         given = settings.model_fields_set
         settings = trial.sandboxed_settings(os.environ, sandbox)
         return serve(settings, announce=trial.banner(sandbox, settings, given))
+    if app and settings.app is None:
+        print(trial.APP_NEEDS_SETTINGS, file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     return serve(settings)
 
 
@@ -209,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe_settings_error(error, program=invocation()), file=sys.stderr)
         return EXIT_BAD_SETTINGS
     if args.command == "try":
-        return try_out(settings, args.sandbox_port)
+        return try_out(settings, args.sandbox_port, app=args.app)
     if args.command in (None, "serve"):
         return serve(settings)
     configure_logging(

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import difflib
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -23,8 +24,9 @@ from typing import Final
 from aiohttp import web
 from dotenv import dotenv_values
 
-from bot.config import Settings, env_name
+from bot.config import OAUTH_CALLBACK_PATH, Settings, env_name
 from bot.sandbox.app import create_sandbox_app
+from bot.sandbox.oauth import create_app
 from bot.sandbox.seed import add_dialogs, seeded_portal
 from bot.sandbox.telegram.seed import seeded_world
 from bot.sandbox.wiring import service_env
@@ -45,6 +47,12 @@ _HARMLESS: Final = frozenset(
 )
 _OURS: Final = re.compile(r"(?:B24|TELEGRAM|BOT)_", re.IGNORECASE)
 _RULE: Final = "=" * 78
+# `try --app` with a portal configured: that portal's application mode is its own settings.
+APP_NEEDS_SETTINGS: Final = (
+    "--app (make run APP=1) is for the sandbox: with a portal configured, application mode "
+    "is on when B24_APP_CLIENT_ID, B24_APP_CLIENT_SECRET and BOT_SECRET_KEY (or "
+    "BOT_SECRET_KEY_FILE) are set."
+)
 
 
 class SandboxUnavailable(Exception):
@@ -94,12 +102,22 @@ def refusal(reasons: list[str]) -> str:
 class RunningSandbox:
     url: str
     env: dict[str, str]  # the settings that wire the service to it
+    app_mode: bool = False  # its local application is in `env`: votes cast as the supervisor
 
 
-def start_sandbox(port: int) -> RunningSandbox:
-    """Serve the seeded sandbox on 127.0.0.1:`port` until the process exits."""
+def callback_url(settings: Settings) -> str:
+    """Where the sandboxed service takes OAuth callbacks: its loopback address (the sandbox
+    refuses a BOT_PUBLIC_URL, so the service's public URL is this one too)."""
+    return f"http://{LOOPBACK}:{settings.bot_port}{OAUTH_CALLBACK_PATH}"
+
+
+def start_sandbox(port: int, *, app_handler: str | None = None) -> RunningSandbox:
+    """Serve the seeded sandbox on 127.0.0.1:`port` until the process exits; with
+    `app_handler` (the service's OAuth callback), with its local application too."""
     portal, world = seeded_portal(), seeded_world()
     add_dialogs(portal)
+    if app_handler is not None:
+        create_app(portal, app_handler)  # before its thread serves: nothing reads it yet
     runner = web.AppRunner(
         create_sandbox_app(portal, telegram=world), access_log=None, handler_cancellation=True
     )
@@ -139,7 +157,8 @@ def start_sandbox(port: int) -> RunningSandbox:
 
     atexit.register(stop)
     url = f"http://{LOOPBACK}:{port}"
-    return RunningSandbox(url, service_env(url, portal, world))
+    app_mode = app_handler is not None
+    return RunningSandbox(url, service_env(url, portal, world, app_mode=app_mode), app_mode)
 
 
 def sandboxed_settings(environ: Mapping[str, str], sandbox: RunningSandbox) -> Settings:
@@ -154,6 +173,14 @@ def sandboxed_settings(environ: Mapping[str, str], sandbox: RunningSandbox) -> S
         "TELEGRAM_MODE": "polling",
         "BOT_DATABASE_URL": f"sqlite:///{folder / 'bot.sqlite3'}",
     }
+    if sandbox.app_mode:
+        wiring |= {
+            # Bitrix24 (here the sandbox) checks each supervisor's own right to rate on the
+            # line: no list of ours, so Пётр (28) meets the portal's refusal (issue 12).
+            "B24_SUPERVISOR_IDS": "",
+            # Seals the tokens in a database thrown away at exit: a new key for each run.
+            "BOT_SECRET_KEY": secrets.token_urlsafe(32),
+        }
     return Settings.from_sources(dict(environ) | wiring)
 
 
@@ -175,9 +202,26 @@ def banner(
             "  To serve a real portal instead, set B24_WEBHOOK_URL (an incoming webhook",
             "  https://<portal>/rest/<user>/<code>/ with the scopes imbot, imopenlines, im)",
             "  in the environment or in ./.env, and run `make run` again.",
+            *application_mode(settings),
             *half_configured(given),
             _RULE,
         )
+    )
+
+
+def application_mode(settings: Settings) -> tuple[str, ...]:
+    """The banner's lines for `make run APP=1`: what application mode is, and what to try."""
+    if settings.app is None:
+        return ()
+    return (
+        "",
+        "  APPLICATION MODE: each supervisor allows the bot once, through the portal's local",
+        "  application, and their votes are cast as them: the portal checks their right.",
+        '  Try it on the chat page: choose "You are: Светлана", open the chat with the bot',
+        '  and send  /rate 494 5 Молодец  ; press the button "Разрешить в Битрикс24": a new',
+        "  tab passes the portal's consent (allowed at once here) and the bot's page says",
+        '  "Готово"; back in the chat the waiting vote is saved, as hers. As Пётр the same',
+        "  is refused by the portal: he may not rate on line 1.",
     )
 
 

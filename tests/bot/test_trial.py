@@ -8,11 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.sandbox.keyboard import buttons_of
 from bot.sandbox.portal import Portal
 from tests.harness import eventually, free_port, webhook_url
 from tests.sandboxed import get_json, trial, until
@@ -38,8 +41,81 @@ def test_with_nothing_configured_it_serves_the_sandbox_where_a_rate_is_saved(
         )
         assert session["comment_head"] == "Молодец"
         assert get_json(f"http://127.0.0.1:{running.service_port}/readyz")["ready"] is True
+        assert "APPLICATION MODE" not in banner
+        assert running.sandbox("/_sandbox/oauth")["app"] is None, "no local application"
         assert running.stop() == 0
     assert not list(tmp_path.glob("data")), "nothing is written where a real database would be"
+
+
+# `try --app` (`make run APP=1`): who sends `/rate`, the session, and what comes of it once they
+# allowed the bot. Both have no stored token at first; the portal alone decides (no list of ours).
+APPLICATION_MODE = [
+    (27, 495, 5, "✅ Сохранено. Сессия 495: ★★★★★ 5/5"),  # Светлана may rate on line 1
+    (28, 495, 4, "У вас нет права оценивать диалоги этой линии"),  # Пётр may not: stays 4
+]
+
+
+@pytest.mark.parametrize(
+    ("user_id", "session", "stored", "answer"), APPLICATION_MODE, ids=["may-rate", "may-not"]
+)
+def test_with_app_a_supervisor_allows_once_and_the_portal_decides_the_waiting_vote(
+    tmp_path: Path, user_id: int, session: int, stored: int, answer: str
+) -> None:
+    with trial(tmp_path, None, "--app") as running:
+        running.page_url()  # the banner is printed
+        banner = running.text()
+        assert "APPLICATION MODE" in banner
+        assert "/rate 494 5 Молодец" in banner, "what to try"
+        callback = f"http://127.0.0.1:{running.service_port}/b24/oauth/callback"
+        assert running.sandbox("/_sandbox/oauth")["app"]["handler_url"] == callback
+        bot = until(lambda: running.sandbox("/_sandbox/state")["bot"], within=30)
+        text = f"/rate {session} 5"
+        running.post(
+            "/_sandbox/events/message", {"author_id": user_id, "to": bot["id"], "text": text}
+        )
+        link = until(lambda: link_in(running.sandbox("/_sandbox/messages")), within=30)
+        assert link.startswith(f"http://127.0.0.1:{running.sandbox_port}/oauth/authorize/?")
+        with urllib.request.urlopen(f"{link}&sandbox_user={user_id}", timeout=10) as page:  # noqa: S310 - loopback
+            assert page.url.startswith(callback), "the consent sent the browser to the service"
+            assert "Готово" in page.read().decode()
+        said = until(lambda: said_to(running.sandbox("/_sandbox/messages"), answer), within=30)
+        assert said["author_id"] == bot["id"]
+        assert running.sandbox(f"/_sandbox/sessions/{session}")["vote_head"] == stored
+        assert "BOT_SECRET_KEY" not in running.text()
+        assert running.stop() == 0
+
+
+def link_in(messages: list[dict[str, Any]]) -> str | None:
+    """The newest link button's address among the portal's messages."""
+    links = [b["LINK"] for m in messages for b in buttons_of(m["keyboard"]) if b.get("LINK")]
+    return links[-1] if links else None
+
+
+def said_to(messages: list[dict[str, Any]], text: str) -> dict[str, Any] | None:
+    return next((m for m in messages if text in m["text"]), None)
+
+
+def test_app_with_a_portal_configured_but_no_application_is_refused_in_words(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "try", "--app"],
+        env={
+            "PYTHONIOENCODING": "utf-8",
+            "BOT_PORT": str(free_port()),
+            "B24_WEBHOOK_URL": "http://127.0.0.1:9/rest/1/s3cr3tc0de/",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--app (make run APP=1) is for the sandbox" in result.stderr
+    assert "B24_APP_CLIENT_ID, B24_APP_CLIENT_SECRET" in result.stderr
+    assert "s3cr3t" not in result.stdout + result.stderr
+    assert "SANDBOX" not in result.stdout
 
 
 @pytest.mark.parametrize("where", ["environment", ".env"])

@@ -104,8 +104,26 @@ def test_prints_the_local_application_for_application_mode_commented_out(
     ],
 )
 def test_make_takes_the_sandbox_port(target: str, command: str) -> None:
+    assert command in make_dry_run(target, "SANDBOX_PORT=8091")
+
+
+@pytest.mark.parametrize(
+    ("given", "command"),
+    [
+        ([], "-m bot try --sandbox-port 8090\n"),
+        (["APP=1"], "-m bot try --sandbox-port 8090 --app\n"),
+        (["APP=0"], "-m bot try --sandbox-port 8090\n"),
+        (["APP=1", "SANDBOX_PORT=8091"], "-m bot try --sandbox-port 8091 --app\n"),
+    ],
+)
+def test_make_run_takes_application_mode(given: list[str], command: str) -> None:
+    assert command in make_dry_run("run", *given)
+
+
+def make_dry_run(target: str, *given: str) -> str:
+    """The commands `make -n target VAR=value...` would run."""
     result = subprocess.run(
-        ["make", "-n", target, "SANDBOX_PORT=8091"],  # noqa: S607 - make from the PATH given
+        ["make", "-n", target, *given],  # noqa: S607 - make from the PATH given
         env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
         cwd=ROOT,
         capture_output=True,
@@ -114,4 +132,4 @@ def test_make_takes_the_sandbox_port(target: str, command: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert command in result.stdout
+    return result.stdout
