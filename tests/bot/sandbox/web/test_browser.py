@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import pytest
@@ -25,7 +25,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
-from tests.sandboxed import trial
+from tests.sandboxed import get_json, trial
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 DRIVER: Final = Path("/usr/bin/chromedriver")
@@ -40,14 +40,14 @@ pytestmark = pytest.mark.skipif(
 
 
 @contextmanager
-def opened_page(cwd: Path) -> Iterator[webdriver.Chrome]:
-    """The chat page of a fresh `python -m bot try`, open in headless Chromium."""
+def opened_page(cwd: Path, *args: str) -> Iterator[webdriver.Chrome]:
+    """The chat page of a fresh `python -m bot try` (with `args`), open in headless Chromium."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument("--window-size=1400,860")
-    with trial(cwd) as running:
+    with trial(cwd, None, *args) as running:
         url = running.page_url()
         driver = webdriver.Chrome(options=options, service=Service(executable_path=str(DRIVER)))
         try:
@@ -267,3 +267,42 @@ def test_a_link_button_is_a_link_to_a_new_tab_as_the_person_the_page_plays(
     assert (
         Select(page.find_element(By.ID, "me")).first_selected_option.get_attribute("value") == "28"
     )
+
+
+def sandbox_json(page: webdriver.Chrome, path: str) -> Any:
+    """What the sandbox serving `page` answers at `path`."""
+    return get_json(f"http://127.0.0.1:{urlsplit(page.current_url).port}{path}")
+
+
+def test_in_application_mode_a_supervisor_allows_once_in_a_new_tab_and_the_vote_is_saved(
+    tmp_path: Path,
+) -> None:
+    """`make run APP=1`: Светлана's first /rate waits for her consent; one click on the
+    button, the portal's consent in a new tab lands on the service's page, and back in the
+    chat her waiting vote is answered, saved with her own token."""
+    with opened_page(tmp_path, "--app") as page:
+        callback = sandbox_json(page, "/_sandbox/oauth")["app"]["handler_url"]
+        be(page, 27)
+        open_chat(page, "bot")
+        type_in(page, "/rate 494 5 Молодец")
+        button = shown(page, "#feed .message.bot .keyboard a.link-button", "Разрешить")
+        assert sandbox_json(page, "/_sandbox/sessions/494")["vote_head"] == 0, "it waits"
+        chat = page.current_window_handle
+        button.click()
+        WebDriverWait(page, WAIT).until(lambda driver: len(driver.window_handles) == 2)
+        page.switch_to.window(next(h for h in page.window_handles if h != chat))
+        shown(page, "body", "Готово")
+        assert page.current_url.startswith(callback + "?"), "the service's page, via consent"
+        page.close()
+        page.switch_to.window(chat)
+        answer = shown(page, "#feed .message.bot", "Сохранено")
+        assert "★★★★★ 5/5" in answer.text
+        assert "Молодец" in answer.text
+        vote_of(page, 494, "★★★★★")
+        votes = [
+            (call["user_id"], call["auth"])
+            for call in sandbox_json(page, "/_sandbox/calls")
+            if call["method"] == "imopenlines.session.head.vote" and call["status"] == 200
+        ]
+        assert votes == [(27, "token")], "cast once, with Светлана's own token"
+        assert sandbox_json(page, "/_sandbox/sessions/494")["vote_head"] == 5
