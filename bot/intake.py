@@ -48,12 +48,15 @@ def admit(
     if not commands:
         return []
     first = commands[0]
-    if first.author_kind == "customer":
+    # One message has one author: if any of its events shows a customer (or a guest), they
+    # all do. Events that disagree are damaged or forged, and the stricter reading wins.
+    kinds = {c.author_kind for c in commands}
+    if "customer" in kinds:
         log.info("intake.customer_ignored", user_id=first.author_id, commands=len(commands))
         return []
     # A Telegram author acts as their linked Bitrix24 user: unlinked, they may not rate.
     acting = first.acting_user()
-    if first.author_kind == "extranet" or acting is None or not may_rate(acting):
+    if "extranet" in kinds or acting is None or not may_rate(acting):
         if len(commands) > 1 or already:
             log.info("intake.one_reply", user_id=first.author_id, commands=len(commands))
         return [] if already else [first]
