@@ -112,6 +112,10 @@ class OAuthStates(Protocol):
         """Drop the expired attempts; how many."""
         ...
 
+    async def drop_states(self, portal: str, user_id: int) -> int:
+        """Void every outstanding attempt of this user (`/logout`): how many."""
+        ...
+
 
 class UserTokens(Frozen):
     """A supervisor's OAuth tokens and where they work (Bitrix24's token answer, §5)."""
@@ -181,5 +185,6 @@ class OwnAccounts(Protocol):
         ...
 
     async def forget(self, user_id: int) -> bool:
-        """Drop this user's token: whether there was one."""
+        """Drop this user's token and void their outstanding links: whether there was a
+        token."""
         ...

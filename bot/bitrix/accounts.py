@@ -125,6 +125,11 @@ class SupervisorAccounts:
         return f"{self.portal.base}/oauth/authorize/?{query}"
 
     async def forget(self, user_id: int) -> bool:
+        """`/logout`: the token, and the links already given: one clicked later (or by a
+        colleague at the supervisor's desk) must not complete a vote they walked away from."""
+        voided = await self.states.drop_states(self.portal.key, user_id)
+        if voided:
+            log.info("oauth.links_voided", user_id=user_id, voided=voided)
         return await self.store.drop(self.portal.key, user_id)
 
     def caller_for(self, auth: TokenAuth) -> RestCaller:

@@ -49,6 +49,7 @@ DELETE FROM oauth_states WHERE portal = :portal AND user_id = :user_id AND seq N
 )
 """
 PURGE_STATES: Final = "DELETE FROM oauth_states WHERE expires_at <= :now"
+DROP_USER_STATES: Final = "DELETE FROM oauth_states WHERE portal = :portal AND user_id = :user_id"
 TAKE_STATE: Final = """
 DELETE FROM oauth_states WHERE digest = :digest
 RETURNING portal, user_id, waiting, expires_at
@@ -154,6 +155,13 @@ class SqliteOAuthStates:
     async def purge(self, now: float) -> int:
         async with self._lock:
             cursor = await self._db.execute(PURGE_STATES, {"now": now})
+            return cursor.rowcount
+
+    async def drop_states(self, portal: str, user_id: int) -> int:
+        async with self._lock:
+            cursor = await self._db.execute(
+                DROP_USER_STATES, {"portal": portal, "user_id": user_id}
+            )
             return cursor.rowcount
 
 
