@@ -175,6 +175,7 @@ async def _rate(
     mode under the supervisor's own token, or a request to authorise once."""
     if services.accounts is None:
         return await _rate_as(command, incoming, services, services.votes, "webhook")
+    await _still_linked(incoming, services)
     own = await services.accounts.votes_of(_acting_user(incoming))
     if own is None:
         return await _ask_to_authorise(incoming, services.accounts, "oauth.link_needed")
@@ -212,6 +213,19 @@ async def _rate_as(
         reply = Reply(text=render(_OWN_WORDS[error.text_key], lang, **error.params))
         outcome = error.text_key.rsplit(".", 1)[-1]
     return Handled(reply.model_copy(update={"acted_as": acted_as}), outcome, follow_ups)
+
+
+async def _still_linked(incoming: IncomingCommand, services: Services) -> None:
+    """A Telegram command carries the Bitrix24 user its account was linked to when it arrived;
+    it may have waited since (in the queue, or for that user to authorise). Under that user's
+    own token it runs only while the account is still linked to them: an undone link voids
+    it, as it voids the next command at intake."""
+    if incoming.source != "telegram":
+        return
+    now = await services.links.linked(incoming.author_id) if services.links else None
+    if now is None or now != incoming.b24_user_id:
+        log.info("oauth.link_undone", telegram_user_id=incoming.author_id)
+        raise NotLinked
 
 
 def _acting_user(incoming: IncomingCommand) -> int:
