@@ -245,7 +245,17 @@ async def _ask_to_authorise(
     button = ReplyButton(text=render("oauth.button", lang), url=url)
     # `secret`: the address holds a single-use state; neither the audit nor the job keeps it.
     reply = Reply(text=render(text_key, lang), buttons=(button,), secret=True)
-    return Handled(reply, text_key.rsplit(".", 1)[-1])
+    outcome = text_key.rsplit(".", 1)[-1]
+    route = incoming.route
+    if incoming.in_private_chat() or (isinstance(route, BitrixRoute) and route.openline):
+        return Handled(reply, outcome)  # an open line's answer goes to the private chat anyway
+    # In a group the others would see the link, and one clicking it as themselves spends its
+    # state (refused, but the waiting vote is lost): it goes to the author's private chat.
+    private = incoming.model_copy(
+        update={"key": f"{incoming.key}:link", "text": "", "route": incoming.private_route()}
+    )
+    told = Reply(text=render("oauth.link_sent_privately", lang))
+    return Handled(told, outcome, (Decided(incoming=private, reply=reply, outcome=outcome),))
 
 
 async def _logout(incoming: IncomingCommand, services: Services) -> Handled:

@@ -113,6 +113,14 @@ class IncomingCommand(Frozen):
             return self.route.dialog_id == self.route.author_dialog_id
         return self.route.chat_id == self.author_id
 
+    def private_route(self) -> Route:
+        """The author's private chat with the bot: where what only they may see is sent."""
+        if isinstance(self.route, BitrixRoute):
+            private = {"dialog_id": self.route.author_dialog_id, "bot_in_chat": True}
+            unanswerable = {"command_id": None, "message_id": None, "keyboard_message_id": None}
+            return self.route.model_copy(update=private | unanswerable)
+        return TelegramRoute(chat_id=self.author_id)
+
     def acting_user(self) -> int | None:
         """The Bitrix24 user this command acts as: who is authorised, and who is audited."""
         return self.author_id if self.source == "bitrix" else self.b24_user_id

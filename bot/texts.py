@@ -232,6 +232,14 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
         "has expired). Nothing was saved. Press the button to give it again: your command "
         "then runs by itself.",
     },
+    "oauth.link_sent_privately": {
+        "ru": "Оценки сохраняются от вашего имени: кнопку, чтобы один раз разрешить это в "
+        "Битрикс24, я отправил вам в личный чат с ботом (здесь её видели бы все). Если её "
+        "там нет, откройте личный чат с ботом и отправьте команду снова.",
+        "en": "Ratings are saved in your own name: the button to allow it once in Bitrix24 is "
+        "in your private chat with the bot (here everyone would see it). If it is not there, "
+        "open a private chat with the bot and send the command again.",
+    },
     "oauth.button": {"ru": "Разрешить в Битрикс24", "en": "Allow in Bitrix24"},
     "oauth.logged_out": {
         "ru": "Готово: бот забыл ваше разрешение в Битрикс24. Следующая оценка попросит "

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 from bot.sandbox.portal import Message, Portal
 from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
 from bot.sandbox.telegram.world import TelegramWorld
+from bot.state import CORE
 from tests.bot.telegram.test_end_to_end import eventually_ready
 from tests.bot.test_application_mode import (
     allow,
@@ -66,16 +67,25 @@ def links_in(messages: list[Message]) -> list[str]:
 
 
 async def test_the_link_is_not_posted_in_a_bitrix24_group_chat(
-    start_service: ServiceFactory, sandbox: TestServer, portal: Portal
+    http: aiohttp.ClientSession, start_service: ServiceFactory, sandbox: TestServer, portal: Portal
 ) -> None:
     """Another head in the group would see the link: clicking it as themselves is refused,
-    but it spends the state and the waiting vote is lost; so it goes to the private chat."""
+    but it spends the state and the waiting vote is lost; so it goes to the private chat,
+    and the vote, once allowed there, is answered in the group as usual."""
     service, _ = await start_app_mode(start_service, sandbox, portal)
-    await service.say(27, GROUP_CHAT, "/rate 494 5")
-    await eventually(lambda: links_in(service.bot_messages()))
-    assert links_in(service.bot_messages(portal.chats[2001].id)) == []
-    [private] = links_in(service.bot_messages(portal.private_chat(27, service.bot_id).id))
-    assert "/oauth/authorize/" in private
+    await service.say(27, GROUP_CHAT, "/rate 494 5 Из группы")
+    [private] = await eventually(
+        lambda: links_in(service.bot_messages(portal.private_chat(27, service.bot_id).id))
+    )
+    [told] = service.bot_messages(2001)
+    assert "личный чат" in told.text
+    assert not link_of_or_none(told)
+    assert (await allow(http, private, 27))[0] == 200
+    await eventually(lambda: len(service.bot_messages(2001)) == 2)
+    assert "Сессия 494: ★★★★★ 5/5" in service.bot_messages(2001)[-1].text
+    assert votes_by(portal) == [(27, "token")]
+    audit = await service.server.app[CORE].storage.audit()
+    assert all(private not in entry.reply for entry in audit)
 
 
 async def start_with_telegram(
@@ -125,7 +135,8 @@ async def test_the_link_is_not_posted_in_a_telegram_group(
     telegram_world.type(SVETLANA, SUPERVISORS_GROUP, "/rate 494 5 Из группы")
     await eventually(lambda: telegram_links(telegram_world, SVETLANA), within=10)
     assert telegram_links(telegram_world, SUPERVISORS_GROUP) == []
-    assert telegram_world.messages_from_bot(SUPERVISORS_GROUP)  # told where to look
+    [told] = telegram_world.messages_from_bot(SUPERVISORS_GROUP)
+    assert "личный чат" in told
 
 
 @pytest.mark.parametrize("side", ["telegram", "bitrix24"])
@@ -144,8 +155,10 @@ async def test_a_telegram_link_undone_before_the_callback_casts_nothing(
     await link_telegram(service, telegram_world)
     telegram_world.type(SVETLANA, SUPERVISORS_GROUP, "/rate 494 1 Чужими руками")
     [link] = await eventually(
-        lambda: telegram_links(telegram_world, SVETLANA)
-        or telegram_links(telegram_world, SUPERVISORS_GROUP),
+        lambda: (
+            telegram_links(telegram_world, SVETLANA)
+            or telegram_links(telegram_world, SUPERVISORS_GROUP)
+        ),
         within=10,
     )
     if side == "telegram":
