@@ -4,9 +4,16 @@ flow are in test_application_mode.py)."""
 
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+
+from bot.config import OAUTH_CALLBACK_PATH
+from bot.sandbox.oauth import expire_access_tokens
 
 from bot.sandbox.portal import Message, Portal
 from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
@@ -18,10 +25,12 @@ from tests.bot.test_application_mode import (
     ask,
     link_of,
     link_of_or_none,
+    open_page,
     start_app_mode,
     votes_by,
 )
 from tests.harness import Service, ServiceFactory, drained, eventually, telegram_api_url
+from tests.oauthed import Scripted, scripted_server
 
 SVETLANA = 5001  # Telegram; the portal's supervisor 27
 GROUP_CHAT = "chat2001"  # the portal's group chat of the heads (1, 27, 28)
@@ -173,3 +182,189 @@ async def test_a_telegram_link_undone_before_the_callback_casts_nothing(
     await drained(service)
     assert votes_by(portal) == []
     assert portal.sessions[494].vote_head == 0
+
+
+@pytest.mark.parametrize(
+    ("author", "chat", "why"),
+    [
+        (301, "bot", "an extranet guest"),
+        (1211, "chat1157", "the open line's customer"),
+        (101, "chat1157", "an operator without the right, in the line"),
+    ],
+    ids=["extranet", "customer", "operator_in_line"],
+)
+async def test_no_link_reaches_a_guest_or_a_customer(
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+    author: int,
+    chat: str,
+    why: str,
+) -> None:
+    service, _ = await start_app_mode(start_service, sandbox, portal)
+    to: int | str = service.bot_id if chat == "bot" else chat
+    await service.say(author, to, "/rate 494 5")
+    await drained(service)
+    assert not any(m.to_customer for m in portal.messages.values()), why
+    for message in portal.messages.values():
+        if link_of_or_none(message):  # only ever in the author's own private chat, never a guest's
+            assert author == 101
+            assert message.chat_id == portal.private_chat(101, service.bot_id).id
+    assert votes_by(portal) == []
+
+
+async def test_two_callbacks_racing_for_one_state_complete_the_vote_once(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+) -> None:
+    service, _ = await start_app_mode(start_service, sandbox, portal)
+    prompt = await ask(service, 27, "/rate 494 5 Дважды")
+    callback = await consented(http, link_of(prompt), 27)
+    pages = await asyncio.gather(*(open_page(http, callback) for _ in range(4)))
+    assert sorted(status for status, _ in pages) == [200, 400, 400, 400]
+    await drained(service)
+    assert votes_by(portal) == [(27, "token")]
+    assert len([r for r in portal.oauth.requests if r.params.get("code")]) == 1
+
+
+async def consented(http: aiohttp.ClientSession, link: str, user_id: int) -> str:
+    """The callback address the portal sends `user_id`'s browser to (not opened yet)."""
+    async with http.get(f"{link}&sandbox_user={user_id}", allow_redirects=False) as consent:
+        assert consent.status == 302
+        return consent.headers["Location"]
+
+
+def tampered(callback: str, **changes: str) -> str:
+    parts = urlsplit(callback)
+    query = dict(parse_qsl(parts.query)) | changes
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{foreign}",
+        "{foreign}.",
+        "user@{foreign}",
+        "{pinned}@{foreign}",
+        "{foreign}#{pinned}",
+        "{foreign}/{pinned}",
+        "{pinned}.{foreign}",
+        "LOCALHOST:{port}",
+        "127%2e0%2e0%2e1:{port}",
+        "{pinned}:{port}",
+        "",
+    ],
+)
+async def test_no_spelling_of_server_domain_sends_the_code_or_secret_elsewhere(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+    aiohttp_server: AiohttpServer,
+    spelling: str,
+) -> None:
+    service, app = await start_app_mode(start_service, sandbox, portal)
+    foreign = Scripted(body='{"access_token": "x"}')
+    elsewhere = await scripted_server(aiohttp_server, foreign)
+    server_domain = spelling.format(
+        foreign=f"127.0.0.1:{elsewhere.port}",
+        pinned=f"{sandbox.host}:{sandbox.port}",
+        port=elsewhere.port,
+    )
+    prompt = await ask(service, 27, "/rate 494 5")
+    callback = await consented(http, link_of(prompt), 27)
+    status, page = await open_page(http, tampered(callback, server_domain=server_domain))
+    assert status == 400
+    assert foreign.seen == []
+    assert [r for r in portal.oauth.requests if r.params.get("client_secret")] == []
+    assert app.client_secret not in page
+    await drained(service)
+    assert votes_by(portal) == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"domain": "evil.example"},
+        {"domain": ""},
+        {"member_id": "another-portal"},
+        {"error": "access_denied", "error_description": "<script>alert(1)</script>[b]x[/b]"},
+    ],
+    ids=["domain", "no_domain", "member_id", "declined_with_markup"],
+)
+async def test_a_tampered_callback_links_nobody_and_echoes_nothing(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+    changes: dict[str, str],
+) -> None:
+    service, _ = await start_app_mode(start_service, sandbox, portal)
+    prompt = await ask(service, 27, "/rate 494 5")
+    callback = await consented(http, link_of(prompt), 27)
+    status, page = await open_page(http, tampered(callback, **changes))
+    assert status == 400
+    for value in filter(None, changes.values()):
+        assert value not in page
+    await drained(service)
+    assert votes_by(portal) == []
+    assert "один раз разрешите" in (await ask(service, 27, "/rate 494 5")).text  # nothing stored
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "state=%ff%fe%00&code=%ED%A0%80",
+        "state=a&state=b&code=c&code=d",
+        "state[]=a&code[]=b",
+        "state=" + "%41" * 5000,
+        "%00=%00",
+    ],
+    ids=["bad_utf8", "repeated", "array", "long", "nul"],
+)
+async def test_a_junk_callback_gets_a_plain_page_never_a_500(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+    query: str,
+) -> None:
+    service, _ = await start_app_mode(start_service, sandbox, portal)
+    status, page = await open_page(
+        http, f"{service.settings.public_url}{OAUTH_CALLBACK_PATH}?{query}"
+    )
+    assert status == 400
+    assert "Traceback" not in page
+    assert portal.oauth.requests == []
+
+
+async def test_no_code_state_token_or_secret_reaches_a_log_line(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service, app = await start_app_mode(start_service, sandbox, portal)
+    prompt = await ask(service, 27, "/rate 494 5 Секреты")
+    link = link_of(prompt)
+    callback = await consented(http, link, 27)
+    assert (await open_page(http, callback))[0] == 200
+    await eventually(lambda: portal.sessions[494].vote_head == 5)
+    expire_access_tokens(portal, 27)
+    await ask(service, 27, "/rate 495 4")
+    await drained(service)
+    query = dict(parse_qsl(urlsplit(callback).query))
+    secrets = [query["code"], query["state"], app.client_secret]
+    secrets += [g.access_token for g in portal.oauth.by_access.values()]
+    secrets += [g.refresh_token for g in portal.oauth.by_refresh.values()]
+    logged = capsys.readouterr()
+    assert "oauth.linked" in logged.out  # the lines are there to look into
+    assert "oauth.refreshed" in logged.out
+    for secret in secrets:
+        assert secret not in logged.out + logged.err
+    audit = await service.server.app[CORE].storage.audit()
+    assert not any(query["state"] in entry.reply for entry in audit)
