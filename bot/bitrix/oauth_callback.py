@@ -60,6 +60,16 @@ class OAuthCallback:
     clock: Callable[[], float] = time.time
 
     async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._handle(request)
+        except Exception as error:  # noqa: BLE001 - whatever the storage raises, never a 500
+            # The database or the queue failed (a backup holding the write lock): the browser
+            # is told to come back, never shown a 500. No traceback in the log either: its
+            # frames hold the code and the state.
+            log.warning("oauth.callback_failed", error=type(error).__name__)
+            return not_ready_page()
+
+    async def _handle(self, request: web.Request) -> web.Response:
         query = {k: v[:_LONGEST_VALUE] for k, v in request.query.items()}
         lang: Lang = "ru"
         try:

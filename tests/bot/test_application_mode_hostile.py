@@ -14,7 +14,6 @@ from pytest_aiohttp import AiohttpServer
 
 from bot.config import OAUTH_CALLBACK_PATH
 from bot.sandbox.oauth import expire_access_tokens
-
 from bot.sandbox.portal import Message, Portal
 from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
 from bot.sandbox.telegram.world import TelegramWorld
@@ -29,7 +28,14 @@ from tests.bot.test_application_mode import (
     start_app_mode,
     votes_by,
 )
-from tests.harness import Service, ServiceFactory, drained, eventually, telegram_api_url
+from tests.harness import (
+    Service,
+    ServiceFactory,
+    drained,
+    eventually,
+    telegram_api_url,
+    write_locked,
+)
 from tests.oauthed import Scripted, scripted_server
 
 SVETLANA = 5001  # Telegram; the portal's supervisor 27
@@ -368,3 +374,23 @@ async def test_no_code_state_token_or_secret_reaches_a_log_line(
         assert secret not in logged.out + logged.err
     audit = await service.server.app[CORE].storage.audit()
     assert not any(query["state"] in entry.reply for entry in audit)
+
+
+async def test_a_callback_while_the_database_is_locked_gets_a_plain_page_and_can_be_retried(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+) -> None:
+    """A backup holds the write lock when the supervisor's browser comes back: they are told
+    to try again, never shown a 500, and the link still works afterwards."""
+    service, _ = await start_app_mode(start_service, sandbox, portal)
+    prompt = await ask(service, 27, "/rate 494 5 После блокировки")
+    callback = await consented(http, link_of(prompt), 27)
+    await drained(service)
+    with write_locked(service.settings.bot_database_url):
+        status, page = await open_page(http, callback)
+    assert status == 503
+    assert "Traceback" not in page
+    assert (await allow(http, link_of(prompt), 27))[0] == 200
+    await eventually(lambda: portal.sessions[494].comment_head == "После блокировки")
