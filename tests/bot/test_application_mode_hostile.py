@@ -18,6 +18,7 @@ from bot.sandbox.portal import Message, Portal
 from bot.sandbox.telegram.seed import SUPERVISORS_GROUP, TOKEN
 from bot.sandbox.telegram.world import TelegramWorld
 from bot.state import CORE
+from bot.storage.sqlite_tokens import STATES_KEPT
 from tests.bot.telegram.test_end_to_end import eventually_ready
 from tests.bot.test_application_mode import (
     allow,
@@ -394,3 +395,39 @@ async def test_a_callback_while_the_database_is_locked_gets_a_plain_page_and_can
     assert "Traceback" not in page
     assert (await allow(http, link_of(prompt), 27))[0] == 200
     await eventually(lambda: portal.sessions[494].comment_head == "После блокировки")
+
+
+async def test_many_asks_of_an_unlinked_user_keep_only_a_few_links_alive(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+) -> None:
+    """Each `/rate` of an unlinked user makes a state (and keeps a waiting command): a user
+    sending many keeps only the newest few; the oldest links are dead."""
+    service, _ = await start_app_mode(start_service, sandbox, portal)
+    prompts = [await ask(service, 27, f"/rate 494 {1 + n % 5}") for n in range(STATES_KEPT + 2)]
+    oldest, newest = prompts[0], prompts[-1]
+    assert (await allow(http, link_of(oldest), 27))[0] == 400
+    assert (await allow(http, link_of(newest), 27))[0] == 200
+    await drained(service)
+    assert votes_by(portal) == [(27, "token")]
+
+
+async def test_a_vote_completed_for_an_open_line_reaches_only_the_supervisor(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+) -> None:
+    """The supervisor types in the line's chat; the link, and after the click the saved vote
+    with its comment, reach their private chat alone, never the customer."""
+    service, _ = await start_app_mode(start_service, sandbox, portal)
+    await service.say(27, "chat1157", "/rate 5 Клиенту не показывать")
+    link = await eventually(lambda: next(iter(links_in(service.bot_messages())), None))
+    assert (await allow(http, link, 27))[0] == 200
+    await eventually(lambda: any("Сохранено" in m.text for m in service.bot_messages()))
+    await drained(service)
+    assert not any(m.to_customer for m in portal.messages.values())
+    private = portal.private_chat(27, service.bot_id).id
+    assert all(m.chat_id == private for m in service.bot_messages())

@@ -151,6 +151,19 @@ async def test_a_user_holds_only_the_newest_attempts(storage: Storage) -> None:
     assert await states.take_state(anna_elsewhere, NOW + 10) is not None
 
 
+async def test_dropping_a_user_s_attempts_voids_theirs_alone(storage: Storage) -> None:
+    """`/logout`: every link the user was given dies; others' and other portals' live on."""
+    states = storage.oauth_states()
+    anna = [await states.new_state(PORTAL, ANNA, command(), TTL, NOW) for _ in range(2)]
+    boris = await states.new_state(PORTAL, BORIS, None, TTL, NOW)
+    anna_elsewhere = await states.new_state(OTHER_PORTAL, ANNA, None, TTL, NOW)
+    assert await states.drop_states(PORTAL, ANNA) == len(anna)
+    assert [await states.take_state(nonce, NOW + 1) for nonce in anna] == [None, None]
+    assert await states.take_state(boris, NOW + 1) is not None
+    assert await states.take_state(anna_elsewhere, NOW + 1) is not None
+    assert await states.drop_states(PORTAL, ANNA) == 0
+
+
 async def test_expired_attempts_are_purged_and_live_ones_kept(
     storage: Storage, path: Path
 ) -> None:
