@@ -255,7 +255,8 @@ async def _ask_to_authorise(
         update={"key": f"{incoming.key}:link", "text": "", "route": incoming.private_route()}
     )
     told = Reply(text=render("oauth.link_sent_privately", lang))
-    return Handled(told, outcome, (Decided(incoming=private, reply=reply, outcome=outcome),))
+    sent = Decided(incoming=private, reply=reply, outcome="link_sent")  # counted once
+    return Handled(told, outcome, (sent,))
 
 
 async def _logout(incoming: IncomingCommand, services: Services) -> Handled:

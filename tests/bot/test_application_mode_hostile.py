@@ -102,6 +102,7 @@ async def test_the_link_is_not_posted_in_a_bitrix24_group_chat(
     assert votes_by(portal) == [(27, "token")]
     audit = await service.server.app[CORE].storage.audit()
     assert all(private not in entry.reply for entry in audit)
+    assert sorted(e.outcome for e in audit) == ["link_needed", "link_sent", "saved"]
 
 
 async def start_with_telegram(
