@@ -247,12 +247,16 @@ async def _ask_to_authorise(
     reply = Reply(text=render(text_key, lang), buttons=(button,), secret=True)
     outcome = text_key.rsplit(".", 1)[-1]
     route = incoming.route
-    if incoming.in_private_chat() or (isinstance(route, BitrixRoute) and route.openline):
-        return Handled(reply, outcome)  # an open line's answer goes to the private chat anyway
-    # In a group the others would see the link, and one clicking it as themselves spends its
-    # state (refused, but the waiting vote is lost): it goes to the author's private chat.
+    if not isinstance(route, BitrixRoute) or route.openline or incoming.in_private_chat():
+        # An open line's answer goes to the private chat anyway. Telegram: /rate is for
+        # groups, and the bot may not write first to someone who never opened a private chat
+        # with it (TELEGRAM_USER_MAP); there a member who clicks the link as themselves is
+        # refused, which spends the state, and the supervisor asks again.
+        return Handled(reply, outcome)
+    # In a Bitrix24 group the others would see the link, and one clicking it as themselves
+    # spends its state (refused, but the waiting vote is lost): it goes to the private chat.
     private = incoming.model_copy(
-        update={"key": f"{incoming.key}:link", "text": "", "route": incoming.private_route()}
+        update={"key": f"{incoming.key}:link", "text": "", "route": route.to_author()}
     )
     told = Reply(text=render("oauth.link_sent_privately", lang))
     sent = Decided(incoming=private, reply=reply, outcome="link_sent")  # counted once

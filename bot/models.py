@@ -32,6 +32,13 @@ class BitrixRoute(Frozen):
     # window runs from then, not from when the event was fetched (§0 item 13).
     queued_at: float | None = None
 
+    def to_author(self) -> BitrixRoute:
+        """The bot's private chat with the author: where what only they may see is sent (a
+        new message there: the command, in another chat, cannot be answered from it)."""
+        private = {"dialog_id": self.author_dialog_id, "bot_in_chat": True}
+        unanswerable = {"command_id": None, "message_id": None, "keyboard_message_id": None}
+        return self.model_copy(update=private | unanswerable)
+
 
 class TelegramRoute(Frozen):
     """Where a Telegram reply goes: the chat (a group, or the private chat with the bot)."""
@@ -112,14 +119,6 @@ class IncomingCommand(Frozen):
         if isinstance(self.route, BitrixRoute):
             return self.route.dialog_id == self.route.author_dialog_id
         return self.route.chat_id == self.author_id
-
-    def private_route(self) -> Route:
-        """The author's private chat with the bot: where what only they may see is sent."""
-        if isinstance(self.route, BitrixRoute):
-            private = {"dialog_id": self.route.author_dialog_id, "bot_in_chat": True}
-            unanswerable = {"command_id": None, "message_id": None, "keyboard_message_id": None}
-            return self.route.model_copy(update=private | unanswerable)
-        return TelegramRoute(chat_id=self.author_id)
 
     def acting_user(self) -> int | None:
         """The Bitrix24 user this command acts as: who is authorised, and who is audited."""

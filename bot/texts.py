@@ -234,11 +234,11 @@ TEXTS: Final[Mapping[str, Mapping[Lang, str]]] = {
     },
     "oauth.link_sent_privately": {
         "ru": "Оценки сохраняются от вашего имени: кнопку, чтобы один раз разрешить это в "
-        "Битрикс24, я отправил вам в личный чат с ботом (здесь её видели бы все). Если её "
-        "там нет, откройте личный чат с ботом и отправьте команду снова.",
+        "Битрикс24, я отправил вам в личный чат с ботом (здесь её видели бы все). После "
+        "этого команда выполнится сама.",
         "en": "Ratings are saved in your own name: the button to allow it once in Bitrix24 is "
-        "in your private chat with the bot (here everyone would see it). If it is not there, "
-        "open a private chat with the bot and send the command again.",
+        "in your private chat with the bot (here everyone would see it). Your command then "
+        "runs by itself.",
     },
     "oauth.button": {"ru": "Разрешить в Битрикс24", "en": "Allow in Bitrix24"},
     "oauth.logged_out": {
