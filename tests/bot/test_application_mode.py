@@ -62,10 +62,21 @@ def link_of(message: Message) -> str:
 async def allow(http: aiohttp.ClientSession, link: str, user_id: int) -> tuple[int, str]:
     """The logged-in `user_id` opens the button's address and allows the application; the
     browser follows the portal's redirect to the service's callback: that page."""
+    return await open_page(http, await consented(http, link, user_id))
+
+
+async def consented(http: aiohttp.ClientSession, link: str, user_id: int) -> str:
+    """The callback address the portal sends `user_id`'s browser to (not opened yet)."""
     async with http.get(f"{link}&sandbox_user={user_id}", allow_redirects=False) as consent:
         assert consent.status == 302, await consent.text()
-        callback = consent.headers["Location"]
-    return await open_page(http, callback)
+        return consent.headers["Location"]
+
+
+def tampered(callback: str, **changes: str) -> str:
+    """A callback address with some of its query changed."""
+    parts = urlsplit(callback)
+    query = dict(parse_qsl(parts.query)) | changes
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}"
 
 
 async def open_page(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
@@ -155,8 +166,7 @@ async def test_a_replayed_callback_changes_nothing_and_sends_nothing(
 ) -> None:
     service, _ = app_mode
     prompt = await ask(service, 27, "/rate 494 5")
-    async with http.get(f"{link_of(prompt)}&sandbox_user=27", allow_redirects=False) as consent:
-        callback = consent.headers["Location"]
+    callback = await consented(http, link_of(prompt), 27)
     assert (await open_page(http, callback))[0] == 200
     await eventually(lambda: _saved(service))
     exchanges = len(token_requests(portal))
@@ -222,13 +232,9 @@ async def test_a_callback_naming_a_foreign_oauth_server_sends_the_code_nowhere(
     foreign = Scripted(body='{"access_token": "x"}')
     elsewhere = await scripted_server(aiohttp_server, foreign)
     prompt = await ask(service, 27, "/rate 494 5")
-    async with http.get(f"{link_of(prompt)}&sandbox_user=27", allow_redirects=False) as consent:
-        callback = consent.headers["Location"]
-    parts = urlsplit(callback)
-    query = dict(parse_qsl(parts.query)) | {"server_domain": f"127.0.0.1:{elsewhere.port}"}
-    status, _ = await open_page(
-        http, f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}"
-    )
+    callback = await consented(http, link_of(prompt), 27)
+    foreign_host = f"127.0.0.1:{elsewhere.port}"
+    status, _ = await open_page(http, tampered(callback, server_domain=foreign_host))
     assert status == 400
     assert foreign.seen == []
     assert token_requests(portal) == []
@@ -307,8 +313,7 @@ async def test_the_service_restarted_between_the_link_and_the_callback_completes
 ) -> None:
     first, app = await start_app_mode(start_service, sandbox, portal)
     prompt = await ask(first, 27, "/rate 494 5 После перезапуска")
-    async with http.get(f"{link_of(prompt)}&sandbox_user=27", allow_redirects=False) as consent:
-        callback = urlsplit(consent.headers["Location"])
+    callback = urlsplit(await consented(http, link_of(prompt), 27))
     await first.server.close()
     second = await start_service(
         B24_SUPERVISOR_IDS="",

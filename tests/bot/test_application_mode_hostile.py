@@ -5,7 +5,7 @@ flow are in test_application_mode.py)."""
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
@@ -23,10 +23,12 @@ from tests.bot.telegram.test_end_to_end import eventually_ready
 from tests.bot.test_application_mode import (
     allow,
     ask,
+    consented,
     link_of,
     link_of_or_none,
     open_page,
     start_app_mode,
+    tampered,
     votes_by,
 )
 from tests.harness import (
@@ -240,19 +242,6 @@ async def test_two_callbacks_racing_for_one_state_complete_the_vote_once(
     await drained(service)
     assert votes_by(portal) == [(27, "token")]
     assert len([r for r in portal.oauth.requests if r.params.get("code")]) == 1
-
-
-async def consented(http: aiohttp.ClientSession, link: str, user_id: int) -> str:
-    """The callback address the portal sends `user_id`'s browser to (not opened yet)."""
-    async with http.get(f"{link}&sandbox_user={user_id}", allow_redirects=False) as consent:
-        assert consent.status == 302
-        return consent.headers["Location"]
-
-
-def tampered(callback: str, **changes: str) -> str:
-    parts = urlsplit(callback)
-    query = dict(parse_qsl(parts.query)) | changes
-    return f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}"
 
 
 @pytest.mark.parametrize(
