@@ -14,9 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from bot.bitrix.accounts import REFRESH_AGEING, Portal, SupervisorAccounts, user_tokens
 from bot.bitrix.client import BitrixClient
-from bot.bitrix.oauth import OAuthClient
 from bot.jobs import session_of
-from bot.sandbox.oauth import LocalApp, create_app
+from bot.sandbox.oauth import create_app
 from bot.sandbox.portal import Portal as SandboxPortal
 from bot.secretbox import SecretBox
 from bot.storage import Storage, open_storage
@@ -40,56 +39,43 @@ class Clock:
         return self.now
 
 
-async def accounts_for(
-    http: aiohttp.ClientSession,
-    sandbox: TestServer,
-    storage: Storage,
-    app: LocalApp,
-    make_client: Callable[..., BitrixClient],
-    clock: Clock,
-) -> SupervisorAccounts:
-    return SupervisorAccounts(
-        Portal(base_url(sandbox)),
-        storage.oauth_states(),
-        storage.user_tokens(SecretBox(b"k" * 32)),
-        oauth_client(http, app, base_url(sandbox)),
-        make_client(),
-        clock=clock,
-    )
-
-
-async def link(
-    http: aiohttp.ClientSession,
-    sandbox: TestServer,
-    accounts: SupervisorAccounts,
-    oauth: OAuthClient,
-    user_id: int,
-) -> None:
-    """What the callback stores for `user_id` after their consent."""
-    app_id = oauth.client_id
-    query = await consent(http, sandbox, app_id, user_id=user_id)
-    grant = await oauth.exchange_code(query["code"], query["server_domain"])
-    tokens = user_tokens(grant, issued_at=time.time())
-    await accounts.store.put(accounts.portal.key, user_id, tokens, replaces=None)
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
-def app(portal: SandboxPortal) -> LocalApp:
-    return local_app(portal)
-
-
-async def test_pairs_whose_refresh_token_ages_are_renewed_once_and_young_ones_left_alone(
+async def accounts(
     http: aiohttp.ClientSession,
     sandbox: TestServer,
     portal: SandboxPortal,
     storage: Storage,
-    app: LocalApp,
     make_client: Callable[..., BitrixClient],
+    clock: Clock,
+) -> SupervisorAccounts:
+    """The service's accounts against the sandbox's local application, on `clock`, with 27
+    and 28 linked (what the callback stores after their consent)."""
+    app = local_app(portal)
+    oauth = oauth_client(http, app, base_url(sandbox))
+    accounts = SupervisorAccounts(
+        Portal(base_url(sandbox)),
+        storage.oauth_states(),
+        storage.user_tokens(SecretBox(b"k" * 32)),
+        oauth,
+        make_client(),
+        clock=clock,
+    )
+    for user_id in (27, 28):
+        query = await consent(http, sandbox, app.client_id, user_id=user_id)
+        grant = await oauth.exchange_code(query["code"], query["server_domain"])
+        tokens = user_tokens(grant, issued_at=clock.now)
+        await accounts.store.put(accounts.portal.key, user_id, tokens, replaces=None)
+    return accounts
+
+
+async def test_pairs_whose_refresh_token_ages_are_renewed_once_and_young_ones_left_alone(
+    accounts: SupervisorAccounts, portal: SandboxPortal, clock: Clock
 ) -> None:
-    clock = Clock()
-    accounts = await accounts_for(http, sandbox, storage, app, make_client, clock)
-    for user in (27, 28):
-        await link(http, sandbox, accounts, accounts.oauth, user)
     assert await accounts.refresh_ageing() == 0  # young: Bitrix24 asks for no timer refresh
     clock.now += REFRESH_AGEING + DAY
     assert await accounts.refresh_ageing() == 2
@@ -103,18 +89,10 @@ async def test_pairs_whose_refresh_token_ages_are_renewed_once_and_young_ones_le
 
 
 async def test_a_re_created_application_met_by_the_renewal_drops_every_pair(
-    http: aiohttp.ClientSession,
-    sandbox: TestServer,
-    portal: SandboxPortal,
-    storage: Storage,
-    app: LocalApp,
-    make_client: Callable[..., BitrixClient],
+    accounts: SupervisorAccounts, portal: SandboxPortal, clock: Clock
 ) -> None:
-    clock = Clock()
-    accounts = await accounts_for(http, sandbox, storage, app, make_client, clock)
-    for user in (27, 28):
-        await link(http, sandbox, accounts, accounts.oauth, user)
-    create_app(portal, app.handler_url)  # the service still holds the old id and secret
+    assert portal.oauth.app is not None
+    create_app(portal, portal.oauth.app.handler_url)  # the service keeps the old id and secret
     clock.now += REFRESH_AGEING + DAY
     assert await accounts.refresh_ageing() == 0
     assert await accounts.votes_of(27) is None
