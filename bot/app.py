@@ -29,7 +29,7 @@ from bot.bitrix.replies import ANSWER_WINDOW, BitrixReplies
 from bot.bitrix.replies_v2 import BitrixV2Replies
 from bot.bitrix.votes import BitrixSessionVotes
 from bot.bitrix.webhook import INTAKE, MAX_EVENT_BYTES, EventIntake, receive_event
-from bot.config import OAUTH_CALLBACK_PATH, PUBLIC_URL_HINT, Settings, UserAllowList
+from bot.config import OAUTH_CALLBACK_PATH, PUBLIC_URL_HINT, Settings
 from bot.dispatch import Handled, Services, run_command
 from bot.jobs import JobRunner, RetryRules, session_of
 from bot.links import StoredLinks, link_key
@@ -219,7 +219,7 @@ def _runner(
     telegram = app.get(TELEGRAM)
     services = Services(
         BitrixSessionVotes(caller),
-        may_rate(settings),
+        settings.may_rate,
         BitrixPeople(caller),
         links=_links(settings, storage) if telegram else None,
         telegram_username=(lambda: telegram.username) if telegram else (lambda: None),
@@ -250,15 +250,6 @@ def _runner(
         rules=tuning.jobs,
         metrics=app[METRICS],
     )
-
-
-def may_rate(settings: Settings) -> UserAllowList:
-    """Who may send `/rate`: B24_SUPERVISOR_IDS; in application mode, where Bitrix24 checks
-    each supervisor's own right, every staff member unless the list restricts it further."""
-    listed = settings.b24_supervisor_ids
-    if settings.app is not None and not listed.everyone and not listed.ids:
-        return UserAllowList(everyone=True)
-    return listed
 
 
 def _accounts(
@@ -326,7 +317,7 @@ def _intake(app: web.Application, *, core: Core, tuning: Tuning) -> EventIntake:
         application_token=None,
         storage=core.storage,
         runner=core.runner,
-        supervisors=settings.b24_supervisor_ids,
+        supervisors=settings.may_rate,
         queue_limit=tuning.queue_size,
         user_share=tuning.user_share,
         metrics=app[METRICS],
@@ -346,7 +337,7 @@ def _poller(app: web.Application, caller: RestCaller, core: Core, tuning: Tuning
         bot_id=state.bot_id,
         storage=core.storage,
         wake=core.runner.wake,
-        may_rate=settings.b24_supervisor_ids.allows,
+        may_rate=settings.may_rate.allows,
         queue_limit=tuning.queue_size,
         user_share=tuning.user_share,
         metrics=app[METRICS],

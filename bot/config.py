@@ -512,6 +512,15 @@ class Settings(BaseSettings):
             )
 
     @property
+    def may_rate(self) -> UserAllowList:
+        """Who may send `/rate`: B24_SUPERVISOR_IDS; in application mode, where Bitrix24 checks
+        each supervisor's own right, every staff member unless the list restricts it."""
+        listed = self.b24_supervisor_ids
+        if self.app is not None and not listed.everyone and not listed.ids:
+            return UserAllowList(everyone=True)
+        return listed
+
+    @property
     def app(self) -> AppSettings | None:
         """Application mode's settings, checked at start; None when the mode is off."""
         if self.b24_app_client_id is None or self.b24_app_client_secret is None:

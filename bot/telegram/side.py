@@ -311,7 +311,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     intake = UpdateIntake(
         chats=side.chats,
         link_of=side.link_of or links.linked,
-        supervisors=side.settings.b24_supervisor_ids,
+        supervisors=side.settings.may_rate,
         core=core,
         queue_limit=side.tuning.queue_size,
         user_share=side.tuning.user_share,

@@ -420,3 +420,23 @@ async def test_a_refresh_whose_answer_was_lost_asks_the_supervisor_again_rather_
     )
     assert "больше не принимает разрешение" in asked.text
     assert votes_by(portal) == [(27, "token")]
+
+
+@pytest.mark.parametrize("mode", ["webhook", "fetch"])
+async def test_with_no_list_every_command_of_a_message_runs_for_a_linked_supervisor(
+    http: aiohttp.ClientSession,
+    start_service: ServiceFactory,
+    sandbox: TestServer,
+    portal: Portal,
+    mode: str,
+) -> None:
+    """B24_SUPERVISOR_IDS unset: the intake lets every staff member's commands through (not
+    one reply, as for someone off a list), and Bitrix24 decides."""
+    service, _ = await start_app_mode(start_service, sandbox, portal, B24_EVENT_MODE=mode)
+    await linked(http, service, 27)
+    await service.say(27, "chat2001", "/rate 494 2 Первая\n/rate 495 3 Вторая")
+    await eventually(
+        lambda: (portal.sessions[494].comment_head, portal.sessions[495].comment_head)
+        == ("Первая", "Вторая"),
+        within=10,
+    )
