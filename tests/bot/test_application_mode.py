@@ -436,7 +436,9 @@ async def test_with_no_list_every_command_of_a_message_runs_for_a_linked_supervi
     await linked(http, service, 27)
     await service.say(27, "chat2001", "/rate 494 2 Первая\n/rate 495 3 Вторая")
     await eventually(
-        lambda: (portal.sessions[494].comment_head, portal.sessions[495].comment_head)
-        == ("Первая", "Вторая"),
+        lambda: (
+            (portal.sessions[494].comment_head, portal.sessions[495].comment_head)
+            == ("Первая", "Вторая")
+        ),
         within=10,
     )
