@@ -37,7 +37,7 @@ from bot.metrics import Metrics
 from bot.models import IncomingCommand
 from bot.probes import NOT_CONFIGURED, healthz, metrics, readyz
 from bot.routing import ReplyRouter
-from bot.secretbox import SecretBox, load_secret_key
+from bot.secretbox import SecretBox
 from bot.state import (
     BITRIX,
     COALESCER,
@@ -261,17 +261,13 @@ def _accounts(
         return None
     assert settings.b24_webhook_url is not None  # noqa: S101 - checked by create_app
     parts = urlsplit(settings.b24_webhook_url.get_secret_value())
-    key = load_secret_key(
-        app_settings.secret_key.get_secret_value() if app_settings.secret_key else None,
-        app_settings.secret_key_file,
-    )
     oauth = OAuthClient(
         session, app_settings.client_id, app_settings.client_secret, app_settings.servers
     )
     return SupervisorAccounts(
         Portal(f"{parts.scheme}://{parts.netloc}"),
         storage.oauth_states(),
-        storage.user_tokens(SecretBox(key)),
+        storage.user_tokens(SecretBox(app_settings.key())),
         oauth,
         calls,
     )

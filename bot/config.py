@@ -207,9 +207,11 @@ class AppSettings(BaseModel):
     secret_key: SecretStr | None  # exactly one of these two is set
     secret_key_file: Path | None
 
-    def server_named(self, server_domain: str) -> PinnedServer | None:
-        """The pinned server a callback's `server_domain` names, if any."""
-        return next((s for s in self.servers if s.is_named_by(server_domain)), None)
+    def key(self) -> bytes:
+        """The key that seals supervisors' tokens, from whichever of the two is set (read and
+        checked by bot/secretbox.py, which names the setting at fault, never the key)."""
+        value = self.secret_key.get_secret_value() if self.secret_key else None
+        return load_secret_key(value, self.secret_key_file)
 
 
 class Settings(BaseSettings):
@@ -499,12 +501,10 @@ class Settings(BaseSettings):
             if self.b24_app_client_id is None:
                 given, missing = missing, given
             raise ValueError(f"{given} is set but {missing} is not: application mode needs both")
-        if self.b24_app_client_id is None:
+        app = self.app
+        if app is None:
             return
-        # The key that seals the supervisors' tokens: exactly one of the two settings, long
-        # enough, its file readable (bot/secretbox.py says which, never the key).
-        key = self.bot_secret_key.get_secret_value() if self.bot_secret_key else None
-        load_secret_key(key, self.bot_secret_key_file)
+        app.key()  # exactly one of the two settings, long enough, its file readable
         if self.b24_webhook_url is None:
             raise ValueError(
                 "B24_APP_CLIENT_ID needs B24_WEBHOOK_URL: the bot itself stays the webhook's; "

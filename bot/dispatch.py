@@ -228,6 +228,11 @@ async def _still_linked(incoming: IncomingCommand, services: Services) -> None:
         raise NotLinked
 
 
+def _unknown(incoming: IncomingCommand) -> UnknownCommand:
+    """A command this set-up does not offer (Telegram off, no application), said as unknown."""
+    return UnknownCommand(command=incoming.text.split(maxsplit=1)[0])
+
+
 def _acting_user(incoming: IncomingCommand) -> int:
     user = incoming.acting_user()
     if user is None:  # _authorise has refused such a command already
@@ -266,7 +271,7 @@ async def _ask_to_authorise(
 async def _logout(incoming: IncomingCommand, services: Services) -> Handled:
     """`/logout`: forget the supervisor's own token."""
     if services.accounts is None:  # not application mode
-        raise UnknownCommand(command=incoming.text.split(maxsplit=1)[0])
+        raise _unknown(incoming)
     forgotten = await services.accounts.forget(_acting_user(incoming))
     text = render(
         "oauth.logged_out" if forgotten else "oauth.nothing_to_forget", incoming.language
@@ -287,7 +292,7 @@ async def _account_command(
     if isinstance(command, LogoutCommand):
         return await _logout(incoming, services)
     if services.links is None:  # Telegram is off
-        raise UnknownCommand(command=incoming.text.split(maxsplit=1)[0])
+        raise _unknown(incoming)
     if isinstance(command, UnlinkCommand):
         return Handled(await unlink(command, incoming, services.links), "unlinked")
     reply = await link(command, incoming, services.links, services.telegram_username())

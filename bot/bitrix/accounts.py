@@ -25,7 +25,7 @@ import structlog
 
 from bot.bitrix.batch import BatchCall, BatchResult
 from bot.bitrix.client import TokenAuth
-from bot.bitrix.coalesce import ActsAs, RestCaller
+from bot.bitrix.coalesce import ActsAs, RestCaller, call_alone
 from bot.bitrix.oauth import OAuthClient, TokenGrant
 from bot.bitrix.votes import BitrixSessionVotes
 from bot.errors import (
@@ -137,8 +137,10 @@ class SupervisorAccounts:
         return self._calls.acting_as(auth)
 
     def caller(self, stored: StoredTokens) -> RestCaller:
-        tokens = stored.tokens
-        return self.caller_for(TokenAuth(tokens.client_endpoint, tokens.access_token))
+        """Calls under a stored pair, at this portal's own REST address: the pair's
+        `client_endpoint` was checked to be this portal's when it was stored, and is never
+        trusted as an address (nor its spelling compared with the webhook's)."""
+        return self.caller_for(TokenAuth(self.portal.rest, stored.tokens.access_token))
 
     async def refreshed(self, stale: StoredTokens, *, why: str) -> StoredTokens:
         """A working pair for the user of `stale`: refreshed once, whoever asks at the same
@@ -174,12 +176,9 @@ class SupervisorAccounts:
             await self.drop(user_id, reason="foreign_portal")
             raise RelinkNeeded("foreign_portal")
         tokens = user_tokens(grant, issued_at=self._clock())
-        if not await self.store.put(self.portal.key, user_id, tokens, replaces=current.version):
-            winner = await self.store.get(self.portal.key, user_id)
-            if winner is None:
-                raise RelinkNeeded("token_gone")
-            return winner
-        log.info("oauth.refreshed", user_id=user_id, why=why)
+        if await self.store.put(self.portal.key, user_id, tokens, replaces=current.version):
+            log.info("oauth.refreshed", user_id=user_id, why=why)
+        # Ours, with its new version; or, when another writer stored first, the winner's pair.
         stored = await self.store.get(self.portal.key, user_id)
         if stored is None:
             raise RelinkNeeded("token_gone")
@@ -219,8 +218,7 @@ class _OwnCaller:
         self._stored = stored
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        result = await self.batch([BatchCall("call", method, params or {})])
-        return result.value("call")
+        return await call_alone(self, method, params)
 
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
         try:

@@ -61,6 +61,12 @@ class RestCaller(Protocol):
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult: ...
 
 
+async def call_alone(caller: RestCaller, method: str, params: Mapping[str, Any] | None) -> Any:
+    """`call` for a RestCaller that sends everything as batches: a batch of this one call."""
+    result = await caller.batch([BatchCall("call", method, params or {})])
+    return result.value("call")
+
+
 class ActsAs(Protocol):
     """What can make calls under another token of the same portal: the client or the
     coalescer."""
@@ -89,8 +95,7 @@ class Coalescer:
         self._senders = [asyncio.create_task(self._send_loop()) for _ in range(senders)]
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        result = await self.batch([BatchCall("call", method, params or {})])
-        return result.value("call")
+        return await call_alone(self, method, params)
 
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
         return await self._submit(self._client, calls, halt=halt)
@@ -203,8 +208,7 @@ class _ActingAs:
     client: BitrixClient
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        result = await self.batch([BatchCall("call", method, params or {})])
-        return result.value("call")
+        return await call_alone(self, method, params)
 
     async def batch(self, calls: Sequence[BatchCall], *, halt: bool = False) -> BatchResult:
         return await self.coalescer._submit(self.client, calls, halt=halt)  # noqa: SLF001

@@ -442,3 +442,8 @@ async def test_with_no_list_every_command_of_a_message_runs_for_a_linked_supervi
         ),
         within=10,
     )
+
+
+async def test_without_the_application_logout_is_an_unknown_command(service: Service) -> None:
+    answer = await ask(service, 27, "/logout")
+    assert "Не знаю команду /logout" in answer.text
